@@ -1,0 +1,124 @@
+"""The `semcal` command.
+
+    semcal tasks-dir                 print the folder to pass to lm_eval --include_path
+    semcal run [--repeats N] [--bootstrap-iters N] LM_EVAL_ARGS...
+                                     lm-eval's own `run`, with the semcal tasks included
+    semcal report RUN_DIR [--out DIR] [--bootstrap-iters N]
+                                     reliability diagram + Markdown table per semcal task
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from lm_eval_semcal.lm_eval_metrics import BOOTSTRAP_ITERS_ENV, DEFAULT_BOOTSTRAP_ITERS
+from lm_eval_semcal.tasks import TASKS_DIR
+
+
+def _positive_int(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="semcal",
+        allow_abbrev=False,
+        description="Semantic calibration of language models with lm-evaluation-harness.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("tasks-dir", help="print the semcal task folder (for --include_path)")
+
+    run = commands.add_parser(
+        "run",
+        allow_abbrev=False,
+        help="run lm-eval with the semcal tasks included",
+        description="Runs lm-eval's own `run` command with `--include_path` set to the "
+        "semcal tasks. Every lm-eval option is accepted as is (see `lm_eval run -h`).",
+    )
+    run.add_argument(
+        "--repeats",
+        type=_positive_int(2),
+        help="M, the samples drawn per question (the tasks' default is 50)",
+    )
+    run.add_argument(
+        "--bootstrap-iters",
+        type=_positive_int(0),
+        help=f"bootstrap resamples for the 95%% intervals (default {DEFAULT_BOOTSTRAP_ITERS}; 0: none)",
+    )
+
+    report = commands.add_parser(
+        "report",
+        help="reliability diagrams and tables from a finished lm-eval run",
+        description="Reads an lm-eval output folder (run with --output_path and "
+        "--log_samples) and writes, for each semcal task found, a reliability diagram "
+        "(PNG) and a Markdown table of the metrics with their 95% intervals.",
+    )
+    report.add_argument("run_dir", help="the --output_path folder of an lm-eval run")
+    report.add_argument("--out", help="where to write the report (default: RUN_DIR/semcal_report)")
+    report.add_argument(
+        "--bootstrap-iters",
+        type=_positive_int(0),
+        default=DEFAULT_BOOTSTRAP_ITERS,
+        help=f"bootstrap resamples for the intervals (default {DEFAULT_BOOTSTRAP_ITERS})",
+    )
+    return parser
+
+
+def run_lm_eval(lm_eval_args: Sequence[str], repeats: int | None) -> None:
+    """lm-eval's own CLI, in this process, with the semcal tasks on the include path."""
+    from lm_eval._cli import HarnessCLI
+    from lm_eval.utils import setup_logging
+
+    setup_logging()
+    argv = list(lm_eval_args)
+    if not argv or argv[0] != "run":
+        argv.insert(0, "run")
+    saved_argv = sys.argv
+    sys.argv = ["lm_eval", *argv]
+    try:
+        harness = HarnessCLI()
+        args = harness.parse_args()
+    finally:
+        sys.argv = saved_argv
+    user_path = getattr(args, "include_path", None)
+    args.include_path = [str(TASKS_DIR), user_path] if user_path else str(TASKS_DIR)
+    if repeats is not None:
+        args.metadata = {**(getattr(args, "metadata", None) or {}), "repeats": repeats}
+    harness.execute(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "run" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+
+    if args.command == "tasks-dir":
+        print(TASKS_DIR)
+    elif args.command == "run":
+        if args.bootstrap_iters is not None:
+            os.environ[BOOTSTRAP_ITERS_ENV] = str(args.bootstrap_iters)
+        run_lm_eval(rest, args.repeats)
+    elif args.command == "report":
+        from lm_eval_semcal.report import write_reports
+
+        for path in write_reports(args.run_dir, out_dir=args.out, bootstrap_iters=args.bootstrap_iters):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Collapsing functions B: map each extracted answer of a question to a semantic class.
+
+A collapsing function does two things, both in batches over many questions so that a
+model-based B (NLI, embeddings, an LLM judge) can batch its forward passes:
+
+- `group`: turn each question's extracted answers into `SemanticClasses`;
+- `matches_gold`: decide whether the gold answer, pushed through the same B, lands in
+  the class of a given representative (any of the gold aliases may match).
+
+New collapsing functions register under a name with `register_collapser` and are then
+selectable from a task YAML (`collapse: NAME`, `collapse_args: {...}`) or from the
+command line (`--metadata collapse=NAME`), with no change to tasks or metrics.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lm_eval_semcal.normalization import normalize_text, parse_number
+from lm_eval_semcal.semantic_classes import SemanticClasses
+
+
+@dataclass(frozen=True)
+class GroupingRequest:
+    """One question's extracted answers (None = no answer) to be grouped."""
+
+    question: str
+    answers: Sequence[str | None]
+
+
+@dataclass(frozen=True)
+class GoldRequest:
+    """Does any of `golds` fall in the class that `representative` stands for?"""
+
+    question: str
+    representative: str
+    golds: Sequence[str]
+
+
+class Collapser(ABC):
+    """A collapsing function B."""
+
+    name: str = ""
+
+    @abstractmethod
+    def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]:
+        """Group each request's answers; classes numbered by first appearance."""
+
+    @abstractmethod
+    def matches_gold(self, requests: Sequence[GoldRequest]) -> list[bool]:
+        """For each request, whether a gold alias lands in the representative's class."""
+
+
+class KeyCollapser(Collapser):
+    """A B defined by a key function: answers with equal keys share a class.
+
+    A key of None sends the answer to the no-answer class (for `numeric`, an answer
+    with no number in it).
+    """
+
+    def __init__(self, name: str, key: Callable[[str], Hashable | None]) -> None:
+        self.name = name
+        self.key = key
+
+    def _key(self, answer: str | None) -> Hashable | None:
+        return None if answer is None else self.key(answer)
+
+    def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]:
+        return [
+            SemanticClasses.from_keys(r.answers, [self._key(a) for a in r.answers])
+            for r in requests
+        ]
+
+    def matches_gold(self, requests: Sequence[GoldRequest]) -> list[bool]:
+        results = []
+        for r in requests:
+            target = self._key(r.representative)
+            results.append(
+                target is not None and any(self._key(g) == target for g in r.golds)
+            )
+        return results
+
+
+def _exact_key(answer: str) -> str | None:
+    return answer if answer != "" else None
+
+
+def _normalize_key(answer: str) -> str | None:
+    return normalize_text(answer) or None
+
+
+_FACTORIES: dict[str, Callable[..., Collapser]] = {}
+
+
+def register_collapser(name: str) -> Callable[[Callable[..., Collapser]], Callable[..., Collapser]]:
+    """Register a factory `factory(**options) -> Collapser` under `name`."""
+
+    def decorate(factory: Callable[..., Collapser]) -> Callable[..., Collapser]:
+        if name in _FACTORIES and _FACTORIES[name] is not factory:
+            raise ValueError(f"collapsing function {name!r} is already registered")
+        _FACTORIES[name] = factory
+        return factory
+
+    return decorate
+
+
+@register_collapser("exact")
+def _make_exact() -> Collapser:
+    """The raw extracted string, untouched: the token-level baseline."""
+    return KeyCollapser("exact", _exact_key)
+
+
+@register_collapser("normalize")
+def _make_normalize() -> Collapser:
+    """SQuAD/TriviaQA normalisation: NFKC, lowercase, no punctuation or articles."""
+    return KeyCollapser("normalize", _normalize_key)
+
+
+@register_collapser("numeric")
+def _make_numeric() -> Collapser:
+    """Math answers compared as exact rational numbers (18 == 18.0 == $18)."""
+    return KeyCollapser("numeric", parse_number)
+
+
+def available_collapsers() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def get_collapser(name: str, **options: Any) -> Collapser:
+    """Build the collapsing function registered as `name` with its options."""
+    try:
+        factory = _FACTORIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown collapsing function {name!r}; choose one of "
+            f"{', '.join(available_collapsers())}"
+        ) from None
+    try:
+        return factory(**options)
+    except TypeError as err:
+        raise ValueError(f"collapsing function {name!r}: bad options {options}: {err}") from None

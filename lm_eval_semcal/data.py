@@ -1,0 +1,210 @@
+"""Loading the evaluation datasets, from the Hugging Face hub or from a local file.
+
+Every semcal task names its loader as lm-eval's `custom_dataset`, so the harness calls it
+with the run's metadata: `--metadata data_files=PATH` (CLI) or `metadata={"data_files":
+PATH}` (Python API) replaces the hub download with a local JSON or JSONL file in the hub
+dataset's own schema. Either way each row gains three fields the task templates and the
+filter read, whatever the dataset:
+
+- `semcal_question`: the question text;
+- `semcal_golds`: the list of gold answers (aliases), each a non-empty string;
+- `semcal_id`: a stable id of the row.
+
+A row without a usable gold answer is never scored: it is dropped before any generation
+and reported in a warning that names the rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from lm_eval_semcal.extraction import gsm8k_gold
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset lives on the hub and how to read its question and gold answers."""
+
+    hf_path: str
+    hf_name: str | None
+    split: str
+    required_fields: tuple[str, ...]
+    question: Callable[[dict], str]
+    golds: Callable[[dict], list[str]]
+    row_id: Callable[[dict, int], str]
+
+
+def _triviaqa_golds(row: dict) -> list[str]:
+    answer = row.get("answer") or {}
+    return list(answer.get("aliases") or []) + list(answer.get("normalized_aliases") or [])
+
+
+def _gsm8k_golds(row: dict) -> list[str]:
+    gold = gsm8k_gold(row.get("answer") or "")
+    return [gold] if gold is not None else []
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "triviaqa": DatasetSpec(
+        hf_path="mandarjoshi/trivia_qa",
+        hf_name="rc.nocontext",
+        split="validation",
+        required_fields=("question", "answer"),
+        question=lambda row: row["question"],
+        golds=_triviaqa_golds,
+        row_id=lambda row, i: str(row.get("question_id") or i),
+    ),
+    "nq_open": DatasetSpec(
+        hf_path="google-research-datasets/nq_open",
+        hf_name="nq_open",
+        split="validation",
+        required_fields=("question", "answer"),
+        question=lambda row: row["question"],
+        golds=lambda row: _as_list(row.get("answer")),
+        row_id=lambda row, i: str(i),
+    ),
+    "simpleqa": DatasetSpec(
+        hf_path="basicv8vc/SimpleQA",
+        hf_name=None,
+        split="test",
+        required_fields=("problem", "answer"),
+        question=lambda row: row["problem"],
+        golds=lambda row: _as_list(row.get("answer")),
+        row_id=lambda row, i: str(i),
+    ),
+    "gsm8k": DatasetSpec(
+        hf_path="openai/gsm8k",
+        hf_name="main",
+        split="test",
+        required_fields=("question", "answer"),
+        question=lambda row: row["question"],
+        golds=_gsm8k_golds,
+        row_id=lambda row, i: str(i),
+    ),
+}
+
+
+def _usable_golds(golds: list[Any]) -> list[str]:
+    seen: dict[str, None] = {}
+    for gold in golds:
+        if isinstance(gold, str) and gold.strip():
+            seen.setdefault(gold.strip(), None)
+    return list(seen)
+
+
+def _read_local(dataset: str, spec: DatasetSpec, data_files: str | Path) -> datasets.Dataset:
+    path = Path(data_files).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"semcal {dataset}: data_files={data_files} is not a file; pass a JSON or "
+            f"JSONL file in the schema of {spec.hf_path}"
+        )
+    rows = datasets.load_dataset("json", data_files=str(path), split="train")
+    missing = [f for f in spec.required_fields if f not in rows.column_names]
+    if missing:
+        raise ValueError(
+            f"semcal {dataset}: {path} lacks field(s) {', '.join(missing)}; rows must "
+            f"follow the schema of {spec.hf_path} ({', '.join(spec.required_fields)})"
+        )
+    return rows
+
+
+def _read_hub(dataset: str, spec: DatasetSpec) -> datasets.Dataset:
+    try:
+        return datasets.load_dataset(spec.hf_path, spec.hf_name, split=spec.split)
+    except Exception as err:
+        raise RuntimeError(
+            f"semcal {dataset}: could not load {spec.hf_path} from the Hugging Face hub "
+            f"({type(err).__name__}: {err}). Without hub access pass a local copy: "
+            f"--metadata data_files=PATH.jsonl (one dataset) or "
+            f"--metadata '{{\"data_files\": {{\"{dataset}\": \"PATH.jsonl\"}}}}' (several)"
+        ) from err
+
+
+def add_semcal_fields(dataset: str, rows: datasets.Dataset) -> datasets.Dataset:
+    """Add `semcal_question`, `semcal_golds`, `semcal_id`; drop and report gold-less rows."""
+    spec = DATASETS[dataset]
+
+    def standardise(row: dict, index: int) -> dict:
+        return {
+            "semcal_question": str(spec.question(row) or "").strip(),
+            "semcal_golds": _usable_golds(spec.golds(row)),
+            "semcal_id": spec.row_id(row, index),
+        }
+
+    rows = rows.map(standardise, with_indices=True, desc=f"semcal {dataset}: reading rows")
+    unusable = [
+        row_id
+        for row_id, question, golds in zip(
+            rows["semcal_id"], rows["semcal_question"], rows["semcal_golds"]
+        )
+        if not golds or not question
+    ]
+    if unusable:
+        shown = ", ".join(unusable[:10]) + (" ..." if len(unusable) > 10 else "")
+        log.warning(
+            "semcal %s: %d of %d rows have no usable gold answer or question and are "
+            "not scored (ids: %s)",
+            dataset,
+            len(unusable),
+            len(rows),
+            shown,
+        )
+        rows = rows.filter(lambda row: bool(row["semcal_golds"]) and bool(row["semcal_question"]))
+    if len(rows) == 0:
+        raise ValueError(f"semcal {dataset}: no row with a usable question and gold answer")
+    return rows
+
+
+def load_semcal_dataset(
+    dataset: str, /, data_files: str | Path | dict | None = None, **_run_metadata: Any
+) -> datasets.DatasetDict:
+    """Load `dataset` (a key of DATASETS) as lm-eval's `custom_dataset` hook expects.
+
+    Args:
+        dataset: triviaqa, nq_open, simpleqa or gsm8k.
+        data_files: a local JSON/JSONL file in the hub dataset's schema, or a dict from
+            dataset name to such a file (to run several semcal datasets, e.g. the
+            `semcal` group, offline); a dataset with no file is downloaded from the hub.
+        **_run_metadata: the rest of the run's metadata (model args, version, ...), which
+            lm-eval passes to every custom_dataset and which loading does not need.
+
+    Returns:
+        A DatasetDict holding the evaluation split under the hub dataset's split name.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown semcal dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    spec = DATASETS[dataset]
+    if isinstance(data_files, dict):
+        unknown = sorted(set(data_files) - set(DATASETS))
+        if unknown:
+            raise ValueError(
+                f"data_files names unknown dataset(s) {', '.join(unknown)}; "
+                f"the keys are {', '.join(DATASETS)}"
+            )
+        data_files = data_files.get(dataset)
+    rows = _read_hub(dataset, spec) if data_files is None else _read_local(dataset, spec, data_files)
+    return datasets.DatasetDict({spec.split: add_semcal_fields(dataset, rows)})
+
+
+load_triviaqa = partial(load_semcal_dataset, "triviaqa")
+load_nq_open = partial(load_semcal_dataset, "nq_open")
+load_simpleqa = partial(load_semcal_dataset, "simpleqa")
+load_gsm8k = partial(load_semcal_dataset, "gsm8k")

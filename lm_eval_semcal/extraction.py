@@ -1,0 +1,130 @@
+"""Answer extraction: reduce one sampled response to its answer text (SPEC, "Response
+styles").
+
+`extract_answer(response, style, answer_type)` returns the answer text, or None when the
+response has no extractable answer; None maps to the reserved no-answer class.
+
+Rules:
+
+- `concise` and `sentence`: the first non-empty line of the response, stripped (lines as
+  `str.splitlines` cuts them; a line is empty when it is only whitespace). For
+  `sentence` the whole sentence is the answer: grouping sentences needs a semantic
+  collapsing function (nli / llm) or a task rule, not text normalisation.
+- `cot`: the text after the LAST "the answer is" or "the final answer is"
+  (case-insensitive, whole words, any whitespace between the words), up to the end of
+  that line, stripped, with one leading ":" and one trailing "." removed. When nothing
+  follows the phrase on its line, the next non-empty line is taken (a model that wrote
+  "The answer is\\n18"). Without the phrase, a `text` answer is None and a `number`
+  answer falls back to the last number of the whole response (the answer usually ends
+  the reasoning, e.g. GSM8K's "... A: 26").
+- `number` answers, in every style: the text of the number as found (in the response
+  after `normalization.prepare_number_text`, i.e. NFKC), e.g. "1,234.50", "-5",
+  "\\frac{3}{4}"; `parse_number` turns it into a value. In `concise`/`sentence` lines it
+  is the line's last number (`parse_number`'s choice, `\\boxed{}` first: "9 * 2 = 18");
+  after the cot phrase it is the FIRST number ("The answer is 18. Q: ..." - the number
+  right after the phrase, like lm-eval's gsm8k-cot strict match). A number answer with
+  no number is None; when the cot phrase is there but no number follows it, the answer
+  is None too (no fallback: the model's stated answer is not a number, or was cut off).
+
+Refusals ("I don't know", "I cannot answer that") are not detected: they are extracted
+like any other text and form their own class(es) under the collapsing function. Only
+an empty or whitespace-only response (or cot text without the phrase) is no-answer.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lm_eval_semcal.normalization import first_number_span, last_number_span
+
+__all__ = ["ANSWER_TYPES", "STYLES", "extract_answer", "gsm8k_gold"]
+
+STYLES: tuple[str, ...] = ("concise", "sentence", "cot")
+ANSWER_TYPES: tuple[str, ...] = ("text", "number")
+
+_COT_PHRASE_RE = re.compile(r"\bthe\s+(?:final\s+)?answer\s+is\b", re.IGNORECASE)
+_GSM8K_MARK = "####"
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(
+            f"unknown {name} {value!r}; choose one of {', '.join(repr(c) for c in choices)}"
+        )
+
+
+def _first_nonempty_line(text: str) -> str | None:
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line
+    return None
+
+
+def _cot_tail(response: str) -> str | None:
+    """The text after the last cot answer phrase (None when the phrase is absent)."""
+    last = None
+    for last in _COT_PHRASE_RE.finditer(response):
+        pass
+    if last is None:
+        return None
+    rest = response[last.end():]
+    lines = rest.splitlines()
+    tail = lines[0].strip() if lines else ""
+    if tail.startswith(":"):
+        tail = tail[1:].strip()
+    if not tail:
+        tail = _first_nonempty_line("\n".join(lines[1:])) or ""
+    if tail.endswith("."):
+        tail = tail[:-1].rstrip()
+    return tail
+
+
+def extract_answer(response: str, style: str, answer_type: str = "text") -> str | None:
+    """The answer text of one sampled response, or None for no extractable answer.
+
+    Args:
+        response: the sampled text (None is accepted and gives None).
+        style: one of `STYLES`: "concise", "sentence", "cot".
+        answer_type: one of `ANSWER_TYPES`: "text", or "number" for math answers.
+
+    Raises:
+        ValueError: for an unknown style or answer type (never for the response).
+    """
+    _check_choice("style", style, STYLES)
+    _check_choice("answer_type", answer_type, ANSWER_TYPES)
+    if response is None:
+        return None
+    if not isinstance(response, str):
+        raise TypeError(f"response must be a str, got {type(response).__name__}")
+
+    if style == "cot":
+        tail = _cot_tail(response)
+        if answer_type == "text":
+            return tail or None
+        if tail is None:
+            span = last_number_span(response)
+        else:
+            span = first_number_span(tail)
+    else:
+        line = _first_nonempty_line(response)
+        if line is None or answer_type == "text":
+            return line
+        span = last_number_span(line)
+    return None if span is None else span.text
+
+
+def gsm8k_gold(answer_field: str) -> str | None:
+    """The gold number of a GSM8K `answer` field: the number after the last "####".
+
+    Returned as its text, thousands separators kept ("...\\n#### 1,234" -> "1,234"), so
+    `parse_number` reads it; None when there is no "####" or no number after it.
+    """
+    if not isinstance(answer_field, str) or _GSM8K_MARK not in answer_field:
+        return None
+    rest = answer_field.rsplit(_GSM8K_MARK, 1)[1]
+    line = _first_nonempty_line(rest)
+    if line is None:
+        return None
+    span = last_number_span(line)
+    return None if span is None else span.text

@@ -1,0 +1,115 @@
+"""The lm-eval filter: extract each sample's answer and group the M answers into classes.
+
+Registered as `semcal_classes`. For every question it turns the M raw responses into one
+JSON-able record (see `QuestionRecord` in `records`): the extracted answer and class of
+every sample, each class's representative, the plurality class, the confidence and
+whether the plurality class holds the gold answer. lm-eval logs that record as the
+sample's `filtered_resps`, and `lm_eval_metrics.process_results` reads it.
+
+All questions of a task go to the collapsing function in one batch, so a model-based B
+can batch its work across questions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from lm_eval.api.filter import Filter
+from lm_eval.api.registry import register_filter
+
+from lm_eval_semcal.collapsing import GoldRequest, GroupingRequest, get_collapser
+from lm_eval_semcal.extraction import ANSWER_TYPES, STYLES, extract_answer
+from lm_eval_semcal.normalization import normalize_text
+from lm_eval_semcal.records import question_record
+
+GOLD_MATCHES = ("same_class", "contains")
+
+
+def gold_in_sentence(sentence: str, golds: Sequence[str]) -> bool:
+    """Whether a normalised gold alias occurs as a whole-word span of the sentence.
+
+    The task-specific rule for `sentence` responses under a string B: a whole sentence
+    never equals a short gold answer, but a correct one contains it.
+    """
+    text = f" {normalize_text(sentence)} "
+    return any(
+        (alias := normalize_text(gold)) and re.search(rf" {re.escape(alias)} ", text)
+        for gold in golds
+    )
+
+
+@register_filter("semcal_classes")
+class SemanticClassesFilter(Filter):
+    """Group each question's M responses into semantic classes.
+
+    Args:
+        style: concise, sentence or cot: how an answer is extracted from a response.
+        answer_type: text or number.
+        collapse: the registered collapsing function B (exact, normalize, numeric, ...).
+        collapse_args: options passed to the collapsing function.
+        gold_match: `same_class` (the gold, pushed through B, lands in the plurality
+            class) or `contains` (a gold alias occurs in the plurality class's
+            representative sentence; for sentence responses under a string B).
+    """
+
+    def __init__(
+        self,
+        style: str = "concise",
+        answer_type: str = "text",
+        collapse: str = "normalize",
+        collapse_args: dict[str, Any] | None = None,
+        gold_match: str = "same_class",
+    ) -> None:
+        super().__init__()
+        if style not in STYLES:
+            raise ValueError(f"semcal_classes: style={style!r}; choose one of {', '.join(STYLES)}")
+        if answer_type not in ANSWER_TYPES:
+            raise ValueError(
+                f"semcal_classes: answer_type={answer_type!r}; choose one of {', '.join(ANSWER_TYPES)}"
+            )
+        if gold_match not in GOLD_MATCHES:
+            raise ValueError(
+                f"semcal_classes: gold_match={gold_match!r}; choose one of {', '.join(GOLD_MATCHES)}"
+            )
+        self.style = style
+        self.answer_type = answer_type
+        self.gold_match = gold_match
+        self.collapser = get_collapser(collapse, **(collapse_args or {}))
+
+    def apply(self, resps: Iterable[Sequence[str]], docs: Sequence[dict]) -> list[dict]:
+        resps = list(resps)
+        groupings = self.collapser.group(
+            [
+                GroupingRequest(
+                    question=doc["semcal_question"],
+                    answers=[extract_answer(r, self.style, self.answer_type) for r in doc_resps],
+                )
+                for doc_resps, doc in zip(resps, docs, strict=True)
+            ]
+        )
+        answered = [i for i, g in enumerate(groupings) if not g.plurality_is_no_answer]
+        if self.gold_match == "contains":
+            verdicts = [
+                gold_in_sentence(groupings[i].plurality_answer, docs[i]["semcal_golds"])
+                for i in answered
+            ]
+        else:
+            verdicts = self.collapser.matches_gold(
+                [
+                    GoldRequest(
+                        question=docs[i]["semcal_question"],
+                        representative=groupings[i].plurality_answer,
+                        golds=docs[i]["semcal_golds"],
+                    )
+                    for i in answered
+                ]
+            )
+        correct = [False] * len(groupings)
+        for i, verdict in zip(answered, verdicts, strict=True):
+            correct[i] = bool(verdict)
+        return [
+            question_record(grouping, is_correct, self.collapser.name)
+            for grouping, is_correct in zip(groupings, correct, strict=True)
+        ]

@@ -1,0 +1,142 @@
+"""The lm-eval task class behind every semcal task YAML (`class: !function ...SemcalTask`).
+
+It is lm-eval's ConfigurableTask with four additions a sampling-based metric needs:
+
+- run metadata overrides: `--metadata repeats=N` sets M, `--metadata collapse=NAME`
+  (and `collapse_args={...}`) swaps the collapsing function of every semcal filter;
+- checks, before any generation, that the task really samples M >= 2 answers per
+  question (`repeats >= 2`, `do_sample: true`, `temperature > 0`), with a one-line error
+  naming the task and the fix;
+- a warning when every question's samples fell into a single class (the fixed-seed
+  pitfall of some servers makes all M samples identical);
+- if grouping the answers fails, the raw responses are written to a JSONL file before the
+  error propagates, so no generated text is lost (see `semcal_rescue_path`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from lm_eval.api.task import ConfigurableTask
+
+# Imported for their registrations: the task YAMLs name the `semcal_classes` filter and
+# the `semcal_*` aggregations, which must be registered before a task is built.
+from lm_eval_semcal import lm_eval_filter, lm_eval_metrics  # noqa: F401
+
+log = logging.getLogger(__name__)
+
+RESCUE_DIR_ENV = "SEMCAL_RESCUE_DIR"
+FILTER_NAME = "semcal_classes"
+
+
+class SemcalConfigError(ValueError):
+    """A semcal task is configured in a way that cannot measure calibration."""
+
+
+def _with_filter_overrides(filter_list: list[dict], overrides: dict[str, Any]) -> list[dict]:
+    filter_list = copy.deepcopy(filter_list)
+    for pipeline in filter_list:
+        for step in pipeline.get("filter", []):
+            if step.get("function") == FILTER_NAME:
+                step.update(overrides)
+    return filter_list
+
+
+def sampling_problems(repeats: int, generation_kwargs: dict[str, Any] | None) -> list[str]:
+    """What stops a task config from drawing M independent samples, with the fix for each."""
+    kwargs = generation_kwargs or {}
+    problems = []
+    if not isinstance(repeats, int) or repeats < 2:
+        problems.append(
+            f"repeats={repeats!r} but semantic confidence needs M >= 2 samples per question "
+            "(set --metadata repeats=50, or `semcal run --repeats 50`)"
+        )
+    if kwargs.get("do_sample") is not True:
+        problems.append(
+            f"do_sample={kwargs.get('do_sample')!r} gives M copies of the greedy answer "
+            "(set --gen_kwargs do_sample=True)"
+        )
+    temperature = kwargs.get("temperature", 0.0)
+    if not isinstance(temperature, (int, float)) or temperature <= 0:
+        problems.append(
+            f"temperature={temperature!r} gives M copies of the greedy answer "
+            "(set --gen_kwargs temperature=1.0)"
+        )
+    return problems
+
+
+class SemcalTask(ConfigurableTask):
+    def __init__(self, config: dict | None = None, **kwargs: Any) -> None:
+        config = dict(config or {})
+        config.pop("class", None)
+        metadata = config.get("metadata") or {}
+        if "repeats" in metadata:
+            config["repeats"] = metadata["repeats"]
+        overrides = {key: metadata[key] for key in ("collapse", "collapse_args") if key in metadata}
+        if overrides and config.get("filter_list"):
+            config["filter_list"] = _with_filter_overrides(config["filter_list"], overrides)
+        super().__init__(config=config, **kwargs)
+        self._check_sampling()
+
+    def _check_sampling(self) -> None:
+        problems = sampling_problems(self.config.repeats, self.config.generation_kwargs)
+        if problems:
+            raise SemcalConfigError(f"{self.config.task}: " + "; ".join(problems))
+
+    def build_all_requests(self, **kwargs: Any) -> None:
+        # --gen_kwargs is applied after the task is built: check again before generating.
+        self._check_sampling()
+        super().build_all_requests(**kwargs)
+
+    def apply_filters(self) -> None:
+        try:
+            super().apply_filters()
+        except Exception as err:
+            path = self._rescue_responses()
+            raise RuntimeError(
+                f"{self.config.task}: grouping the answers failed ({type(err).__name__}: {err}); "
+                f"the {len(self._instances)} questions' raw responses are saved in {path}"
+            ) from err
+        self._warn_if_samples_identical()
+
+    def _warn_if_samples_identical(self) -> None:
+        records = [
+            record
+            for instance in self._instances
+            for record in instance.filtered_resps.values()
+            if isinstance(record, dict) and "confidence" in record
+        ]
+        if len(records) > 1 and all(record["confidence"] == 1.0 for record in records):
+            log.warning(
+                "%s: every question's %d samples fell into one class (confidence 1.0 "
+                "everywhere). The samples look identical: check that sampling is on and "
+                "that the backend does not fix one seed per request.",
+                self.config.task,
+                self.config.repeats,
+            )
+
+    def semcal_rescue_path(self) -> Path:
+        directory = Path(os.environ.get(RESCUE_DIR_ENV, "semcal_rescue"))
+        return directory / f"{self.config.task}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+
+    def _rescue_responses(self) -> Path:
+        path = self.semcal_rescue_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:
+            for instance in self._instances:
+                row = {
+                    "task": self.config.task,
+                    "doc_id": instance.doc_id,
+                    "semcal_question": instance.doc.get("semcal_question"),
+                    "semcal_golds": instance.doc.get("semcal_golds"),
+                    "prompt": instance.args[0],
+                    "resps": instance.resps,
+                }
+                out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        return path

@@ -1,0 +1,274 @@
+"""Text and number normalisation behind the `normalize` and `numeric` collapsing functions.
+
+Two public functions, both total (they never raise on any `str`):
+
+- `normalize_text`: the SQuAD/TriviaQA answer normalisation of the SPEC.
+- `parse_number`: a math answer as an exact `fractions.Fraction` (None when the text holds
+  no number), so that `18 == 18.0 == 18.00 == $18 == 18.` compare equal.
+
+`find_number_spans`, `first_number_span` and `last_number_span` expose the number scanner
+that `parse_number` uses, for answer extraction (`lm_eval_semcal.extraction`).
+
+Decisions the SPEC leaves open (all covered by tests):
+
+normalize_text
+    * Order: NFKC, lowercase (`str.lower`, as SQuAD), delete punctuation, delete the
+      articles, collapse whitespace.
+    * Punctuation is every character of `string.punctuation` (ASCII, so `$ + < = > ^ `` |
+      ~` go too, as in SQuAD) plus every Unicode character whose category is P*
+      (dashes, quotes, `¿`, `。`, ...). Other Unicode symbols (S*: `€ £ ° © ½`-like
+      characters that NFKC keeps, math operators, emoji) are kept.
+    * Punctuation is deleted, not replaced by a space (the SQuAD way): "U.S." -> "us",
+      "don't" -> "dont", but also "Jean-Paul" -> "jeanpaul" != "jean paul".
+    * Articles are dropped when they are a whole whitespace-separated token after the
+      punctuation is gone ("the-end" becomes "theend" and stays).
+    * The steps are repeated until nothing changes (in practice at most twice), so the
+      function is idempotent even where deleting a character lets NFKC compose the
+      neighbours anew (e.g. "e", ".", combining acute).
+    * Control characters that are not whitespace are kept (they are neither punctuation
+      nor whitespace); whitespace is whatever `str.split()` splits on.
+
+parse_number
+    * The text is NFKC-normalised first (full-width "１８" -> 18); vulgar-fraction
+      characters count as their value ("½" -> 1/2, "1½" -> 3/2); the fraction slash
+      "⁄" and the division slash "∕" act as "/".
+    * Several numbers: the LAST one is the answer (answers usually end the text: "9 * 2 =
+      18", "She makes $18"), except that when the text holds a LaTeX `\\boxed{...}` (or
+      `\\fbox{...}`) with a number in it, the last number inside the last box wins.
+    * Number forms: optional sign ("-", "+", or U+2212 "−") when it is not a binary
+      operator (a sign directly after a letter, digit or closing bracket is an operator:
+      "16-3" holds 16 and 3); digits with optional "," thousands separators, which count
+      only between groups of exactly three digits ("1,000" -> 1000, "1,234,567.5"; "3, 4"
+      and "3,4" are two numbers, 3 and 4 -- a European decimal comma is not supported);
+      an optional decimal part (".5" alone is accepted); an optional exponent
+      ("1e3" -> 1000, "2.5E-2"; at most three exponent digits, so no "1e999999"
+      blow-up); a simple fraction "3/4" (no spaces around the slash); LaTeX
+      `\\frac{3}{4}`, `\\dfrac`, `\\tfrac` (also `\\frac34`) with a (signed) number in each
+      brace.
+    * Ignored around the number: "$" (also "\\$" and "-$5" -> -5), "%" (50% -> 50, not
+      1/2), a trailing ".", unit words ("18 dollars"), LaTeX thousands spacing
+      ("1{,}000", "1\\,000", "1\\!000").
+    * Digits glued to a preceding letter, "_" or "^" are not a number ("CO2", "x2",
+      "m^2", "m²"); letters after digits are fine ("18th", "5km").
+    * Only ASCII digits (after NFKC) are digits; number words ("eighteen") are not
+      numbers; mixed numbers with a space ("1 1/2") read as 1/2.
+    * A number the scanner finds but cannot represent -- a zero denominator ("3/0"), or
+      more than 1000 digits -- has no value: when it is the last number, the result is
+      None rather than an earlier number.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from fractions import Fraction
+from typing import NamedTuple
+
+__all__ = [
+    "NumberSpan",
+    "find_number_spans",
+    "first_number_span",
+    "last_number_span",
+    "normalize_text",
+    "parse_number",
+    "prepare_number_text",
+]
+
+# --------------------------------------------------------------------------- text
+
+_ASCII_PUNCT = frozenset(string.punctuation)
+_ARTICLES = frozenset({"a", "an", "the"})
+_MAX_PASSES = 8
+
+
+def _is_punct(ch: str) -> bool:
+    return ch in _ASCII_PUNCT or unicodedata.category(ch).startswith("P")
+
+
+def _normalize_once(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(ch for ch in text if not _is_punct(ch))
+    return " ".join(tok for tok in text.split() if tok not in _ARTICLES)
+
+
+def normalize_text(text: str) -> str:
+    """SQuAD/TriviaQA normalisation: NFKC, lowercase, no punctuation, no articles.
+
+    "The Eiffel Tower!" -> "eiffel tower". Whitespace is collapsed to single spaces and
+    stripped. Idempotent; never raises on a `str` (see the module docstring).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"normalize_text expects a str, got {type(text).__name__}")
+    for _ in range(_MAX_PASSES):
+        new = _normalize_once(text)
+        if new == text:
+            break
+        text = new
+    return text
+
+
+# ------------------------------------------------------------------------ numbers
+
+_MAX_DIGITS = 1000
+
+# Vulgar fractions: NFKC turns "½" into "1⁄2" and "1½" into "11⁄2", so they are
+# rewritten to plain "n/d" (mixed numbers "1½" to "3/2") before NFKC.
+_VULGAR = "\u00bc-\u00be\u2150-\u215e\u2189"
+_VULGAR_RE = re.compile(rf"([0-9]*)([{_VULGAR}])")
+
+# LaTeX spacing used as a thousands separator: 1{,}000, 1\,000, 1\!000.
+_LATEX_THOUSANDS_RE = re.compile(r"(?<=[0-9])(?:\{,\}|\\[,!])(?=[0-9]{3}(?![0-9]))")
+
+_SIGN = r"[-+\u2212]"
+# A decimal number: thousands-grouped or plain digits, optional decimals, optional
+# exponent; or a leading-dot decimal. Digits must not follow a letter, digit, "_" or "^".
+_UNSIGNED = (
+    r"(?<![^\W\d_])(?<![0-9_^])"
+    r"(?:(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+)(?:\.[0-9]+)?|\.[0-9]+)"
+    r"(?:[eE][-+]?[0-9]{1,3}(?![0-9]))?"
+)
+# A sign counts only where it cannot be a binary operator.
+_SIGN_PREFIX = rf"(?:(?<![\w)\]}}]){_SIGN}(?:\\?\$)?)?"
+_BRACED = rf"\{{\s*({_SIGN}?\s*[0-9]+(?:\.[0-9]+)?|{_SIGN}?\s*\.[0-9]+)\s*\}}"
+_NUMBER_RE = re.compile(
+    # LaTeX fraction \frac{a}{b}, \dfrac, \tfrac, and the shorthand \frac34.
+    rf"(?P<latex>(?:(?<![\w)\]}}]){_SIGN}\s*)?\\[dt]?frac\s*"
+    rf"(?:{_BRACED}|([0-9]))\s*(?:{_BRACED}|([0-9])))"
+    r"|"
+    # Plain number, optionally a simple fraction a/b.
+    rf"(?P<plain>{_SIGN_PREFIX}{_UNSIGNED}(?:/{_UNSIGNED})?)"
+)
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+class NumberSpan(NamedTuple):
+    """One number found in a (prepared) text: its span, its text, its value.
+
+    `value` is None when the number cannot be represented (zero denominator, more than
+    1000 digits).
+    """
+
+    start: int
+    end: int
+    text: str
+    value: Fraction | None
+
+
+def _vulgar_sub(match: re.Match) -> str:
+    try:
+        frac = Fraction(unicodedata.numeric(match.group(2))).limit_denominator(10)
+    except (TypeError, ValueError):
+        return match.group(0)
+    whole = match.group(1)
+    if whole:
+        if len(whole) > _MAX_DIGITS:
+            return match.group(0)
+        frac += int(whole)
+    return f"{frac.numerator}/{frac.denominator}"
+
+
+def prepare_number_text(text: str) -> str:
+    """The text the number scanner reads: vulgar fractions spelled out, NFKC, the
+    fraction/division slash as "/", LaTeX thousands spacing as ","."""
+    text = _VULGAR_RE.sub(_vulgar_sub, text)
+    text = unicodedata.normalize("NFKC", text)
+    text = text.replace("\u2044", "/").replace("\u2215", "/")
+    return _LATEX_THOUSANDS_RE.sub(",", text)
+
+
+def _decimal_value(token: str) -> Fraction | None:
+    token = token.replace("\u2212", "-").replace("$", "").replace("\\", "")
+    token = token.replace(",", "").replace(" ", "")
+    if sum(ch.isdigit() for ch in token) > _MAX_DIGITS:
+        return None
+    try:
+        return Fraction(token)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return None
+
+
+def _ratio(num: Fraction | None, den: Fraction | None) -> Fraction | None:
+    if num is None or den is None or den == 0:
+        return None
+    return num / den
+
+
+def _span_value(match: re.Match) -> Fraction | None:
+    if match.group("latex") is not None:
+        num = _decimal_value(match.group(2) or match.group(3) or "")
+        den = _decimal_value(match.group(4) or match.group(5) or "")
+        value = _ratio(num, den)
+        if value is not None and match.group(0).lstrip()[0] in "-\u2212":
+            value = -value
+        return value
+    text = match.group("plain")
+    if "/" in text:
+        num_text, den_text = text.split("/", 1)
+        return _ratio(_decimal_value(num_text), _decimal_value(den_text))
+    return _decimal_value(text)
+
+
+def _scan(text: str, offset: int = 0) -> list[NumberSpan]:
+    return [
+        NumberSpan(m.start() + offset, m.end() + offset, m.group(0), _span_value(m))
+        for m in _NUMBER_RE.finditer(text)
+    ]
+
+
+def _last_box_content(text: str) -> tuple[int, str] | None:
+    """(offset, content) of the last \\boxed{...}; unbalanced braces run to the end."""
+    boxes = list(_BOX_RE.finditer(text))
+    if not boxes:
+        return None
+    start = boxes[-1].end()
+    depth = 1
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return start, text[start:i]
+    return start, text[start:]
+
+
+def find_number_spans(text: str) -> list[NumberSpan]:
+    """Every number in `prepare_number_text(text)`, in order (spans index that text)."""
+    return _scan(prepare_number_text(text))
+
+
+def _answer_span(prepared: str, which: int) -> NumberSpan | None:
+    if which == -1:
+        box = _last_box_content(prepared)
+        if box is not None:
+            inside = _scan(box[1], box[0])
+            if inside:
+                return inside[-1]
+    spans = _scan(prepared)
+    return spans[which] if spans else None
+
+
+def last_number_span(text: str) -> NumberSpan | None:
+    """The answer number of `text` as `parse_number` picks it (last number; the last
+    `\\boxed{}` first), with its text in `prepare_number_text(text)`; None if none."""
+    return _answer_span(prepare_number_text(text), -1)
+
+
+def first_number_span(text: str) -> NumberSpan | None:
+    """The first number of `text` (no `\\boxed{}` preference); None if none."""
+    return _answer_span(prepare_number_text(text), 0)
+
+
+def parse_number(text: str) -> Fraction | None:
+    """The math answer in `text` as an exact rational; None when there is no number.
+
+    "18", "18.0", "18.00", "$18", "18.", "18 dollars", "\\boxed{18}", "１８" all give
+    Fraction(18); "3/4", "\\frac{3}{4}", "0.75" give Fraction(3, 4); "$1,234.50" gives
+    Fraction(2469, 2). With several numbers the last one counts. Never raises on a
+    `str` (see the module docstring for every rule).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"parse_number expects a str, got {type(text).__name__}")
+    span = last_number_span(text)
+    return None if span is None else span.value

@@ -1,0 +1,75 @@
+"""Shared test helpers: fixture paths, a scripted lm-eval LM, and a tiny HF model."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from lm_eval.api.model import LM
+
+# Nothing in the suite may reach the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+GSM8K_TEST = SHARED_DATA / "gsm8k" / "test.jsonl"
+
+
+def shared_file(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: the tests read the real data in shared/ beside the repo"
+        )
+    return path
+
+
+class ScriptedLM(LM):
+    """An lm-eval LM that answers each question with responses chosen by the test.
+
+    `script` maps a question text to its responses; the k-th request for a question
+    gets the k-th response (cycling), so with `repeats: M` and M responses every sample
+    is known in advance.
+    """
+
+    def __init__(self, script: dict[str, list[str]] | Callable[[str], list[str]]) -> None:
+        super().__init__()
+        self.script = script
+        self.calls: dict[str, int] = defaultdict(int)
+        self.requests: list = []
+
+    def _responses(self, question: str) -> list[str]:
+        return self.script(question) if callable(self.script) else self.script[question]
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        out = []
+        for request in requests:
+            self.requests.append(request)
+            question = request.doc["semcal_question"]
+            responses = self._responses(question)
+            out.append(responses[self.calls[question] % len(responses)])
+            self.calls[question] += 1
+        return out
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError("semcal tasks only generate")
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError("semcal tasks only generate")
+
+
+@pytest.fixture
+def scripted_lm() -> type[ScriptedLM]:
+    return ScriptedLM
+
+
+@pytest.fixture(autouse=True)
+def no_bootstrap_by_default(monkeypatch):
+    """Bootstrap intervals cost seconds per task; tests about them turn them back on."""
+    monkeypatch.setenv("SEMCAL_BOOTSTRAP_ITERS", "0")

@@ -1,0 +1,173 @@
+"""Tests of lm_eval_semcal.extraction: extract_answer and gsm8k_gold."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lm_eval_semcal.extraction import ANSWER_TYPES, STYLES, extract_answer, gsm8k_gold
+from lm_eval_semcal.normalization import parse_number
+
+
+def test_choices() -> None:
+    assert STYLES == ("concise", "sentence", "cot")
+    assert ANSWER_TYPES == ("text", "number")
+
+
+@pytest.mark.parametrize(
+    ("response", "style", "answer_type", "expected"),
+    [
+        # ---- concise: the first non-empty line, stripped.
+        ("Paris", "concise", "text", "Paris"),
+        ("  Paris  \nQ: What is the capital of Spain?\nA: Madrid", "concise", "text", "Paris"),
+        ("\n\n   \n Paris.\nmore", "concise", "text", "Paris."),
+        ("Paris\r\nLondon", "concise", "text", "Paris"),
+        ("Paris\u2028London", "concise", "text", "Paris"),
+        ("", "concise", "text", None),
+        ("   \n\t\n  ", "concise", "text", None),
+        # Refusals are not detected: they are answers of their own.
+        ("I don't know.", "concise", "text", "I don't know."),
+        # concise, number: the last number of the first non-empty line, as found.
+        ("18", "concise", "number", "18"),
+        ("$18.", "concise", "number", "18"),
+        ("$1,234.50 in total", "concise", "number", "1,234.50"),
+        ("-5\n7", "concise", "number", "-5"),
+        ("9 * 2 = 18", "concise", "number", "18"),
+        ("\\boxed{\\frac{3}{4}}", "concise", "number", "\\frac{3}{4}"),
+        ("１８", "concise", "number", "18"),
+        ("eighteen\n18", "concise", "number", None),
+        ("", "concise", "number", None),
+        # ---- sentence: the whole first non-empty line is the answer.
+        (
+            "The capital of France is Paris.\nQ: next",
+            "sentence",
+            "text",
+            "The capital of France is Paris.",
+        ),
+        ("\n  It's Paris.  ", "sentence", "text", "It's Paris."),
+        ("\n \n", "sentence", "text", None),
+        ("She makes 9 * 2 = $18 every day.\nQ:", "sentence", "number", "18"),
+        ("Janet makes no money.", "sentence", "number", None),
+        # ---- cot, text: after the LAST "the answer is", to the end of that line.
+        (
+            "Paris is in France. So the answer is Paris.\nQ: next question",
+            "cot",
+            "text",
+            "Paris",
+        ),
+        ("The answer is London. Wait, no. The answer is Paris.", "cot", "text", "Paris"),
+        ("THE ANSWER IS Paris.", "cot", "text", "Paris"),
+        ("Thus the final answer is Paris.", "cot", "text", "Paris"),
+        ("The answer is: Paris.", "cot", "text", "Paris"),
+        ("The  answer\nis Paris.", "cot", "text", "Paris"),  # any whitespace between words
+        ("The answer is\n\n  Paris.\nmore", "cot", "text", "Paris"),  # next non-empty line
+        ("The answer is Washington D.C..", "cot", "text", "Washington D.C."),  # one '.'
+        ("The answer is", "cot", "text", None),  # cut off
+        ("The answer is .", "cot", "text", None),
+        ("Paris is the capital.", "cot", "text", None),  # no phrase
+        ("Theanswer is Paris.", "cot", "text", None),  # whole words only
+        ("", "cot", "text", None),
+        # ---- cot, number: the first number after the phrase ...
+        ("9 * 2 = 18. The answer is 18.", "cot", "number", "18"),
+        ("The answer is $1,234.50.", "cot", "number", "1,234.50"),
+        ("The answer is -5.", "cot", "number", "-5"),
+        ("The answer is 18. Q: Tom has 5 apples", "cot", "number", "18"),
+        ("The answer is \\frac{3}{4}.", "cot", "number", "\\frac{3}{4}"),
+        ("The answer is 3/4.", "cot", "number", "3/4"),
+        ("The final answer is 18 dollars.", "cot", "number", "18"),
+        # ... None when the phrase is there but no number follows it ...
+        ("2 + 2 = 4. The answer is four.", "cot", "number", None),
+        ("2 + 2 = 4. The answer is", "cot", "number", None),
+        # ... and without the phrase, the last number of the response.
+        ("16 - 3 - 4 = <<16-3-4=9>>9\n9 * 2 = $<<9*2=18>>18\nA: 18", "cot", "number", "18"),
+        ("So she makes $18 every day.", "cot", "number", "18"),
+        ("We get \\boxed{18}. Check: 18 - 2 = 16", "cot", "number", "18"),
+        ("No numbers at all.", "cot", "number", None),
+        ("", "cot", "number", None),
+    ],
+)
+def test_extract_answer_values(
+    response: str, style: str, answer_type: str, expected: str | None
+) -> None:
+    assert extract_answer(response, style, answer_type) == expected
+
+
+def test_default_answer_type_is_text() -> None:
+    assert extract_answer("The answer is 18.", "cot") == "18"
+    assert extract_answer("Paris\n", "concise") == "Paris"
+
+
+def test_none_response() -> None:
+    assert extract_answer(None, "concise") is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("style", "answer_type", "message"),
+    [
+        ("verbose", "text", "'concise', 'sentence', 'cot'"),
+        ("COT", "text", "'concise', 'sentence', 'cot'"),
+        ("cot", "numeric", "'text', 'number'"),
+        ("cot", None, "'text', 'number'"),
+    ],
+)
+def test_invalid_choices(style: str, answer_type: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        extract_answer("The answer is 18.", style, answer_type)
+
+
+@pytest.mark.parametrize(
+    ("answer_field", "expected", "value"),
+    [
+        ("Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs.\n#### 18", "18", 18),
+        ("...\n#### 1,234", "1,234", 1234),
+        ("...\n#### -3", "-3", -3),
+        ("...\n####5", "5", 5),
+        ("#### 1\n#### 2", "2", 2),  # the last marker
+        ("#### 7.5\n", "7.5", Fraction(15, 2)),
+        ("no marker 18", None, None),
+        ("...\n#### ", None, None),
+        ("...\n#### seven", None, None),
+        ("", None, None),
+    ],
+)
+def test_gsm8k_gold(answer_field: str, expected: str | None, value: object) -> None:
+    gold = gsm8k_gold(answer_field)
+    assert gold == expected
+    assert (None if gold is None else parse_number(gold)) == value
+
+
+long_texts = st.text(max_size=60).map(lambda s: s * 170)
+cotish = st.lists(
+    st.sampled_from(
+        ["The answer is ", "the final answer is", " 18", "$1,234", ".", "\n", " ", "-",
+         "\\boxed{", "}", "3/4", "Paris", "１８", "ANSWER IS", "\u2028", ":", "½"]
+    ),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), long_texts, cotish))
+def test_extract_answer_never_raises(response: str) -> None:
+    for style in STYLES:
+        for answer_type in ANSWER_TYPES:
+            out = extract_answer(response, style, answer_type)
+            assert out is None or (isinstance(out, str) and out != "" and out == out.strip())
+    first = extract_answer(response, "concise", "text")
+    assert first == extract_answer(response, "sentence", "text")
+    if first is not None:
+        assert first in response
+        assert "\n" not in first
+    else:
+        assert all(not line.strip() for line in response.splitlines())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=-(10**12), max_value=10**12), st.text(max_size=80))
+def test_cot_number_after_phrase(n: int, reasoning: str) -> None:
+    response = f"{reasoning}\nSo the answer is {n:,}.\n\nQ: Tom has 5 apples."
+    assert parse_number(extract_answer(response, "cot", "number")) == n
+    assert extract_answer(response, "cot", "text") == f"{n:,}"

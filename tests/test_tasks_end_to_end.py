@@ -1,0 +1,298 @@
+"""Every semcal task through lm-eval's `simple_evaluate`, driven by a scripted LM.
+
+The responses are chosen per question, so every per-question class, confidence and
+verdict, and every corpus metric, is worked out by hand below and compared with what the
+harness reports.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import relplot
+from conftest import FIXTURES, GSM8K_TEST, ScriptedLM, shared_file
+from lm_eval import simple_evaluate
+from lm_eval.tasks import TaskManager
+
+from lm_eval_semcal.lm_eval_task import SemcalConfigError
+from lm_eval_semcal.tasks import TASKS_DIR
+
+NINE_METRICS = ("acc", "conf", "ece", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer")
+
+
+def semcal_task_manager(**metadata):
+    # Indexing the harness's own thousands of task YAMLs takes seconds: leave them out
+    # except where the test is about living beside them.
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata)
+
+
+def evaluate(lm, task, data_files, *, repeats, limit=None, **kwargs):
+    task_manager = semcal_task_manager(data_files=str(data_files), repeats=repeats)
+    return simple_evaluate(
+        model=lm,
+        tasks=[task],
+        task_manager=task_manager,
+        limit=limit,
+        log_samples=True,
+        bootstrap_iters=0,
+        **kwargs,
+    )
+
+
+def metrics_of(results, task):
+    return {key.split(",")[0]: value for key, value in results["results"][task].items() if "," in key}
+
+
+TRIVIAQA_SCRIPT = {
+    # normalize: paris, paris, lyon, paris -> classes 0 0 1 0; k* = "Paris", correct.
+    "What is the capital city of France?": [" Paris", "paris.", "Lyon", " The Paris"],
+    # Rome 2, Milan 2: the tie goes to Rome, which appeared first; correct.
+    "Which city was the capital of the Roman Empire?": ["Rome", "Milan", "Milan", "Rome"],
+    # Three responses with no answer: k* is no-answer, so wrong whatever Berlin says.
+    "In which city is the Brandenburg Gate?": ["", "   ", "Berlin", "\n"],
+    # All four samples agree on a wrong answer.
+    "What is the capital of Portugal?": ["Madrid", "Madrid", "Madrid", "Madrid"],
+}
+
+
+def test_triviaqa_concise_metrics_match_hand_computation():
+    lm = ScriptedLM(TRIVIAQA_SCRIPT)
+    results = evaluate(lm, "semcal_triviaqa", FIXTURES / "triviaqa.jsonl", repeats=4)
+    got = metrics_of(results, "semcal_triviaqa")
+
+    confidence = np.array([3 / 4, 2 / 4, 3 / 4, 4 / 4])
+    correct = np.array([1.0, 1.0, 0.0, 0.0])
+    assert got["acc"] == pytest.approx(0.5)
+    assert got["conf"] == pytest.approx(0.75)
+    # bins: 0.75 -> bin 7 holds Q1 (right) and Q3 (wrong): |0.75 - 0.5| = 0.25, weight 2/4;
+    # 0.5 -> bin 5: |0.5 - 1| = 0.5, weight 1/4; 1.0 -> bin 9: |1 - 0| = 1, weight 1/4.
+    assert got["ece"] == pytest.approx(0.5 * 0.25 + 0.25 * 0.5 + 0.25 * 1.0)
+    assert got["brier"] == pytest.approx((0.25**2 + 0.5**2 + 0.75**2 + 1.0) / 4)
+    # right {0.75, 0.5} vs wrong {0.75, 1.0}: only the 0.75/0.75 pair scores, one half.
+    assert got["auroc"] == pytest.approx(0.5 / 4)
+    assert got["smece"] == pytest.approx(float(relplot.smECE(confidence, correct)))
+    h_31 = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert got["sem_entropy"] == pytest.approx((h_31 + math.log(2) + h_31 + 0.0) / 4)
+    assert got["n_classes"] == pytest.approx((2 + 2 + 2 + 1) / 4)
+    assert got["no_answer"] == pytest.approx((0 + 0 + 0.75 + 0) / 4)
+    for name in ("ece", "smece", "brier", "auroc"):
+        assert math.isnan(got[f"{name}_ci_low"]) and math.isnan(got[f"{name}_ci_high"])
+
+    # M = 4 samples were drawn for each of the 4 questions, with the task's sampling settings.
+    assert len(lm.requests) == 16
+    gen_kwargs = lm.requests[0].args[1]
+    assert gen_kwargs["do_sample"] is True and gen_kwargs["temperature"] == 1.0
+    assert gen_kwargs["top_k"] == 0 and gen_kwargs["top_p"] == 1.0
+
+    samples = {s["doc"]["semcal_id"]: s for s in results["samples"]["semcal_triviaqa"]}
+    record = samples["tc_1"]["filtered_resps"][0]
+    assert record["class_ids"] == [0, 0, 1, 0]
+    assert record["representatives"] == ["Paris", "Lyon"]
+    assert record["answers"] == ["Paris", "paris.", "Lyon", "The Paris"]
+    assert samples["tc_3"]["filtered_resps"][0]["class_ids"] == [0, 0, 1, 0]
+    assert samples["tc_3"]["filtered_resps"][0]["representatives"] == [None, "Berlin"]
+    assert samples["tc_3"]["filtered_resps"][0]["correct"] is False
+    assert samples["tc_1"]["resps"][0] == TRIVIAQA_SCRIPT["What is the capital city of France?"]
+
+
+def test_prompt_is_five_shot_in_the_task_style():
+    lm = ScriptedLM(TRIVIAQA_SCRIPT)
+    evaluate(lm, "semcal_triviaqa_sentence", FIXTURES / "triviaqa.jsonl", repeats=2, limit=1)
+    prompt = lm.requests[0].args[0]
+    assert prompt.count("Q: ") == 6
+    assert "A: The planet known as the Red Planet is Mars.\n\n" in prompt
+    assert prompt.endswith("Q: What is the capital city of France?\nA:")
+
+
+def test_bootstrap_intervals_bracket_the_point_estimate(monkeypatch):
+    monkeypatch.setenv("SEMCAL_BOOTSTRAP_ITERS", "200")
+    script = {q: r for q, r in TRIVIAQA_SCRIPT.items()}
+    lm = ScriptedLM(script)
+    task_manager = semcal_task_manager(data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=4)
+    results = simple_evaluate(model=lm, tasks=["semcal_triviaqa"], task_manager=task_manager)
+    got = metrics_of(results, "semcal_triviaqa")
+    for name in ("ece", "smece", "brier"):
+        assert got[f"{name}_ci_low"] <= got[name] <= got[f"{name}_ci_high"]
+        assert got[f"{name}_ci_low"] < got[f"{name}_ci_high"]
+
+
+def test_gsm8k_numeric_classes_on_real_test_rows():
+    rows = [json.loads(line) for line in shared_file(GSM8K_TEST).open()][:2]
+    golds = [row["answer"].split("####")[-1].strip() for row in rows]
+    assert golds == ["18", "3"]
+    script = {
+        # 18, $18.00 and "18 dollars" are one number; 16 is another. k* = 18: right.
+        rows[0]["question"]: [" 18", " $18.00", " 18 dollars", " 16", " 16"],
+        # 3 appears twice, 2 three times: k* = 2, wrong.
+        rows[1]["question"]: [" 3", " 2", " 2.0", " 3.", " 2"],
+    }
+    lm = ScriptedLM(script)
+    results = evaluate(lm, "semcal_gsm8k", GSM8K_TEST, repeats=5, limit=2)
+    got = metrics_of(results, "semcal_gsm8k")
+    assert got["acc"] == pytest.approx(0.5)
+    assert got["conf"] == pytest.approx((3 / 5 + 3 / 5) / 2)
+    assert got["n_classes"] == pytest.approx(2.0)
+    assert got["brier"] == pytest.approx(((0.6 - 1) ** 2 + 0.6**2) / 2)
+    records = [s["filtered_resps"][0] for s in results["samples"]["semcal_gsm8k"]]
+    assert records[0]["class_ids"] == [0, 0, 0, 1, 1]
+    assert records[1]["class_ids"] == [0, 1, 1, 0, 1]
+
+
+def test_gsm8k_cot_takes_the_number_after_the_answer_is():
+    rows = [json.loads(line) for line in shared_file(GSM8K_TEST).open()][:1]
+    script = {
+        rows[0]["question"]: [
+            " 16 - 3 - 4 = 9 eggs, 9 * 2 = 18. The answer is 18.",
+            " She sells 9 eggs for $2 each. The answer is $18.",
+            " 16 - 3 = 13, 13 * 2 = 26. The answer is 26.",
+            " She makes 9 * 2 = 18 dollars every day.",
+        ]
+    }
+    results = evaluate(ScriptedLM(script), "semcal_gsm8k_cot", GSM8K_TEST, repeats=4, limit=1)
+    got = metrics_of(results, "semcal_gsm8k_cot")
+    assert got["conf"] == pytest.approx(3 / 4)
+    assert got["acc"] == pytest.approx(1.0)
+
+
+def test_nq_open_and_simpleqa_local_files():
+    nq = {
+        "who wrote the declaration of independence": ["Thomas Jefferson", "Jefferson"],
+        "how many strings does a standard violin have": ["Four", "four"],
+        "what is the largest planet in the solar system": ["Saturn", "Jupiter"],
+    }
+    got = metrics_of(evaluate(ScriptedLM(nq), "semcal_nq_open", FIXTURES / "nq_open.jsonl", repeats=2), "semcal_nq_open")
+    # Q1: tie between "thomas jefferson" and "jefferson"; the first wins and matches the gold.
+    # Q2: "four" twice; gold list ["four", "4"]: right. Q3: tie, Saturn first: wrong.
+    assert got["acc"] == pytest.approx(2 / 3)
+    assert got["conf"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+
+    sq = {
+        "Who was the first person to win Nobel Prizes in two different sciences?": ["Marie Curie"] * 3,
+        "What is the height of Mount Everest in metres according to the 2020 survey?": ["8849", "8848", "8,849"],
+    }
+    results = evaluate(ScriptedLM(sq), "semcal_simpleqa", FIXTURES / "simpleqa.jsonl", repeats=3)
+    got = metrics_of(results, "semcal_simpleqa")
+    # The third fixture row has an empty gold answer: it is dropped, not scored.
+    assert len(results["samples"]["semcal_simpleqa"]) == 2
+    # "8849" and "8,849" normalise alike (punctuation dropped): 2 of 3, right.
+    assert got["acc"] == pytest.approx(1.0)
+    assert got["conf"] == pytest.approx((1.0 + 2 / 3) / 2)
+
+
+def test_sentence_style_judges_gold_inside_the_sentence():
+    script = {
+        "What is the capital city of France?": ["The capital of France is Paris.", "The capital of France is Paris"],
+        "Which city was the capital of the Roman Empire?": ["It was Constantinople.", "It was Constantinople."],
+        "In which city is the Brandenburg Gate?": ["It stands in Berlin.", "It is in Munich."],
+        "What is the capital of Portugal?": ["Lisbonne is the capital.", "Lisbonne is the capital."],
+    }
+    results = evaluate(ScriptedLM(script), "semcal_triviaqa_sentence", FIXTURES / "triviaqa.jsonl", repeats=2)
+    got = metrics_of(results, "semcal_triviaqa_sentence")
+    # Paris: right (conf 1). Constantinople: wrong (conf 1). Berlin first of a tie: right
+    # (conf 0.5). "Lisbonne" is not the whole word "lisbon": wrong (conf 1).
+    assert got["acc"] == pytest.approx(0.5)
+    assert got["conf"] == pytest.approx((1 + 1 + 0.5 + 1) / 4)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        f"semcal_{d}{s}"
+        for d in ("triviaqa", "nq_open", "simpleqa", "gsm8k")
+        for s in ("", "_sentence", "_cot")
+    ],
+)
+def test_every_task_reports_the_nine_metrics(task):
+    data = {
+        "triviaqa": FIXTURES / "triviaqa.jsonl",
+        "nq_open": FIXTURES / "nq_open.jsonl",
+        "simpleqa": FIXTURES / "simpleqa.jsonl",
+        "gsm8k": GSM8K_TEST,
+    }[task.split("_")[1] if not task.startswith("semcal_nq_open") else "nq_open"]
+    lm = ScriptedLM(lambda question: ["The answer is 4.", "The answer is 5.", ""])
+    results = evaluate(lm, task, data, repeats=3, limit=2)
+    got = metrics_of(results, task)
+    for name in NINE_METRICS:
+        assert name in got
+    assert got["no_answer"] == pytest.approx(1 / 3) if task.endswith("_cot") else True
+    config = results["configs"][task]
+    assert config["repeats"] == 3
+    assert config["generation_kwargs"]["top_k"] == 0
+
+
+DATA_FILES = {
+    "triviaqa": str(FIXTURES / "triviaqa.jsonl"),
+    "nq_open": str(FIXTURES / "nq_open.jsonl"),
+    "simpleqa": str(FIXTURES / "simpleqa.jsonl"),
+    "gsm8k": str(GSM8K_TEST),
+}
+
+
+def test_groups_and_tags_resolve_beside_the_harness_suites():
+    task_manager = TaskManager(include_path=str(TASKS_DIR), metadata={"data_files": DATA_FILES})
+    assert "semcal" in task_manager.all_groups
+    assert {"semcal_sentence", "semcal_cot"} <= set(task_manager.all_tags)
+    loaded = task_manager.load(["semcal"])
+    assert sorted(loaded["tasks"]) == ["semcal_gsm8k", "semcal_nq_open", "semcal_simpleqa", "semcal_triviaqa"]
+    loaded = task_manager.load(["semcal_cot"])
+    assert sorted(loaded["tasks"]) == [
+        "semcal_gsm8k_cot", "semcal_nq_open_cot", "semcal_simpleqa_cot", "semcal_triviaqa_cot"
+    ]
+    # No semcal name shadows a harness task, group or tag.
+    stock = set(TaskManager().all_tasks)
+    ours = set(task_manager.all_tasks) - stock
+    assert "semcal" in ours and "leaderboard" in stock
+    assert len(ours) == 4 * 3 + 1 + 2
+
+
+@pytest.mark.parametrize(
+    ("metadata", "gen_kwargs", "message"),
+    [
+        ({"repeats": 1}, None, r"semcal_triviaqa: repeats=1 .*--metadata repeats=50"),
+        ({}, "do_sample=False", r"semcal_triviaqa: do_sample=False .*do_sample=True"),
+        ({}, "temperature=0", r"semcal_triviaqa: temperature=0 .*temperature=1.0"),
+    ],
+)
+def test_sampling_misconfiguration_is_rejected_before_generation(metadata, gen_kwargs, message):
+    lm = ScriptedLM(TRIVIAQA_SCRIPT)
+    task_manager = semcal_task_manager(data_files=str(FIXTURES / "triviaqa.jsonl"), **metadata)
+    with pytest.raises(SemcalConfigError, match=message):
+        simple_evaluate(model=lm, tasks=["semcal_triviaqa"], task_manager=task_manager, gen_kwargs=gen_kwargs)
+    assert lm.requests == []
+
+
+def test_identical_samples_warn(caplog):
+    script = {q: ["Paris"] for q in TRIVIAQA_SCRIPT}
+    with caplog.at_level("WARNING"):
+        evaluate(ScriptedLM(script), "semcal_triviaqa", FIXTURES / "triviaqa.jsonl", repeats=3)
+    assert any("samples look identical" in r.getMessage() for r in caplog.records)
+
+
+def test_hostile_responses_never_break_aggregation():
+    hostile = ["", "   \n  ", "日本の首都は東京です", "x" * 10_000, "\x00\x1b[31m", "🙂🙂", "The answer is"]
+    lm = ScriptedLM(lambda question: hostile)
+    results = evaluate(lm, "semcal_triviaqa", FIXTURES / "triviaqa.jsonl", repeats=len(hostile))
+    got = metrics_of(results, "semcal_triviaqa")
+    assert got["acc"] == 0.0
+    # "", whitespace and "\x00..." (no word characters survive) are no-answer or a class;
+    # either way every sample is counted and the record is complete.
+    for sample in results["samples"]["semcal_triviaqa"]:
+        record = sample["filtered_resps"][0]
+        assert len(record["class_ids"]) == len(hostile)
+        assert sum(record["counts"]) == len(hostile)
+    assert math.isnan(got["auroc"])
+
+
+def test_collapse_override_from_metadata():
+    script = {q: ["Paris", "paris", "PARIS."] for q in TRIVIAQA_SCRIPT}
+    for collapse, expected_conf in (("normalize", 1.0), ("exact", 1 / 3)):
+        task_manager = semcal_task_manager(
+            data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=3, collapse=collapse
+        )
+        results = simple_evaluate(
+            model=ScriptedLM(script), tasks=["semcal_triviaqa"], task_manager=task_manager, bootstrap_iters=0
+        )
+        assert metrics_of(results, "semcal_triviaqa")["conf"] == pytest.approx(expected_conf)
