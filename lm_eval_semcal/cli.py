@@ -5,6 +5,7 @@
                                      lm-eval's own `run`, with the semcal tasks included
     semcal report RUN_DIR [--out DIR] [--bootstrap-iters N]
                                      reliability diagram + Markdown table per semcal task
+    semcal tiny-model DIR            save a tiny random-weight HF model for offline smoke runs
 """
 
 from __future__ import annotations
@@ -74,6 +75,15 @@ def _build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BOOTSTRAP_ITERS,
         help=f"bootstrap resamples for the intervals (default {DEFAULT_BOOTSTRAP_ITERS})",
     )
+
+    tiny = commands.add_parser(
+        "tiny-model",
+        help="save a tiny random-weight HF causal LM for offline smoke runs",
+        description="Trains a small tokenizer and saves it with a 2-layer random-weight "
+        "GPT-2-style model in DIR (pass it as --model_args pretrained=DIR). Its answers "
+        "are noise: it checks the pipeline, not a model.",
+    )
+    tiny.add_argument("dir", help="folder to write the model to")
     return parser
 
 
@@ -117,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         for path in write_reports(args.run_dir, out_dir=args.out, bootstrap_iters=args.bootstrap_iters):
             print(path)
+    elif args.command == "tiny-model":
+        from lm_eval_semcal.tiny_model import build_tiny_model
+
+        print(build_tiny_model(args.dir))
     return 0
 
 

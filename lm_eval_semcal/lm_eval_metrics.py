@@ -11,14 +11,18 @@ fixed seed, so a run's intervals are reproducible.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from lm_eval.api.registry import register_aggregation
 
 from lm_eval_semcal import calibration
-from lm_eval_semcal.records import is_question_record
+from lm_eval_semcal.records import read_record
+
+log = logging.getLogger(__name__)
 
 BOOTSTRAP_ITERS_ENV = "SEMCAL_BOOTSTRAP_ITERS"
 DEFAULT_BOOTSTRAP_ITERS = 1000
@@ -48,12 +52,12 @@ def bootstrap_iters() -> int:
 
 def process_results(doc: dict, results: Sequence[dict]) -> dict:
     """One question's metric items, from the `semcal_classes` filter's record."""
-    if len(results) != 1 or not is_question_record(results[0]):
+    if len(results) != 1:
         raise ValueError(
-            "semcal process_results expects the record of the `semcal_classes` filter; "
+            f"semcal process_results expects one record per question, got {len(results)}; "
             "keep `filter: - function: semcal_classes` in the task's filter_list"
         )
-    record = results[0]
+    record = read_record(results[0])
     pair = (float(record["confidence"]), float(record["correct"]))
     items = {
         "acc": float(record["correct"]),
@@ -86,14 +90,18 @@ def _interval(name: str, items: Sequence[tuple[float, float]]) -> tuple[float, f
     if key not in _interval_cache:
         if len(_interval_cache) > 64:
             _interval_cache.clear()
-        _interval_cache[key] = calibration.bootstrap_ci(
-            CALIBRATION_METRICS[name],
-            confidence,
-            correct,
-            iters=iters,
-            seed=BOOTSTRAP_SEED,
-            level=CI_LEVEL,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _interval_cache[key] = calibration.bootstrap_ci(
+                CALIBRATION_METRICS[name],
+                confidence,
+                correct,
+                iters=iters,
+                seed=BOOTSTRAP_SEED,
+                level=CI_LEVEL,
+            )
+        for warning in caught:
+            log.warning("semcal %s interval over %d questions: %s", name, len(confidence), warning.message)
     return _interval_cache[key]
 
 

@@ -1,13 +1,17 @@
 """The per-question record: what the filter emits, lm-eval logs and the metrics read.
 
-A record is a plain JSON-able dict so that it survives `--log_samples` unchanged and a
-saved run can be re-read (by `semcal report`) without the model:
+A record is a dict of JSON values. lm-eval's sample logger turns every entry of
+`filtered_resps` into `str(entry)`, so the record's `str` is its JSON text: the samples
+file then holds parseable JSON, and `read_record` reads a record back from either form,
+so a saved run can be re-read (by `semcal report`) without the model:
 
     answers, class_ids, representatives, no_answer_class, counts   (SemanticClasses)
     plurality_class, confidence, correct, entropy, no_answer_share, n_classes, collapse
 """
 
 from __future__ import annotations
+
+import json
 
 from lm_eval_semcal.semantic_classes import SemanticClasses
 
@@ -22,9 +26,16 @@ RECORD_KEYS = (
 )
 
 
-def question_record(grouping: SemanticClasses, correct: bool, collapse: str) -> dict:
+class QuestionRecord(dict):
+    """A question's record; `str()` gives JSON so lm-eval's logged samples stay parseable."""
+
+    def __str__(self) -> str:
+        return json.dumps(self, ensure_ascii=False)
+
+
+def question_record(grouping: SemanticClasses, correct: bool, collapse: str) -> QuestionRecord:
     """The record of one question; `correct` is forced False when k* is no-answer."""
-    return {
+    return QuestionRecord({
         **grouping.to_dict(),
         "plurality_class": grouping.plurality_class,
         "confidence": grouping.plurality_share,
@@ -33,8 +44,22 @@ def question_record(grouping: SemanticClasses, correct: bool, collapse: str) -> 
         "no_answer_share": grouping.no_answer_share,
         "n_classes": grouping.n_classes,
         "collapse": collapse,
-    }
+    })
 
 
 def is_question_record(value: object) -> bool:
     return isinstance(value, dict) and all(key in value for key in RECORD_KEYS)
+
+
+def read_record(value: dict | str) -> dict:
+    """A record from lm-eval's in-memory samples (a dict) or a samples file (JSON text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+    if not is_question_record(value):
+        raise ValueError(
+            "not a semcal question record: was this sample scored by the semcal_classes filter?"
+        )
+    return value
