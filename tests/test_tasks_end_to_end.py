@@ -296,3 +296,28 @@ def test_collapse_override_from_metadata():
             model=ScriptedLM(script), tasks=["semcal_triviaqa"], task_manager=task_manager, bootstrap_iters=0
         )
         assert metrics_of(results, "semcal_triviaqa")["conf"] == pytest.approx(expected_conf)
+
+
+def test_a_failing_grouping_keeps_every_generated_response(tmp_path, monkeypatch):
+    from lm_eval_semcal.collapsing import Collapser, register_collapser
+
+    class BrokenJudge(Collapser):
+        name = "broken_judge"
+
+        def group(self, requests):
+            raise ConnectionError("judge server went away")
+
+        def matches_gold(self, requests):
+            raise AssertionError("never reached")
+
+    register_collapser("broken_judge")(BrokenJudge)
+    monkeypatch.setenv("SEMCAL_RESCUE_DIR", str(tmp_path))
+    task_manager = semcal_task_manager(
+        data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=4, collapse="broken_judge"
+    )
+    with pytest.raises(RuntimeError, match=r"semcal_triviaqa: grouping the answers failed \(ConnectionError"):
+        simple_evaluate(model=ScriptedLM(TRIVIAQA_SCRIPT), tasks=["semcal_triviaqa"], task_manager=task_manager)
+    [rescue] = tmp_path.glob("semcal_triviaqa-*.jsonl")
+    rows = [json.loads(line) for line in rescue.open()]
+    assert {row["semcal_question"]: row["resps"] for row in rows} == TRIVIAQA_SCRIPT
+    assert all(row["prompt"].endswith(f"Q: {row['semcal_question']}\nA:") for row in rows)

@@ -1,0 +1,107 @@
+"""Dataset loading: hub ids and splits, local files, gold answers, bad input."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import datasets
+import pytest
+from conftest import FIXTURES, GSM8K_TEST, shared_file
+
+from lm_eval_semcal import data
+
+HUB = {
+    "triviaqa": ("mandarjoshi/trivia_qa", "rc.nocontext", "validation"),
+    "nq_open": ("google-research-datasets/nq_open", "nq_open", "validation"),
+    "simpleqa": ("basicv8vc/SimpleQA", None, "test"),
+    "gsm8k": ("openai/gsm8k", "main", "test"),
+}
+LOCAL = {
+    "triviaqa": FIXTURES / "triviaqa.jsonl",
+    "nq_open": FIXTURES / "nq_open.jsonl",
+    "simpleqa": FIXTURES / "simpleqa.jsonl",
+    "gsm8k": GSM8K_TEST,
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(HUB))
+def test_without_data_files_the_hub_dataset_is_loaded(dataset, monkeypatch):
+    calls = []
+    local_rows = datasets.load_dataset("json", data_files=str(shared_file(LOCAL[dataset])), split="train")
+
+    def fake_load_dataset(path, name=None, split=None, **kwargs):
+        calls.append((path, name, split))
+        return local_rows
+
+    monkeypatch.setattr(data.datasets, "load_dataset", fake_load_dataset)
+    loaded = data.load_semcal_dataset(dataset, pretrained="some/model", version=1.0)
+    assert calls == [HUB[dataset]]
+    assert list(loaded) == [HUB[dataset][2]]
+
+
+@pytest.mark.parametrize("dataset", sorted(HUB))
+def test_every_task_yaml_names_its_loader_and_split(dataset):
+    from lm_eval_semcal.tasks import TASKS_DIR
+
+    text = (TASKS_DIR / "semcal" / f"_{dataset}.yaml").read_text()
+    split = HUB[dataset][2]
+    assert f"lm_eval_semcal.data.load_{dataset}" in text
+    assert f"{'validation' if split == 'validation' else 'test'}_split: {split}" in text
+
+
+def test_hub_failure_names_the_local_file_fix(monkeypatch):
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach the Hub")
+
+    monkeypatch.setattr(data.datasets, "load_dataset", offline)
+    with pytest.raises(RuntimeError, match=r"semcal nq_open: could not load .*--metadata data_files=PATH.jsonl"):
+        data.load_semcal_dataset("nq_open")
+
+
+def test_triviaqa_golds_and_ids():
+    rows = data.load_semcal_dataset("triviaqa", data_files=str(LOCAL["triviaqa"]))["validation"]
+    first = rows[0]
+    assert first["semcal_question"] == "What is the capital city of France?"
+    assert first["semcal_id"] == "tc_1"
+    # aliases first, then the normalised aliases that differ from them; no duplicates.
+    assert first["semcal_golds"] == ["Paris", "Paris, France", "City of Light", "city of light", "paris", "paris, france"]
+    # The original schema stays intact beside the semcal fields.
+    assert first["answer"]["value"] == "Paris"
+
+
+def test_gsm8k_gold_is_the_number_after_the_hashes():
+    rows = data.load_semcal_dataset("gsm8k", data_files=str(shared_file(GSM8K_TEST)))["test"]
+    assert len(rows) == 1319
+    assert rows[0]["semcal_golds"] == ["18"]
+    real = [json.loads(line) for line in GSM8K_TEST.open()]
+    assert [r["semcal_question"] for r in rows.select(range(5))] == [r["question"] for r in real[:5]]
+
+
+def test_rows_without_gold_are_dropped_and_reported(caplog):
+    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal.data"):
+        rows = data.load_semcal_dataset("simpleqa", data_files=str(LOCAL["simpleqa"]))["test"]
+    assert len(rows) == 2
+    assert any("1 of 3 rows have no usable gold answer" in r.getMessage() and "ids: 2" in r.getMessage() for r in caplog.records)
+
+
+def test_data_files_dict_picks_each_datasets_file():
+    rows = data.load_semcal_dataset("nq_open", data_files={"nq_open": str(LOCAL["nq_open"]), "gsm8k": "unused"})
+    assert len(rows["validation"]) == 3
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.load_semcal_dataset("nq_open", data_files={"nqopen": "x.jsonl"})
+
+
+def test_local_file_errors_name_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data_files=.*missing.jsonl is not a file"):
+        data.load_semcal_dataset("gsm8k", data_files=str(tmp_path / "missing.jsonl"))
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text(json.dumps({"question": "q", "answers": ["a"]}) + "\n")
+    with pytest.raises(ValueError, match=r"lacks field\(s\) answer; rows must follow the schema of google-research"):
+        data.load_semcal_dataset("nq_open", data_files=str(wrong))
+    empty_gold = tmp_path / "empty.jsonl"
+    empty_gold.write_text(json.dumps({"question": "q", "answer": ["  "]}) + "\n")
+    with pytest.raises(ValueError, match="no row with a usable question and gold answer"):
+        data.load_semcal_dataset("nq_open", data_files=str(empty_gold))
+    with pytest.raises(ValueError, match="unknown semcal dataset 'squad'"):
+        data.load_semcal_dataset("squad", data_files=str(wrong))

@@ -1,0 +1,137 @@
+"""Per-question classes, the collapsing functions and the filter, without a model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lm_eval_semcal.collapsing import (
+    GoldRequest,
+    GroupingRequest,
+    available_collapsers,
+    get_collapser,
+    register_collapser,
+)
+from lm_eval_semcal.lm_eval_filter import SemanticClassesFilter, gold_in_sentence
+from lm_eval_semcal.records import read_record
+from lm_eval_semcal.semantic_classes import SemanticClasses
+
+
+def test_classes_numbered_by_first_appearance_with_no_answer_reserved():
+    grouping = SemanticClasses.from_keys(["b", None, "a", "b", None, None], ["b", None, "a", "b", None, None])
+    assert grouping.class_ids == (0, 1, 2, 0, 1, 1)
+    assert grouping.representatives == ("b", None, "a")
+    assert grouping.no_answer_class == 1
+    assert grouping.counts == (2, 3, 1)
+    # No-answer holds the plurality: confidence 3/6, and its representative is None.
+    assert grouping.plurality_class == 1
+    assert grouping.plurality_is_no_answer
+    assert grouping.plurality_share == 0.5
+    assert grouping.no_answer_share == 0.5
+    assert grouping.n_classes == 3
+    assert grouping.entropy == pytest.approx(-(2 / 6 * math.log(2 / 6) + 3 / 6 * math.log(3 / 6) + 1 / 6 * math.log(1 / 6)))
+
+
+def test_plurality_tie_goes_to_the_class_seen_first():
+    grouping = SemanticClasses.from_keys(["x", "y", "y", "x", "z"], ["x", "y", "y", "x", "z"])
+    assert grouping.counts == (2, 2, 1)
+    assert grouping.plurality_class == 0 and grouping.plurality_answer == "x"
+    assert grouping.plurality_share == pytest.approx(0.4)
+
+
+def test_round_trip_and_validation():
+    grouping = SemanticClasses.from_keys(["a", "A", None], ["a", "a", None])
+    assert SemanticClasses.from_dict(grouping.to_dict()) == grouping
+    with pytest.raises(ValueError, match="must be exactly 0..1"):
+        SemanticClasses(answers=("a", "b"), class_ids=(0, 2), representatives=("a", "b"))
+    with pytest.raises(ValueError, match="at least one sample"):
+        SemanticClasses(answers=(), class_ids=(), representatives=())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d"])), min_size=1, max_size=30))
+def test_properties_of_any_grouping(answers):
+    grouping = SemanticClasses.from_keys(answers, answers)
+    assert sum(grouping.counts) == len(answers)
+    assert 1 / len(answers) <= grouping.plurality_share <= 1
+    assert grouping.counts[grouping.plurality_class] == max(grouping.counts)
+    assert 0 <= grouping.entropy <= math.log(len(answers)) + 1e-12
+    first_seen = [grouping.class_ids.index(k) for k in range(grouping.n_classes)]
+    assert first_seen == sorted(first_seen)
+
+
+@pytest.mark.parametrize(
+    ("collapse", "answers", "class_ids"),
+    [
+        ("exact", ["Paris", "paris", "Paris", ""], [0, 1, 0, 2]),
+        ("normalize", ["Paris", "paris.", "The Paris", "Lyon", "!!"], [0, 0, 0, 1, 2]),
+        ("numeric", ["18", "$18.00", "18 dollars", "1,800", "eighteen"], [0, 0, 0, 1, 2]),
+    ],
+)
+def test_builtin_collapsing_functions(collapse, answers, class_ids):
+    [grouping] = get_collapser(collapse).group([GroupingRequest("q", answers)])
+    assert list(grouping.class_ids) == class_ids
+
+
+def test_unanswerable_keys_fall_in_no_answer():
+    # An empty exact string, punctuation only under normalize, no digits under numeric.
+    for collapse, answer in (("exact", ""), ("normalize", "?!"), ("numeric", "eighteen")):
+        [grouping] = get_collapser(collapse).group([GroupingRequest("q", [answer, "7"])])
+        assert grouping.no_answer_class == 0, collapse
+
+
+def test_gold_matching_goes_through_the_same_function():
+    normalize, numeric = get_collapser("normalize"), get_collapser("numeric")
+    assert normalize.matches_gold(
+        [GoldRequest("q", "the Eiffel Tower!", ["Eiffel Tower"]), GoldRequest("q", "Paris", ["Lyon", "Lille"])]
+    ) == [True, False]
+    assert numeric.matches_gold([GoldRequest("q", "$1,234.0", ["1234"]), GoldRequest("q", "3/4", ["0.75"])]) == [True, True]
+
+
+def test_registry_errors_are_clear():
+    assert {"exact", "normalize", "numeric"} <= set(available_collapsers())
+    with pytest.raises(ValueError, match="unknown collapsing function 'nlii'; choose one of"):
+        get_collapser("nlii")
+    with pytest.raises(ValueError, match="collapsing function 'exact': bad options"):
+        get_collapser("exact", threshold=0.5)
+    with pytest.raises(ValueError, match="already registered"):
+        register_collapser("exact")(lambda: None)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "golds", "expected"),
+    [
+        ("The capital of France is Paris.", ["Paris"], True),
+        ("It is Lisbonne.", ["Lisbon"], False),
+        ("The answer is the Eiffel Tower", ["Eiffel Tower"], True),
+        ("", ["Paris"], False),
+        ("Paris", ["", "..."], False),
+    ],
+)
+def test_gold_in_sentence(sentence, golds, expected):
+    assert gold_in_sentence(sentence, golds) is expected
+
+
+def test_filter_emits_one_json_record_per_question():
+    docs = [
+        {"semcal_question": "Capital of France?", "semcal_golds": ["Paris"]},
+        {"semcal_question": "Capital of Italy?", "semcal_golds": ["Rome"]},
+    ]
+    resps = [[" Paris", "Lyon\nQ: next", " paris"], ["", "Milan", "  "]]
+    records = SemanticClassesFilter(style="concise", collapse="normalize").apply(resps, docs)
+    first, second = (read_record(str(record)) for record in records)
+    assert first["answers"] == ["Paris", "Lyon", "paris"]
+    assert first["class_ids"] == [0, 1, 0] and first["correct"] is True
+    assert first["confidence"] == pytest.approx(2 / 3)
+    assert second["representatives"] == [None, "Milan"] and second["correct"] is False
+    assert second["no_answer_share"] == pytest.approx(2 / 3)
+
+
+def test_filter_rejects_bad_settings():
+    with pytest.raises(ValueError, match="style='short'; choose one of concise, sentence, cot"):
+        SemanticClassesFilter(style="short")
+    with pytest.raises(ValueError, match="gold_match='substring'"):
+        SemanticClassesFilter(gold_match="substring")
