@@ -123,9 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ[BOOTSTRAP_ITERS_ENV] = str(args.bootstrap_iters)
         run_lm_eval(rest, args.repeats)
     elif args.command == "report":
-        from lm_eval_semcal.report import write_reports
+        from lm_eval_semcal.report import RunDirError, write_reports
 
-        for path in write_reports(args.run_dir, out_dir=args.out, bootstrap_iters=args.bootstrap_iters):
+        try:
+            written = write_reports(args.run_dir, out_dir=args.out, bootstrap_iters=args.bootstrap_iters)
+        except RunDirError as err:
+            parser.exit(1, f"semcal report: error: {err}\n")
+        for path in written:
             print(path)
     elif args.command == "tiny-model":
         from lm_eval_semcal.tiny_model import build_tiny_model

@@ -1,9 +1,9 @@
 """The lm-eval filter: extract each sample's answer and group the M answers into classes.
 
 Registered as `semcal_classes`. For every question it turns the M raw responses into one
-JSON-able record (see `QuestionRecord` in `records`): the extracted answer and class of
-every sample, each class's representative, the plurality class, the confidence and
-whether the plurality class holds the gold answer. lm-eval logs that record as the
+JSON-able record (see `records`): the extracted answer and class of every sample, each
+class's representative and whether it holds the gold answer, the plurality class and the
+confidence. lm-eval logs that record as the
 sample's `filtered_resps`, and `lm_eval_metrics.process_results` reads it.
 
 All questions of a task go to the collapsing function in one batch, so a model-based B
@@ -89,27 +89,33 @@ class SemanticClassesFilter(Filter):
                 for doc_resps, doc in zip(resps, docs, strict=True)
             ]
         )
-        answered = [i for i, g in enumerate(groupings) if not g.plurality_is_no_answer]
+        # Judge every answered class of every question, in one batch for a model-based B.
+        judged = [
+            (i, k)
+            for i, grouping in enumerate(groupings)
+            for k in range(grouping.n_classes)
+            if k != grouping.no_answer_class
+        ]
         if self.gold_match == "contains":
             verdicts = [
-                gold_in_sentence(groupings[i].plurality_answer, docs[i]["semcal_golds"])
-                for i in answered
+                gold_in_sentence(groupings[i].representatives[k], docs[i]["semcal_golds"])
+                for i, k in judged
             ]
         else:
             verdicts = self.collapser.matches_gold(
                 [
                     GoldRequest(
                         question=docs[i]["semcal_question"],
-                        representative=groupings[i].plurality_answer,
+                        representative=groupings[i].representatives[k],
                         golds=docs[i]["semcal_golds"],
                     )
-                    for i in answered
+                    for i, k in judged
                 ]
             )
-        correct = [False] * len(groupings)
-        for i, verdict in zip(answered, verdicts, strict=True):
-            correct[i] = bool(verdict)
+        class_correct = [[False] * grouping.n_classes for grouping in groupings]
+        for (i, k), verdict in zip(judged, verdicts, strict=True):
+            class_correct[i][k] = bool(verdict)
         return [
-            question_record(grouping, is_correct, self.collapser.name)
-            for grouping, is_correct in zip(groupings, correct, strict=True)
+            question_record(grouping, class_verdicts, self.collapser.name)
+            for grouping, class_verdicts in zip(groupings, class_correct, strict=True)
         ]

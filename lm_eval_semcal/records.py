@@ -6,16 +6,23 @@ file then holds parseable JSON, and `read_record` reads a record back from eithe
 so a saved run can be re-read (by `semcal report`) without the model:
 
     answers, class_ids, representatives, no_answer_class, counts   (SemanticClasses)
+    class_correct      whether the gold lands in each class (False for no-answer)
     plurality_class, confidence, correct, entropy, no_answer_share, n_classes, collapse
+
+`correct` is `class_correct[plurality_class]`: the verdict on the plurality class, the
+one whose confidence is measured. Every class is judged so that estimators that pick
+another class (the split-half estimator of `semcal report`) are scored exactly.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from lm_eval_semcal.semantic_classes import SemanticClasses
 
 RECORD_KEYS = (
+    "class_correct",
     "plurality_class",
     "confidence",
     "correct",
@@ -33,13 +40,22 @@ class QuestionRecord(dict):
         return json.dumps(self, ensure_ascii=False)
 
 
-def question_record(grouping: SemanticClasses, correct: bool, collapse: str) -> QuestionRecord:
-    """The record of one question; `correct` is forced False when k* is no-answer."""
+def question_record(
+    grouping: SemanticClasses, class_correct: Sequence[bool], collapse: str
+) -> QuestionRecord:
+    """The record of one question, given the gold verdict on each of its classes.
+
+    The no-answer class is never correct, whatever verdict is passed for it.
+    """
+    if len(class_correct) != grouping.n_classes:
+        raise ValueError(f"{len(class_correct)} verdicts for {grouping.n_classes} classes")
+    verdicts = [bool(v) and k != grouping.no_answer_class for k, v in enumerate(class_correct)]
     return QuestionRecord({
         **grouping.to_dict(),
+        "class_correct": verdicts,
         "plurality_class": grouping.plurality_class,
         "confidence": grouping.plurality_share,
-        "correct": bool(correct) and not grouping.plurality_is_no_answer,
+        "correct": verdicts[grouping.plurality_class],
         "entropy": grouping.entropy,
         "no_answer_share": grouping.no_answer_share,
         "n_classes": grouping.n_classes,

@@ -1,0 +1,367 @@
+"""`semcal report` on a real lm-eval output folder, written the way `lm_eval run` writes it.
+
+A scripted LM answers the four TriviaQA fixture questions with M = 4 samples each, so
+every per-question class, the table's numbers and the split-half estimator are worked out
+by hand below.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURES, ScriptedLM
+from lm_eval import simple_evaluate
+from lm_eval.loggers import EvaluationTracker
+from lm_eval.tasks import TaskManager
+from matplotlib import image
+
+from lm_eval_semcal import calibration, cli
+from lm_eval_semcal.report import (
+    RunDirError,
+    load_run,
+    split_half_choice,
+    split_half_estimates,
+    summarize,
+    write_reports,
+)
+from lm_eval_semcal.tasks import TASKS_DIR
+
+TASK = "semcal_triviaqa"
+MODEL = "scripted/lm"
+MODEL_DIR = "scripted__lm"
+
+SCRIPT = {
+    # Lyon, Paris, Paris, Paris -> classes 0 1 1 1: k* = Paris (3/4), correct.
+    # Split: the first half {Lyon, Paris} ties, Lyon appeared first; Lyon's share of the
+    # second half {Paris, Paris} is 0, and Lyon is wrong.
+    "What is the capital city of France?": ["Lyon", "Paris", "Paris", "Paris"],
+    # Rome x3, Milan -> 0 0 0 1: 3/4, correct. Split: Rome; second half {Rome, Milan}: 1/2, correct.
+    "Which city was the capital of the Roman Empire?": ["Rome", "Rome", "Rome", "Milan"],
+    # no-answer, Berlin, Berlin, no-answer -> 0 1 1 0: the tie goes to no-answer (first
+    # seen): 2/4, wrong. Split: no-answer again; second half {Berlin, none}: 1/2, wrong.
+    "In which city is the Brandenburg Gate?": ["", "Berlin", "Berlin", "\n"],
+    # Four times Madrid: 4/4, wrong; split 2/2, wrong.
+    "What is the capital of Portugal?": ["Madrid"] * 4,
+}
+CONFIDENCE = [3 / 4, 3 / 4, 2 / 4, 4 / 4]
+CORRECT = [1.0, 1.0, 0.0, 0.0]
+SPLIT_CONFIDENCE = [0.0, 1 / 2, 1 / 2, 1.0]
+SPLIT_CORRECT = [0.0, 1.0, 0.0, 0.0]
+
+# Bins: 0.75 -> bin 7 holds Q1 and Q2, both right: |0.75 - 1| * 2/4; 0.5 sits on the edge
+# of bin 5: |0.5 - 0| * 1/4; 1.0 -> bin 9: |1 - 0| * 1/4.
+HAND_ECE = 0.25 * 2 / 4 + 0.5 / 4 + 1.0 / 4
+HAND_BRIER = (0.25**2 + 0.25**2 + 0.5**2 + 1.0**2) / 4
+# Split: bin 0 holds Q1 (0 vs 0), bin 5 Q2 and Q3 (mean conf 0.5, mean correct 0.5), bin 9
+# Q4: only Q4's |1 - 0| * 1/4 is left.
+HAND_SPLIT_ECE = 1.0 / 4
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """An lm-eval output folder, saved as `lm_eval run --output_path OUT --log_samples` does."""
+    out = tmp_path_factory.mktemp("lm_eval_out")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEMCAL_BOOTSTRAP_ITERS", "0")
+        task_manager = TaskManager(
+            include_path=str(TASKS_DIR),
+            include_defaults=False,
+            metadata={"data_files": str(FIXTURES / "triviaqa.jsonl"), "repeats": 4},
+        )
+        tracker = EvaluationTracker(output_path=str(out))
+        results = simple_evaluate(
+            model=ScriptedLM(SCRIPT),
+            model_args=f"pretrained={MODEL}",
+            tasks=[TASK],
+            task_manager=task_manager,
+            log_samples=True,
+            bootstrap_iters=0,
+            evaluation_tracker=tracker,
+        )
+    samples = results.pop("samples")
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task_name in results["configs"]:
+        tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
+    return out
+
+
+def model_folder(out: Path) -> Path:
+    return out / MODEL_DIR
+
+
+def only_file(folder: Path, pattern: str) -> Path:
+    (path,) = folder.glob(pattern)
+    return path
+
+
+def copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "out"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def markdown_rows(text: str, header: str) -> list[list[str]]:
+    """The cells of each row of the Markdown table whose header line starts with `header`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def markdown_table(text: str, header: str) -> dict[str, list[str]]:
+    """The same rows, keyed by their first cell."""
+    return {row[0]: row[1:] for row in markdown_rows(text, header)}
+
+
+def test_the_folder_is_laid_out_as_lm_eval_writes_it(run_dir):
+    folder = model_folder(run_dir)
+    assert len(list(folder.glob("results_*.json"))) == 1
+    assert len(list(folder.glob(f"samples_{TASK}_*.jsonl"))) == 1
+
+
+def test_load_run_reads_back_the_per_question_records(run_dir):
+    (run,) = load_run(run_dir)
+    assert run.task == TASK and run.filter == "semcal"
+    assert run.model == MODEL and run.model_dir == MODEL_DIR
+    assert run.M == 4 and run.n_questions == 4 and run.collapse == "normalize"
+    assert run.doc_ids == (0, 1, 2, 3)
+    np.testing.assert_array_equal(run.confidence, CONFIDENCE)
+    np.testing.assert_array_equal(run.correct, CORRECT)
+    assert [r["class_ids"] for r in run.records] == [[0, 1, 1, 1], [0, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 0]]
+    assert run.records[2]["no_answer_class"] == 0
+    assert run.reported["acc"] == pytest.approx(0.5)
+    assert run.reported["ece"] == pytest.approx(HAND_ECE)
+    assert math.isnan(run.reported["ece_ci_low"])
+    # The model folder and the results JSON itself are accepted too.
+    assert load_run(model_folder(run_dir))[0].results_file == run.results_file
+    assert load_run(run.results_file)[0].samples_file == run.samples_file
+
+
+def test_split_half_choice_by_hand():
+    # M = 5: k* from the first 2 samples, its share over the last 3.
+    assert split_half_choice([0, 1, 1, 1, 0]) == (0, 1 / 3)
+    assert split_half_choice([0, 1, 0, 2, 1]) == (0, 1 / 3)
+    # M = 6: a winner in the first 3, measured on the last 3.
+    assert split_half_choice([0, 0, 1, 1, 1, 2]) == (0, 0.0)
+    assert split_half_choice([0, 1, 1, 2, 1, 0]) == (1, 1 / 3)
+    # A three-way tie in the first half goes to class 0 even though class 1 is the plurality.
+    assert split_half_choice([0, 1, 2, 1, 1, 1]) == (0, 0.0)
+    assert split_half_choice([3, 3]) == (3, 1.0)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        split_half_choice([0])
+
+
+def test_split_k_star_is_scored_by_its_own_class_verdict():
+    # Paris, Paris, Lyon, Lyon, Lyon: wrong Lyon (class 1) wins the full sample; the first
+    # half [Paris, Paris] picks Paris (class 0), whose share of the second half
+    # [Lyon, Lyon, Lyon] is 0, and Paris is right.
+    record = {"class_ids": [0, 0, 1, 1, 1], "plurality_class": 1, "class_correct": [True, False]}
+    split = split_half_estimates([record])
+    assert split.confidence.tolist() == [0.0]
+    assert split.correct.tolist() == [1.0]
+    assert split.switched == 1
+
+
+def test_split_half_estimates_of_the_scripted_run(run_dir):
+    (run,) = load_run(run_dir)
+    split = split_half_estimates(run.records)
+    np.testing.assert_array_equal(split.confidence, SPLIT_CONFIDENCE)
+    np.testing.assert_array_equal(split.correct, SPLIT_CORRECT)
+    assert split.switched == 1
+
+
+def test_report_numbers_equal_hand_values(run_dir, caplog):
+    (run,) = load_run(run_dir)
+    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal.report"):
+        report = summarize(run, TASK, bootstrap_iters=200)
+    assert report.values["acc"] == pytest.approx(0.5)
+    assert report.values["conf"] == pytest.approx(0.75)
+    assert report.values["ece"] == pytest.approx(HAND_ECE)
+    assert report.values["brier"] == pytest.approx(HAND_BRIER)
+    # Right {0.75, 0.75} vs wrong {0.5, 1.0}: each right one beats 0.5 and loses to 1.0.
+    assert report.values["auroc"] == pytest.approx(0.5)
+    assert report.values["n_classes"] == pytest.approx(7 / 4)
+    assert report.values["no_answer"] == pytest.approx(0.5 / 4)
+    assert report.split_ece == pytest.approx(HAND_SPLIT_ECE)
+    assert report.disagreements == []
+    assert not [r for r in caplog.records if "lm-eval reported" in r.getMessage()]
+    for name in ("ece", "brier"):
+        low, high = report.intervals[name]
+        assert low <= report.values[name] <= high
+        expected = calibration.bootstrap_ci(
+            getattr(calibration, {"ece": "binned_ece", "brier": "brier"}[name]),
+            CONFIDENCE, CORRECT, iters=200, seed=0,
+        )
+        assert (low, high) == expected
+
+
+def test_write_reports_writes_tables_and_a_diagram(run_dir, tmp_path):
+    out = tmp_path / "report"
+    paths = write_reports(run_dir, out_dir=out, bootstrap_iters=200)
+    assert paths == [out / f"{TASK}_reliability.png", out / f"{TASK}.md", out / "summary.md"]
+
+    text = (out / f"{TASK}.md").read_text()
+    metrics = markdown_table(text, "| metric |")
+    assert list(metrics) == ["acc", "conf", "ece", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer"]
+    assert float(metrics["acc"][0]) == pytest.approx(0.5, abs=5e-5)
+    assert float(metrics["ece"][0]) == pytest.approx(HAND_ECE, abs=5e-5)
+    assert float(metrics["brier"][0]) == pytest.approx(HAND_BRIER, abs=5e-5)
+    assert metrics["acc"][1] == "" and metrics["ece"][2] == "lower"
+    low, high = calibration.bootstrap_ci(calibration.brier, CONFIDENCE, CORRECT, iters=200, seed=0)
+    assert metrics["brier"][1] == f"[{low:.4f}, {high:.4f}]"
+    assert "| samples per question (M) | 4 |" in text
+    assert "| collapsing function (B) | normalize |" in text
+    assert "agree with lm-eval's results JSON" in text
+
+    split = markdown_table(text, "| estimator |")
+    plurality, halves = split.values()
+    assert [float(x) for x in plurality] == pytest.approx([0.75, 0.5, HAND_ECE], abs=5e-5)
+    assert [float(x) for x in halves] == pytest.approx([0.5, 0.25, HAND_SPLIT_ECE], abs=5e-5)
+    assert "k* on samples 1-2, share on samples 3-4" in text
+    assert "gap between the two mean confidences shows the small-M bias" in text
+    assert "differs from the full-sample plurality class on 1 of 4 questions" in text
+
+    summary = markdown_table((out / "summary.md").read_text(), "| task |")
+    row = summary[TASK]
+    assert row[:4] == [MODEL, "4", "4", "normalize"]
+    assert row[5].startswith("0.7500") and row[6].startswith(f"{HAND_ECE:.4f} [")
+
+    png = out / f"{TASK}_reliability.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = image.imread(png)
+    height, width = pixels.shape[:2]
+    assert 500 < width < 2000 and 500 < height < 2000
+    assert pixels.std() > 0.05  # drawn on, not blank
+
+
+def test_cli_report_prints_the_written_paths(run_dir, tmp_path, capsys):
+    out = tmp_path / "cli_report"
+    assert cli.main(["report", str(run_dir), "--out", str(out), "--bootstrap-iters", "0"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(out / f"{TASK}_reliability.png"), str(out / f"{TASK}.md"), str(out / "summary.md")]
+    assert all(Path(p).is_file() for p in printed)
+    assert "| ece | 0.5000 | n/a | lower |" in (out / f"{TASK}.md").read_text()
+
+
+def test_default_out_dir_is_inside_the_run(run_dir, tmp_path):
+    copy = copy_run(run_dir, tmp_path)
+    paths = write_reports(copy, bootstrap_iters=0)
+    assert {p.parent for p in paths} == {copy / "semcal_report"}
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(RunDirError, match="does not exist: pass the --output_path folder"):
+        load_run(tmp_path / "nowhere")
+
+
+def test_folder_without_results_is_a_clear_error(tmp_path):
+    (tmp_path / "notes.json").write_text("{}")
+    with pytest.raises(RunDirError, match="no lm-eval results JSON .*run lm_eval with --output_path"):
+        load_run(tmp_path)
+
+
+def test_results_without_samples_is_a_clear_error(run_dir, tmp_path):
+    results = only_file(model_folder(run_dir), "results_*.json")
+    (tmp_path / MODEL_DIR).mkdir()
+    shutil.copy(results, tmp_path / MODEL_DIR)
+    with pytest.raises(RunDirError, match="re-run with --log_samples: the report needs per-question records"):
+        write_reports(tmp_path)
+
+
+def test_newest_run_wins(run_dir, tmp_path):
+    copy = copy_run(run_dir, tmp_path)
+    folder = model_folder(copy)
+    results, samples = only_file(folder, "results_*.json"), only_file(folder, "samples_*.jsonl")
+    # A later run where the Portugal question came out 2/4 instead of 4/4.
+    later = "2999-01-01T00-00-00.000000"
+    shutil.copy(results, folder / f"results_{later}.json")
+    lines = []
+    for line in samples.read_text().splitlines():
+        sample = json.loads(line)
+        record = json.loads(sample["filtered_resps"][0])
+        if sample["doc_id"] == 3:
+            record["confidence"] = 0.5
+        sample["filtered_resps"] = [json.dumps(record)]
+        lines.append(json.dumps(sample))
+    (folder / f"samples_{TASK}_{later}.jsonl").write_text("\n".join(lines) + "\n")
+    (run,) = load_run(copy)
+    assert run.results_file.name == f"results_{later}.json"
+    np.testing.assert_array_equal(run.confidence, [0.75, 0.75, 0.5, 0.5])
+
+
+def test_other_tasks_are_skipped_with_a_log_line(run_dir, tmp_path, caplog):
+    copy = copy_run(run_dir, tmp_path)
+    results = only_file(model_folder(copy), "results_*.json")
+    date = results.stem.removeprefix("results_")
+    data = json.loads(results.read_text())
+    data["configs"]["harness_qa"] = {"task": "harness_qa"}
+    data["results"]["harness_qa"] = {"exact_match,none": 1.0}
+    results.write_text(json.dumps(data))
+    line = {"doc_id": 0, "filter": "none", "filtered_resps": ["Paris"], "resps": [["Paris"]]}
+    (model_folder(copy) / f"samples_harness_qa_{date}.jsonl").write_text(json.dumps(line) + "\n")
+    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal.report"):
+        runs = load_run(copy)
+    assert [run.task for run in runs] == [TASK]
+    assert any("skipping harness_qa: not a semcal task" in r.getMessage() for r in caplog.records)
+
+
+def test_disagreement_with_lm_eval_is_named(run_dir, tmp_path, caplog):
+    copy = copy_run(run_dir, tmp_path)
+    results = only_file(model_folder(copy), "results_*.json")
+    data = json.loads(results.read_text())
+    data["results"][TASK]["brier,semcal"] += 0.01
+    results.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal.report"):
+        paths = write_reports(copy, bootstrap_iters=0)
+    warnings = [r.getMessage() for r in caplog.records if "lm-eval reported" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{TASK}: brier recomputed")
+    assert "Differs from lm-eval's results JSON: brier" in paths[1].read_text()
+
+
+def test_several_models_get_their_own_files(run_dir, tmp_path):
+    out = tmp_path / "out"
+    for name in ("base", "instruct"):
+        shutil.copytree(model_folder(run_dir), out / name)
+        results = only_file(out / name, "results_*.json")
+        data = json.loads(results.read_text())
+        data["model_name"], data["model_name_sanitized"] = f"org/{name}", name
+        results.write_text(json.dumps(data))
+    paths = write_reports(out, bootstrap_iters=0)
+    assert [p.name for p in paths] == [
+        f"base__{TASK}_reliability.png", f"base__{TASK}.md",
+        f"instruct__{TASK}_reliability.png", f"instruct__{TASK}.md",
+        "summary.md",
+    ]
+    rows = markdown_rows(paths[-1].read_text(), "| task |")
+    assert [row[:2] for row in rows] == [[TASK, "org/base"], [TASK, "org/instruct"]]
+    assert rows[0][-1] == f"[base__{TASK}.md](base__{TASK}.md)"
+
+
+def test_questions_with_different_m_are_reported_as_such(run_dir, tmp_path, caplog):
+    copy = copy_run(run_dir, tmp_path)
+    samples = only_file(model_folder(copy), "samples_*.jsonl")
+    lines = []
+    for line in samples.read_text().splitlines():
+        sample = json.loads(line)
+        if sample["doc_id"] == 3:
+            record = json.loads(sample["filtered_resps"][0])
+            record["class_ids"] = [0] * 5
+            sample["filtered_resps"] = [json.dumps(record)]
+        lines.append(json.dumps(sample))
+    samples.write_text("\n".join(lines) + "\n")
+    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal.report"):
+        paths = write_reports(copy, bootstrap_iters=0)
+    assert any("different numbers of samples, M = 4-5" in r.getMessage() for r in caplog.records)
+    text = paths[1].read_text()
+    assert "| samples per question (M) | 4-5 (differs between questions) |" in text
+    assert "k* on the first floor(M/2) samples, share on the rest" in text
