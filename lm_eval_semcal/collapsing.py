@@ -14,6 +14,7 @@ command line (`--metadata collapse=NAME`), with no change to tasks or metrics.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -129,16 +130,23 @@ def available_collapsers() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def get_collapser(name: str, **options: Any) -> Collapser:
-    """Build the collapsing function registered as `name` with its options."""
-    try:
-        factory = _FACTORIES[name]
-    except KeyError:
+def check_collapser(name: str, **options: Any) -> None:
+    """Raise ValueError unless `name` is registered and takes `options`; builds nothing.
+
+    Lets a task reject a misspelt B or option before generation, without loading a model.
+    """
+    if name not in _FACTORIES:
         raise ValueError(
             f"unknown collapsing function {name!r}; choose one of "
             f"{', '.join(available_collapsers())}"
-        ) from None
+        )
     try:
-        return factory(**options)
+        inspect.signature(_FACTORIES[name]).bind(**options)
     except TypeError as err:
         raise ValueError(f"collapsing function {name!r}: bad options {options}: {err}") from None
+
+
+def get_collapser(name: str, **options: Any) -> Collapser:
+    """Build the collapsing function registered as `name` with its options."""
+    check_collapser(name, **options)
+    return _FACTORIES[name](**options)

@@ -19,7 +19,7 @@ from typing import Any
 from lm_eval.api.filter import Filter
 from lm_eval.api.registry import register_filter
 
-from lm_eval_semcal.collapsing import GoldRequest, GroupingRequest, get_collapser
+from lm_eval_semcal.collapsing import GoldRequest, GroupingRequest, check_collapser, get_collapser
 from lm_eval_semcal.extraction import ANSWER_TYPES, STYLES, extract_answer
 from lm_eval_semcal.normalization import normalize_text
 from lm_eval_semcal.records import question_record
@@ -38,6 +38,26 @@ def gold_in_sentence(sentence: str, golds: Sequence[str]) -> bool:
         (alias := normalize_text(gold)) and re.search(rf" {re.escape(alias)} ", text)
         for gold in golds
     )
+
+
+def check_filter_settings(
+    style: str = "concise",
+    answer_type: str = "text",
+    collapse: str = "normalize",
+    collapse_args: dict[str, Any] | None = None,
+    gold_match: str = "same_class",
+) -> None:
+    """Raise ValueError naming the bad setting of a `semcal_classes` filter; builds nothing."""
+    for name, value, choices in (
+        ("style", style, STYLES),
+        ("answer_type", answer_type, ANSWER_TYPES),
+        ("gold_match", gold_match, GOLD_MATCHES),
+    ):
+        if value not in choices:
+            raise ValueError(f"semcal_classes: {name}={value!r}; choose one of {', '.join(choices)}")
+    if collapse_args is not None and not isinstance(collapse_args, dict):
+        raise ValueError(f"semcal_classes: collapse_args={collapse_args!r} must be a mapping of options")
+    check_collapser(collapse, **(collapse_args or {}))
 
 
 @register_filter("semcal_classes")
@@ -63,16 +83,7 @@ class SemanticClassesFilter(Filter):
         gold_match: str = "same_class",
     ) -> None:
         super().__init__()
-        if style not in STYLES:
-            raise ValueError(f"semcal_classes: style={style!r}; choose one of {', '.join(STYLES)}")
-        if answer_type not in ANSWER_TYPES:
-            raise ValueError(
-                f"semcal_classes: answer_type={answer_type!r}; choose one of {', '.join(ANSWER_TYPES)}"
-            )
-        if gold_match not in GOLD_MATCHES:
-            raise ValueError(
-                f"semcal_classes: gold_match={gold_match!r}; choose one of {', '.join(GOLD_MATCHES)}"
-            )
+        check_filter_settings(style, answer_type, collapse, collapse_args, gold_match)
         self.style = style
         self.answer_type = answer_type
         self.gold_match = gold_match

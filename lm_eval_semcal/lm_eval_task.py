@@ -27,7 +27,8 @@ from lm_eval.api.task import ConfigurableTask
 
 # Imported for their registrations: the task YAMLs name the `semcal_classes` filter and
 # the `semcal_*` aggregations, which must be registered before a task is built.
-from lm_eval_semcal import lm_eval_filter, lm_eval_metrics  # noqa: F401
+from lm_eval_semcal import lm_eval_metrics  # noqa: F401
+from lm_eval_semcal.lm_eval_filter import check_filter_settings
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,28 @@ class SemcalTask(ConfigurableTask):
         if overrides and config.get("filter_list"):
             config["filter_list"] = _with_filter_overrides(config["filter_list"], overrides)
         super().__init__(config=config, **kwargs)
+        self._check_filters()
         self._check_sampling()
+
+    def _check_filters(self) -> None:
+        """Every pipeline must end in a valid `semcal_classes` step, which process_results reads."""
+        for pipeline in self.config.filter_list or [{}]:
+            steps = pipeline.get("filter") or []
+            if not steps or steps[-1].get("function") != FILTER_NAME:
+                raise SemcalConfigError(
+                    f"{self.config.task}: filter pipeline {pipeline.get('name')!r} must end with "
+                    f"`- function: {FILTER_NAME}`, whose per-question record the metrics read"
+                )
+            for step in steps:
+                if step.get("function") != FILTER_NAME:
+                    continue
+                settings = {key: value for key, value in step.items() if key != "function"}
+                try:
+                    check_filter_settings(**settings)
+                except TypeError as err:
+                    raise SemcalConfigError(f"{self.config.task}: {FILTER_NAME}: {err}") from None
+                except ValueError as err:
+                    raise SemcalConfigError(f"{self.config.task}: {err}") from None
 
     def _check_sampling(self) -> None:
         problems = sampling_problems(self.config.repeats, self.config.generation_kwargs)

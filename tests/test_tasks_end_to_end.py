@@ -321,3 +321,38 @@ def test_a_failing_grouping_keeps_every_generated_response(tmp_path, monkeypatch
     rows = [json.loads(line) for line in rescue.open()]
     assert {row["semcal_question"]: row["resps"] for row in rows} == TRIVIAQA_SCRIPT
     assert all(row["prompt"].endswith(f"Q: {row['semcal_question']}\nA:") for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"collapse": "nlii"}, r"semcal_triviaqa: unknown collapsing function 'nlii'; choose one of exact"),
+        ({"collapse_args": {"threshold": 0.9}}, r"semcal_triviaqa: collapsing function 'normalize': bad options"),
+        ({"collapse_args": "strict"}, r"collapse_args='strict' must be a mapping"),
+    ],
+)
+def test_a_bad_collapsing_function_is_rejected_before_generation(metadata, message):
+    lm = ScriptedLM(TRIVIAQA_SCRIPT)
+    task_manager = semcal_task_manager(data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=2, **metadata)
+    with pytest.raises(SemcalConfigError, match=message):
+        simple_evaluate(model=lm, tasks=["semcal_triviaqa"], task_manager=task_manager)
+    assert lm.requests == []
+
+
+def test_a_filter_list_without_the_semcal_filter_is_rejected(tmp_path):
+    # A user's own task built on ours, with the harness's majority vote instead of ours.
+    (tmp_path / "my_task.yaml").write_text(
+        f"include: {TASKS_DIR / 'semcal' / '_triviaqa.yaml'}\n"
+        "task: my_semcal_majority\n"
+        "filter_list:\n"
+        "  - name: majority\n"
+        "    filter:\n"
+        "      - function: majority_vote\n"
+    )
+    task_manager = TaskManager(
+        include_path=[str(TASKS_DIR), str(tmp_path)],
+        include_defaults=False,
+        metadata={"data_files": str(FIXTURES / "triviaqa.jsonl")},
+    )
+    with pytest.raises(SemcalConfigError, match=r"filter pipeline 'majority' must end with `- function: semcal_classes`"):
+        task_manager.load(["my_semcal_majority"])
