@@ -357,3 +357,24 @@ def test_a_filter_list_without_the_semcal_filter_is_rejected(tmp_path):
     )
     with pytest.raises(SemcalConfigError, match=r"filter pipeline 'majority' must end with `- function: semcal_classes`"):
         task_manager.load(["my_semcal_majority"])
+
+
+def test_the_group_and_a_tag_run_together_on_local_files():
+    task_manager = semcal_task_manager(data_files=DATA_FILES, repeats=3)
+    # Paris / 4 / Paris: on the numeric GSM8K tasks "Paris" has no number (no-answer).
+    results = simple_evaluate(
+        model=ScriptedLM(lambda question: ["Paris", "The answer is 4.", "Paris"]),
+        tasks=["semcal", "semcal_cot"],
+        task_manager=task_manager,
+        limit=2,
+    )
+    assert results["group_subtasks"]["semcal"] == [
+        "semcal_triviaqa", "semcal_nq_open", "semcal_simpleqa", "semcal_gsm8k"
+    ]
+    assert len(results["results"]) == 1 + 8
+    assert metrics_of(results, "semcal_gsm8k")["no_answer"] == pytest.approx(2 / 3)
+    # cot on numbers: "Paris" has neither the phrase nor a number to fall back on.
+    assert metrics_of(results, "semcal_gsm8k_cot")["no_answer"] == pytest.approx(2 / 3)
+    assert metrics_of(results, "semcal_triviaqa")["conf"] == pytest.approx(2 / 3)
+    # cot on text: only "The answer is 4." has the phrase; the two others are no-answer.
+    assert metrics_of(results, "semcal_triviaqa_cot")["no_answer"] == pytest.approx(2 / 3)
