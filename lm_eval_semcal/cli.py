@@ -59,6 +59,11 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_positive_int(0),
         help=f"bootstrap resamples for the 95%% intervals (default {DEFAULT_BOOTSTRAP_ITERS}; 0: none)",
     )
+    run.add_argument(
+        "--allow-fixed-seed",
+        action="store_true",
+        help="run an lm-eval API backend although it sends one fixed seed with every request",
+    )
 
     report = commands.add_parser(
         "report",
@@ -87,10 +92,36 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_lm_eval(lm_eval_args: Sequence[str], repeats: int | None) -> None:
-    """lm-eval's own CLI, in this process, with the semcal tasks on the include path."""
+def fixed_seed_problem(model: str) -> str | None:
+    """Why lm-eval's `model` backend cannot draw M different samples, or None.
+
+    The harness's API backends (local-completions, local-chat-completions, openai-*)
+    send `seed` (1234 unless set) with every request, and a seeded server returns the
+    same completion to the M identical requests of a question.
+    """
+    from lm_eval.api.registry import get_model
+    from lm_eval.models.api_models import TemplateAPI
+
+    if not issubclass(get_model(model), TemplateAPI):
+        return None
+    return (
+        f"--model {model} sends one fixed seed with every request, so a vLLM, SGLang or "
+        "OpenAI server returns the same sample M times (confidence 1.0 everywhere); use a "
+        "backend that samples freely (hf, vllm), or pass --allow-fixed-seed if your server "
+        "ignores the seed"
+    )
+
+
+def run_lm_eval(lm_eval_args: Sequence[str], repeats: int | None, allow_fixed_seed: bool = False) -> None:
+    """lm-eval's own CLI, in this process, with the semcal tasks on the include path.
+
+    Problems that would waste the generation (a fixed-seed backend, a task that cannot
+    sample M answers) end the command with one line before any model output is drawn.
+    """
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging
+
+    from lm_eval_semcal.lm_eval_task import SemcalConfigError
 
     setup_logging()
     argv = list(lm_eval_args)
@@ -103,11 +134,16 @@ def run_lm_eval(lm_eval_args: Sequence[str], repeats: int | None) -> None:
         args = harness.parse_args()
     finally:
         sys.argv = saved_argv
+    if not allow_fixed_seed and (problem := fixed_seed_problem(getattr(args, "model", None) or "hf")):
+        sys.exit(f"semcal run: error: {problem}")
     user_path = getattr(args, "include_path", None)
     args.include_path = [str(TASKS_DIR), user_path] if user_path else str(TASKS_DIR)
     if repeats is not None:
         args.metadata = {**(getattr(args, "metadata", None) or {}), "repeats": repeats}
-    harness.execute(args)
+    try:
+        harness.execute(args)
+    except SemcalConfigError as err:
+        sys.exit(f"semcal run: error: {err}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "run":
         if args.bootstrap_iters is not None:
             os.environ[BOOTSTRAP_ITERS_ENV] = str(args.bootstrap_iters)
-        run_lm_eval(rest, args.repeats)
+        run_lm_eval(rest, args.repeats, allow_fixed_seed=args.allow_fixed_seed)
     elif args.command == "report":
         from lm_eval_semcal.report import RunDirError, write_reports
 

@@ -41,6 +41,8 @@ class DatasetSpec:
     question: Callable[[dict], str]
     golds: Callable[[dict], list[str]]
     row_id: Callable[[dict, int], str]
+    # What is wrong with a row's gold field for this dataset's schema, or None.
+    gold_field_problem: Callable[[Any], str | None]
 
 
 def _triviaqa_golds(row: dict) -> list[str]:
@@ -51,6 +53,30 @@ def _triviaqa_golds(row: dict) -> list[str]:
 def _gsm8k_golds(row: dict) -> list[str]:
     gold = gsm8k_gold(row.get("answer") or "")
     return [gold] if gold is not None else []
+
+
+def _triviaqa_answer_problem(answer: Any) -> str | None:
+    if not isinstance(answer, dict) or not isinstance(answer.get("aliases"), list):
+        return f"`answer` should be a dict with an `aliases` list, got {answer!r:.80}"
+    return None
+
+
+def _nq_open_answer_problem(answer: Any) -> str | None:
+    if not isinstance(answer, list) or not all(isinstance(a, str) for a in answer):
+        return f"`answer` should be a list of strings, got {answer!r:.80}"
+    return None
+
+
+def _simpleqa_answer_problem(answer: Any) -> str | None:
+    if not isinstance(answer, str):
+        return f"`answer` should be a string, got {answer!r:.80}"
+    return None
+
+
+def _gsm8k_answer_problem(answer: Any) -> str | None:
+    if not isinstance(answer, str) or "####" not in answer:
+        return f"`answer` should be a solution ending in '#### N', got {answer!r:.80}"
+    return None
 
 
 def _as_list(value: Any) -> list[str]:
@@ -70,6 +96,7 @@ DATASETS: dict[str, DatasetSpec] = {
         question=lambda row: row["question"],
         golds=_triviaqa_golds,
         row_id=lambda row, i: str(row.get("question_id") or i),
+        gold_field_problem=_triviaqa_answer_problem,
     ),
     "nq_open": DatasetSpec(
         hf_path="google-research-datasets/nq_open",
@@ -79,6 +106,7 @@ DATASETS: dict[str, DatasetSpec] = {
         question=lambda row: row["question"],
         golds=lambda row: _as_list(row.get("answer")),
         row_id=lambda row, i: str(i),
+        gold_field_problem=_nq_open_answer_problem,
     ),
     "simpleqa": DatasetSpec(
         hf_path="basicv8vc/SimpleQA",
@@ -88,6 +116,7 @@ DATASETS: dict[str, DatasetSpec] = {
         question=lambda row: row["problem"],
         golds=lambda row: _as_list(row.get("answer")),
         row_id=lambda row, i: str(i),
+        gold_field_problem=_simpleqa_answer_problem,
     ),
     "gsm8k": DatasetSpec(
         hf_path="openai/gsm8k",
@@ -97,6 +126,7 @@ DATASETS: dict[str, DatasetSpec] = {
         question=lambda row: row["question"],
         golds=_gsm8k_golds,
         row_id=lambda row, i: str(i),
+        gold_field_problem=_gsm8k_answer_problem,
     ),
 }
 
@@ -117,11 +147,21 @@ def _read_local(dataset: str, spec: DatasetSpec, data_files: str | Path) -> data
             f"JSONL file in the schema of {spec.hf_path}"
         )
     rows = datasets.load_dataset("json", data_files=str(path), split="train")
+    if len(rows) == 0:
+        raise ValueError(f"semcal {dataset}: {path} holds no rows")
     missing = [f for f in spec.required_fields if f not in rows.column_names]
-    if missing:
+    # The first row tells a wrong dataset's file; a later row with a bad gold answer is
+    # one unusable row, dropped and reported like any other.
+    problem = (
+        f"it lacks field(s) {', '.join(missing)}"
+        if missing
+        else spec.gold_field_problem(rows[0]["answer"])
+    )
+    if problem:
         raise ValueError(
-            f"semcal {dataset}: {path} lacks field(s) {', '.join(missing)}; rows must "
-            f"follow the schema of {spec.hf_path} ({', '.join(spec.required_fields)})"
+            f"semcal {dataset}: {path} is not in the schema of {spec.hf_path} ({problem}); "
+            "several semcal datasets need a file each: "
+            f"--metadata '{{\"data_files\": {{\"{dataset}\": \"PATH.jsonl\", ...}}}}'"
         )
     return rows
 

@@ -24,6 +24,7 @@ from lm_eval_semcal.extraction import ANSWER_TYPES, STYLES, extract_answer
 from lm_eval_semcal.normalization import normalize_text
 from lm_eval_semcal.records import question_record
 
+FILTER_NAME = "semcal_classes"
 GOLD_MATCHES = ("same_class", "contains")
 
 
@@ -60,7 +61,7 @@ def check_filter_settings(
     check_collapser(collapse, **(collapse_args or {}))
 
 
-@register_filter("semcal_classes")
+@register_filter(FILTER_NAME)
 class SemanticClassesFilter(Filter):
     """Group each question's M responses into semantic classes.
 
@@ -91,6 +92,13 @@ class SemanticClassesFilter(Filter):
 
     def apply(self, resps: Iterable[Sequence[str]], docs: Sequence[dict]) -> list[dict]:
         resps = list(resps)
+        for doc_resps in resps:
+            # A string here would be grouped character by character.
+            if isinstance(doc_resps, str) or not isinstance(doc_resps, Sequence):
+                raise TypeError(
+                    f"{FILTER_NAME} needs each question's M responses as a list, got "
+                    f"{type(doc_resps).__name__}: a filter before it reduced them"
+                )
         groupings = self.collapser.group(
             [
                 GroupingRequest(

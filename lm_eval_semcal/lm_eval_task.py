@@ -5,8 +5,9 @@ It is lm-eval's ConfigurableTask with four additions a sampling-based metric nee
 - run metadata overrides: `--metadata repeats=N` sets M, `--metadata collapse=NAME`
   (and `collapse_args={...}`) swaps the collapsing function of every semcal filter;
 - checks, before any generation, that the task really samples M >= 2 answers per
-  question (`repeats >= 2`, `do_sample: true`, `temperature > 0`), with a one-line error
-  naming the task and the fix;
+  question (`repeats >= 2`, `do_sample: true`, `temperature > 0`), that its filters end
+  in a valid `semcal_classes` step, and that SEMCAL_BOOTSTRAP_ITERS is readable, with a
+  one-line error naming the task and the fix;
 - a warning when every question's samples fell into a single class (the fixed-seed
   pitfall of some servers makes all M samples identical);
 - if grouping the answers fails, the raw responses are written to a JSONL file before the
@@ -25,15 +26,16 @@ from typing import Any
 
 from lm_eval.api.task import ConfigurableTask
 
-# Imported for their registrations: the task YAMLs name the `semcal_classes` filter and
-# the `semcal_*` aggregations, which must be registered before a task is built.
-from lm_eval_semcal import lm_eval_metrics  # noqa: F401
-from lm_eval_semcal.lm_eval_filter import check_filter_settings
+# Importing these modules registers the `semcal_classes` filter and the `semcal_*`
+# aggregations that the task YAMLs name, before a task is built.
+from lm_eval_semcal.lm_eval_filter import FILTER_NAME, check_filter_settings
+from lm_eval_semcal.lm_eval_metrics import bootstrap_iters
 
 log = logging.getLogger(__name__)
 
 RESCUE_DIR_ENV = "SEMCAL_RESCUE_DIR"
-FILTER_NAME = "semcal_classes"
+# The harness's filters that turn a question's M responses into one.
+LIST_REDUCING_FILTERS = ("take_first", "majority_vote")
 
 
 class SemcalConfigError(ValueError):
@@ -84,7 +86,7 @@ class SemcalTask(ConfigurableTask):
             config["filter_list"] = _with_filter_overrides(config["filter_list"], overrides)
         super().__init__(config=config, **kwargs)
         self._check_filters()
-        self._check_sampling()
+        self._check_run_settings()
 
     def _check_filters(self) -> None:
         """Every pipeline must end in a valid `semcal_classes` step, which process_results reads."""
@@ -95,6 +97,13 @@ class SemcalTask(ConfigurableTask):
                     f"{self.config.task}: filter pipeline {pipeline.get('name')!r} must end with "
                     f"`- function: {FILTER_NAME}`, whose per-question record the metrics read"
                 )
+            for step in steps[:-1]:
+                if step.get("function") in LIST_REDUCING_FILTERS:
+                    raise SemcalConfigError(
+                        f"{self.config.task}: filter pipeline {pipeline.get('name')!r} runs "
+                        f"`{step['function']}` before {FILTER_NAME}, which would leave it one "
+                        f"response instead of M; drop that step"
+                    )
             for step in steps:
                 if step.get("function") != FILTER_NAME:
                     continue
@@ -106,14 +115,19 @@ class SemcalTask(ConfigurableTask):
                 except ValueError as err:
                     raise SemcalConfigError(f"{self.config.task}: {err}") from None
 
-    def _check_sampling(self) -> None:
+    def _check_run_settings(self) -> None:
         problems = sampling_problems(self.config.repeats, self.config.generation_kwargs)
+        try:
+            bootstrap_iters()
+        except ValueError as err:
+            # Read again by the aggregations, after generation: refuse it now instead.
+            problems.append(str(err))
         if problems:
             raise SemcalConfigError(f"{self.config.task}: " + "; ".join(problems))
 
     def build_all_requests(self, **kwargs: Any) -> None:
         # --gen_kwargs is applied after the task is built: check again before generating.
-        self._check_sampling()
+        self._check_run_settings()
         super().build_all_requests(**kwargs)
 
     def apply_filters(self) -> None:

@@ -92,12 +92,28 @@ def test_data_files_dict_picks_each_datasets_file():
         data.load_semcal_dataset("nq_open", data_files={"nqopen": "x.jsonl"})
 
 
+@pytest.mark.parametrize(
+    ("dataset", "other", "problem"),
+    [
+        ("nq_open", "triviaqa", "`answer` should be a list of strings"),
+        ("nq_open", "gsm8k", "`answer` should be a list of strings"),
+        ("triviaqa", "gsm8k", "`answer` should be a dict with an `aliases` list"),
+        ("simpleqa", "nq_open", "lacks field\\(s\\) problem"),
+        ("gsm8k", "triviaqa", "`answer` should be a solution ending in '#### N'"),
+    ],
+)
+def test_another_datasets_file_is_refused_not_misread(dataset, other, problem):
+    # One data_files path for a whole group would feed every dataset the same file.
+    with pytest.raises(ValueError, match=rf"semcal {dataset}: .* is not in the schema of .*{problem}.*\"data_files\": {{"):
+        data.load_semcal_dataset(dataset, data_files=str(shared_file(LOCAL[other])))
+
+
 def test_local_file_errors_name_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"data_files=.*missing.jsonl is not a file"):
         data.load_semcal_dataset("gsm8k", data_files=str(tmp_path / "missing.jsonl"))
     wrong = tmp_path / "wrong.jsonl"
     wrong.write_text(json.dumps({"question": "q", "answers": ["a"]}) + "\n")
-    with pytest.raises(ValueError, match=r"lacks field\(s\) answer; rows must follow the schema of google-research"):
+    with pytest.raises(ValueError, match=r"not in the schema of google-research.*lacks field\(s\) answer"):
         data.load_semcal_dataset("nq_open", data_files=str(wrong))
     empty_gold = tmp_path / "empty.jsonl"
     empty_gold.write_text(json.dumps({"question": "q", "answer": ["  "]}) + "\n")

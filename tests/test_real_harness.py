@@ -120,3 +120,37 @@ def test_semcal_run_rejects_bad_repeats(tmp_path):
     )
     assert result.returncode == 2
     assert "--repeats: must be >= 2, got 1" in result.stderr
+
+
+def test_semcal_run_ends_a_misconfigured_run_with_one_line(tiny_model, tmp_path):
+    result = subprocess.run(
+        [
+            console("semcal"), "run",
+            "--model", "hf",
+            "--model_args", f"pretrained={tiny_model},dtype=float32",
+            "--device", "cpu",
+            "--tasks", "semcal_gsm8k",
+            "--metadata", f"data_files={shared_file(GSM8K_TEST)}",
+            "--gen_kwargs", "temperature=0",
+            "--limit", "1",
+        ],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "semcal run: error: semcal_gsm8k: temperature=0 gives M copies of the greedy answer "
+        "(set --gen_kwargs temperature=1.0)"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_semcal_run_refuses_backends_that_fix_the_seed(tmp_path):
+    args = [
+        console("semcal"), "run",
+        "--model", "local-completions",
+        "--model_args", "model=m,base_url=http://127.0.0.1:9/v1/completions",
+        "--tasks", "semcal_gsm8k",
+    ]
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "--model local-completions sends one fixed seed with every request" in result.stderr

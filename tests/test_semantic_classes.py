@@ -135,3 +135,10 @@ def test_filter_rejects_bad_settings():
         SemanticClassesFilter(style="short")
     with pytest.raises(ValueError, match="gold_match='substring'"):
         SemanticClassesFilter(gold_match="substring")
+
+
+def test_filter_refuses_a_single_string_per_question():
+    # A string would otherwise be grouped character by character.
+    docs = [{"semcal_question": "Largest planet?", "semcal_golds": ["Jupiter"]}]
+    with pytest.raises(TypeError, match="needs each question's M responses as a list, got str"):
+        SemanticClassesFilter().apply(["Jupiter"], docs)

@@ -340,23 +340,38 @@ def test_a_bad_collapsing_function_is_rejected_before_generation(metadata, messa
     assert lm.requests == []
 
 
-def test_a_filter_list_without_the_semcal_filter_is_rejected(tmp_path):
-    # A user's own task built on ours, with the harness's majority vote instead of ours.
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        (["majority_vote"], r"filter pipeline 'mine' must end with `- function: semcal_classes`"),
+        (["take_first", "semcal_classes"], r"runs `take_first` before semcal_classes, which would leave it one response"),
+    ],
+)
+def test_a_filter_list_that_breaks_the_records_is_rejected(tmp_path, steps, message):
+    # A user's own task built on ours, with another filter pipeline.
     (tmp_path / "my_task.yaml").write_text(
         f"include: {TASKS_DIR / 'semcal' / '_triviaqa.yaml'}\n"
-        "task: my_semcal_majority\n"
+        "task: my_semcal_task\n"
         "filter_list:\n"
-        "  - name: majority\n"
-        "    filter:\n"
-        "      - function: majority_vote\n"
+        "  - name: mine\n"
+        "    filter:\n" + "".join(f"      - function: {step}\n" for step in steps)
     )
     task_manager = TaskManager(
         include_path=[str(TASKS_DIR), str(tmp_path)],
         include_defaults=False,
         metadata={"data_files": str(FIXTURES / "triviaqa.jsonl")},
     )
-    with pytest.raises(SemcalConfigError, match=r"filter pipeline 'majority' must end with `- function: semcal_classes`"):
-        task_manager.load(["my_semcal_majority"])
+    with pytest.raises(SemcalConfigError, match=message):
+        task_manager.load(["my_semcal_task"])
+
+
+def test_an_unreadable_bootstrap_setting_is_rejected_before_generation(monkeypatch):
+    monkeypatch.setenv("SEMCAL_BOOTSTRAP_ITERS", "1k")
+    lm = ScriptedLM(TRIVIAQA_SCRIPT)
+    task_manager = semcal_task_manager(data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=2)
+    with pytest.raises(SemcalConfigError, match=r"SEMCAL_BOOTSTRAP_ITERS='1k': set it to a whole number >= 0"):
+        simple_evaluate(model=lm, tasks=["semcal_triviaqa"], task_manager=task_manager)
+    assert lm.requests == []
 
 
 def test_the_group_and_a_tag_run_together_on_local_files():
