@@ -12,7 +12,9 @@ Rules:
   collapsing function (nli / llm) or a task rule, not text normalisation.
 - `cot`: the text after the LAST "the answer is" or "the final answer is"
   (case-insensitive, whole words, any whitespace between the words), up to the end of
-  that line, stripped, with one leading ":" and one trailing "." removed. When nothing
+  that line and of its first sentence (see `first_sentence`: a base model often runs
+  on, "The answer is Mars. It is the fourth planet."), stripped, with one leading ":"
+  and one trailing "." or "!" removed. When nothing
   follows the phrase on its line, the next non-empty line is taken (a model that wrote
   "The answer is\\n18"). Without the phrase, a `text` answer is None and a `number`
   answer falls back to the last number of the whole response (the answer usually ends
@@ -20,7 +22,9 @@ Rules:
 - `number` answers, in every style: the text of the number as found (in the response
   after `normalization.prepare_number_text`, i.e. NFKC), e.g. "1,234.50", "-5",
   "\\frac{3}{4}"; `parse_number` turns it into a value. In `concise`/`sentence` lines it
-  is the line's last number (`parse_number`'s choice, `\\boxed{}` first: "9 * 2 = 18");
+  is the number the first sentence of the line states: the first number after its last
+  "=" ("9 * 2 = 18"), else its first number ("18 (6 boxes x $3)", "The baker makes 18
+  dollars from 6 boxes."), the last `\\boxed{}` taking precedence;
   after the cot phrase it is the FIRST number ("The answer is 18. Q: ..." - the number
   right after the phrase, like lm-eval's gsm8k-cot strict match). A number answer with
   no number is None; when the cot phrase is there but no number follows it, the answer
@@ -35,14 +39,20 @@ from __future__ import annotations
 
 import re
 
-from lm_eval_semcal.normalization import first_number_span, last_number_span
+from lm_eval_semcal.normalization import NumberSpan, first_number_span, last_number_span
 
-__all__ = ["ANSWER_TYPES", "STYLES", "extract_answer", "gsm8k_gold"]
+__all__ = ["ANSWER_TYPES", "STYLES", "extract_answer", "first_sentence", "gsm8k_gold"]
 
 STYLES: tuple[str, ...] = ("concise", "sentence", "cot")
 ANSWER_TYPES: tuple[str, ...] = ("text", "number")
 
 _COT_PHRASE_RE = re.compile(r"\bthe\s+(?:final\s+)?answer\s+is\b", re.IGNORECASE)
+# A sentence ends at . ! or ? before white space and an upper-case letter or a digit...
+_SENTENCE_END_RE = re.compile(r"[.!?](?=\s+[A-Z0-9])")
+# ... unless the "." closes one of these words (or an initial, or a dotted word: D.C.).
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr st jr sr prof mt ft vs no inc ltd co corp gen col lt sgt capt rev hon".split()
+)
 _GSM8K_MARK = "####"
 
 
@@ -61,6 +71,32 @@ def _first_nonempty_line(text: str) -> str | None:
     return None
 
 
+def first_sentence(text: str) -> str:
+    """`text` up to the end of its first sentence (all of it when it has one sentence).
+
+    A sentence ends at ".", "!" or "?" followed by white space and an upper-case letter
+    or a digit; a "." does not end one after an initial ("J. K. Rowling"), a word holding
+    a dot ("Washington, D.C. Then", "U.S.") or a common abbreviation ("St. Louis").
+    """
+    for end in _SENTENCE_END_RE.finditer(text):
+        if end.group() == ".":
+            words = text[: end.start()].split()
+            word = words[-1].strip("(\"'") if words else ""
+            if (len(word) == 1 and word.isupper()) or "." in word or word.lower() in _ABBREVIATIONS:
+                continue
+        return text[: end.end()]
+    return text
+
+
+def _stated_number(line: str) -> NumberSpan | None:
+    """The number a concise or sentence answer line states (see the module docstring)."""
+    sentence = first_sentence(line)
+    if "\\boxed" in sentence or "\\fbox" in sentence:
+        return last_number_span(sentence)
+    equals = sentence.rfind("=")
+    return first_number_span(sentence[equals + 1 :] if equals >= 0 else sentence)
+
+
 def _cot_tail(response: str) -> str | None:
     """The text after the last cot answer phrase (None when the phrase is absent)."""
     last = None
@@ -75,7 +111,8 @@ def _cot_tail(response: str) -> str | None:
         tail = tail[1:].strip()
     if not tail:
         tail = _first_nonempty_line("\n".join(lines[1:])) or ""
-    if tail.endswith("."):
+    tail = first_sentence(tail).rstrip()
+    if tail.endswith((".", "!")):
         tail = tail[:-1].rstrip()
     return tail
 
@@ -110,7 +147,7 @@ def extract_answer(response: str, style: str, answer_type: str = "text") -> str 
         line = _first_nonempty_line(response)
         if line is None or answer_type == "text":
             return line
-        span = last_number_span(line)
+        span = _stated_number(line)
     return None if span is None else span.text
 
 

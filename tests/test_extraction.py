@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lm_eval_semcal.extraction import ANSWER_TYPES, STYLES, extract_answer, gsm8k_gold
+from lm_eval_semcal.extraction import ANSWER_TYPES, STYLES, extract_answer, first_sentence, gsm8k_gold
 from lm_eval_semcal.normalization import parse_number
 
 
@@ -171,3 +171,42 @@ def test_cot_number_after_phrase(n: int, reasoning: str) -> None:
     response = f"{reasoning}\nSo the answer is {n:,}.\n\nQ: Tom has 5 apples."
     assert parse_number(extract_answer(response, "cot", "number")) == n
     assert extract_answer(response, "cot", "text") == f"{n:,}"
+
+
+# Base models often run on past the answer on the same line; the stated answer is what
+# the first sentence says.
+@pytest.mark.parametrize(
+    ("response", "style", "answer_type", "expected"),
+    [
+        (" The answer is Mars. It is the fourth planet from the Sun.", "cot", "text", "Mars"),
+        ("So the answer is Jane Austen! She also wrote Emma.", "cot", "text", "Jane Austen"),
+        ("The answer is St. Louis. It lies on the Mississippi.", "cot", "text", "St. Louis"),
+        ("The answer is J. K. Rowling.", "cot", "text", "J. K. Rowling"),
+        # A dotted word could be an abbreviation or a sentence end: it is kept (conservative).
+        ("The answer is Washington, D.C. It is", "cot", "text", "Washington, D.C. It is"),
+        (" 18 (6 boxes x $3)", "concise", "number", "18"),
+        (" 18. That's 6 boxes at $3 each.", "concise", "number", "18"),
+        ("The baker makes 18 dollars from 6 boxes.", "sentence", "number", "18"),
+        ("The baker makes 6 * 3 = 18 dollars.", "sentence", "number", "18"),
+        ("x = 3, so \\boxed{5}", "concise", "number", "5"),
+        ("It was 1.5 m. Then 2 more.", "concise", "number", "1.5"),
+    ],
+)
+def test_run_on_answers(response, style, answer_type, expected):
+    assert extract_answer(response, style, answer_type) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Mars. It is red.", "Mars."),
+        ("Is it Mars? Yes.", "Is it Mars?"),
+        ("Dr. Who is here. Then", "Dr. Who is here."),
+        ("U.S. Route 66. Then", "U.S. Route 66."),
+        ("3.14 is pi", "3.14 is pi"),
+        ("mars. it is red", "mars. it is red"),
+        ("", ""),
+    ],
+)
+def test_first_sentence(text, expected):
+    assert first_sentence(text) == expected
