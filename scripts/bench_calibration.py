@@ -1,7 +1,9 @@
 """Time the corpus metrics, their bootstrap intervals and lm-eval's aggregation path.
 
-Builds N questions (default 1,000,000) with confidence on the grid k/M (default M = 50)
-and correct ~ Bernoulli(confidence - 0.05), then times, in one run:
+Builds two corpora of N questions (default 1,000,000) with confidence on the grid k/M
+(default M = 50): a miscalibrated one, correct ~ Bernoulli(confidence - 0.05), and a
+calibrated one, correct ~ Bernoulli(confidence), whose small smECE makes relplot pick a
+small bandwidth and fine grids (the slow case for smECE). For each it times:
 
 1. every point metric of `lm_eval_semcal.calibration` and its bootstrap interval;
 2. the registered lm-eval aggregations as the harness calls them: one Python list of
@@ -80,10 +82,15 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     conf = rng.integers(1, args.grid + 1, args.n) / args.grid
-    correct = (rng.random(args.n) < np.clip(conf - 0.05, 0.0, 1.0)).astype(float)
-    print(f"{args.n:,} questions, confidence on k/{args.grid}, {args.iters} bootstrap resamples\n")
-    bench_functions(conf, correct, args.iters)
-    bench_lm_eval_aggregation(conf, correct, args.iters)
+    draws = rng.random(args.n)
+    for label, p_correct in (
+        ("miscalibrated, P(correct) = conf - 0.05", np.clip(conf - 0.05, 0.0, 1.0)),
+        ("calibrated, P(correct) = conf", conf),
+    ):
+        correct = (draws < p_correct).astype(float)
+        print(f"\n== {args.n:,} questions, confidence on k/{args.grid}, {label}; {args.iters} resamples\n")
+        bench_functions(conf, correct, args.iters)
+        bench_lm_eval_aggregation(conf, correct, args.iters)
 
 
 if __name__ == "__main__":
