@@ -14,7 +14,8 @@ import hashlib
 import logging
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 from lm_eval.api.registry import register_aggregation
@@ -78,6 +79,20 @@ def _pairs_to_arrays(items: Sequence[tuple[float, float]]) -> tuple[np.ndarray, 
     return pairs[:, 0], pairs[:, 1]
 
 
+@contextmanager
+def warnings_logged(label: str) -> Iterator[None]:
+    """Log the calibration module's warnings raised inside, once each, led by `label`.
+
+    The calibration functions do not know which task or metric they score: the label
+    names it, where a bare RuntimeWarning would point at this file.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        log.warning("%s: %s", label, message)
+
+
 _interval_cache: dict[tuple[str, int, str], tuple[float, float]] = {}
 
 
@@ -90,8 +105,7 @@ def _interval(name: str, items: Sequence[tuple[float, float]]) -> tuple[float, f
     if key not in _interval_cache:
         if len(_interval_cache) > 64:
             _interval_cache.clear()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings_logged(f"semcal {name} interval over {len(confidence)} questions"):
             _interval_cache[key] = calibration.bootstrap_ci(
                 CALIBRATION_METRICS[name],
                 confidence,
@@ -100,14 +114,14 @@ def _interval(name: str, items: Sequence[tuple[float, float]]) -> tuple[float, f
                 seed=BOOTSTRAP_SEED,
                 level=CI_LEVEL,
             )
-        for warning in caught:
-            log.warning("semcal %s interval over %d questions: %s", name, len(confidence), warning.message)
     return _interval_cache[key]
 
 
 def _register_calibration_aggregations(name: str, metric: Callable) -> None:
     def point(items: Sequence[tuple[float, float]]) -> float:
-        return float(metric(*_pairs_to_arrays(items)))
+        confidence, correct = _pairs_to_arrays(items)
+        with warnings_logged(f"semcal {name} over {len(confidence)} questions"):
+            return float(metric(confidence, correct))
 
     def low(items: Sequence[tuple[float, float]]) -> float:
         return float(_interval(name, items)[0])

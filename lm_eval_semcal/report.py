@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from lm_eval_semcal import calibration
-from lm_eval_semcal.lm_eval_metrics import BOOTSTRAP_SEED, CALIBRATION_METRICS, CI_LEVEL
+from lm_eval_semcal.lm_eval_metrics import BOOTSTRAP_SEED, CALIBRATION_METRICS, CI_LEVEL, warnings_logged
 from lm_eval_semcal.records import read_record
 
 __all__ = [
@@ -412,24 +412,13 @@ class TaskReport:
     disagreements: list[str]
 
 
-@contextmanager
-def _warnings_logged(label: str) -> Iterator[None]:
-    # The calibration module warns (undefined AUROC, NaN resamples) without knowing which
-    # task it is scoring: log each message once, led by the task.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for message in dict.fromkeys(str(w.message) for w in caught):
-        log.warning("%s: %s", label, message)
-
-
 def summarize(run: TaskRun, stem: str, bootstrap_iters: int = 1000) -> TaskReport:
     """The numbers of one task's report; logs a warning for each metric lm-eval reported differently."""
-    with _warnings_logged(run.task):
+    with warnings_logged(run.task):
         values = point_metrics(run)
     intervals = {}
     for name, metric in CALIBRATION_METRICS.items():
-        with _warnings_logged(f"{run.task} {name} interval"):
+        with warnings_logged(f"{run.task} {name} interval"):
             intervals[name] = calibration.bootstrap_ci(
                 metric, run.confidence, run.correct, iters=bootstrap_iters, seed=BOOTSTRAP_SEED, level=CI_LEVEL
             )
