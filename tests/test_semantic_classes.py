@@ -142,3 +142,30 @@ def test_filter_refuses_a_single_string_per_question():
     docs = [{"semcal_question": "Largest planet?", "semcal_golds": ["Jupiter"]}]
     with pytest.raises(TypeError, match="needs each question's M responses as a list, got str"):
         SemanticClassesFilter().apply(["Jupiter"], docs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.sampled_from([" Paris", "paris.", "Lyon", "", "  \n", "The Paris", "日本", "x" * 300]), min_size=2, max_size=12),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_filter_records_are_consistent_for_any_responses(resps):
+    docs = [{"semcal_question": f"q{i}", "semcal_golds": ["Paris"]} for i in range(len(resps))]
+    records = SemanticClassesFilter(style="concise", collapse="normalize").apply(resps, docs)
+    assert len(records) == len(resps)
+    for record, doc_resps in zip(records, resps):
+        m = len(doc_resps)
+        assert sum(record["counts"]) == m == len(record["class_ids"])
+        assert record["confidence"] == max(record["counts"]) / m
+        k = record["plurality_class"]
+        assert record["counts"][k] == max(record["counts"])
+        assert record["class_ids"].index(k) == min(
+            record["class_ids"].index(c) for c, n in enumerate(record["counts"]) if n == max(record["counts"])
+        )
+        # Exactly the "paris" class is right; no-answer never is.
+        assert record["correct"] == (record["representatives"][k] is not None and record["representatives"][k].lower().strip(". ").removeprefix("the ") == "paris")
+        blanks = sum(1 for r in doc_resps if not r.strip())
+        assert record["no_answer_share"] == blanks / m
