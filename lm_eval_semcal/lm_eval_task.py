@@ -75,6 +75,8 @@ def sampling_problems(repeats: int, generation_kwargs: dict[str, Any] | None) ->
 
 
 class SemcalTask(ConfigurableTask):
+    """lm-eval's ConfigurableTask plus the overrides, checks and safeguards listed above."""
+
     def __init__(self, config: dict | None = None, **kwargs: Any) -> None:
         config = dict(config or {})
         config.pop("class", None)
