@@ -12,6 +12,7 @@ can batch its work across questions.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -41,14 +42,9 @@ def gold_in_sentence(sentence: str, golds: Sequence[str]) -> bool:
     )
 
 
-def check_filter_settings(
-    style: str = "concise",
-    answer_type: str = "text",
-    collapse: str = "normalize",
-    collapse_args: dict[str, Any] | None = None,
-    gold_match: str = "same_class",
+def _check_settings(
+    style: str, answer_type: str, collapse: str, collapse_args: dict[str, Any] | None, gold_match: str
 ) -> None:
-    """Raise ValueError naming the bad setting of a `semcal_classes` filter; builds nothing."""
     for name, value, choices in (
         ("style", style, STYLES),
         ("answer_type", answer_type, ANSWER_TYPES),
@@ -84,11 +80,22 @@ class SemanticClassesFilter(Filter):
         gold_match: str = "same_class",
     ) -> None:
         super().__init__()
-        check_filter_settings(style, answer_type, collapse, collapse_args, gold_match)
+        _check_settings(style, answer_type, collapse, collapse_args, gold_match)
         self.style = style
         self.answer_type = answer_type
         self.gold_match = gold_match
         self.collapser = get_collapser(collapse, **(collapse_args or {}))
+
+    @classmethod
+    def check_settings(cls, **settings: Any) -> None:
+        """Raise ValueError for a bad setting (TypeError for an unknown one); builds nothing.
+
+        Lets a task reject its filter settings before generation without loading the
+        model a collapsing function may need; defaults are this class's own.
+        """
+        bound = inspect.signature(cls).bind(**settings)
+        bound.apply_defaults()
+        _check_settings(**bound.arguments)
 
     def apply(self, resps: Iterable[Sequence[str]], docs: Sequence[dict]) -> list[dict]:
         resps = list(resps)

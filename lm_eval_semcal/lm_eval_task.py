@@ -28,7 +28,7 @@ from lm_eval.api.task import ConfigurableTask
 
 # Importing these modules registers the `semcal_classes` filter and the `semcal_*`
 # aggregations that the task YAMLs name, before a task is built.
-from lm_eval_semcal.lm_eval_filter import FILTER_NAME, check_filter_settings
+from lm_eval_semcal.lm_eval_filter import FILTER_NAME, SemanticClassesFilter
 from lm_eval_semcal.lm_eval_metrics import bootstrap_iters
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class SemcalTask(ConfigurableTask):
                     continue
                 settings = {key: value for key, value in step.items() if key != "function"}
                 try:
-                    check_filter_settings(**settings)
+                    SemanticClassesFilter.check_settings(**settings)
                 except TypeError as err:
                     raise SemcalConfigError(f"{self.config.task}: {FILTER_NAME}: {err}") from None
                 except ValueError as err:
