@@ -71,6 +71,12 @@ def sampling_problems(repeats: int, generation_kwargs: dict[str, Any] | None) ->
             f"temperature={temperature!r} gives M copies of the greedy answer "
             "(set --gen_kwargs temperature=1.0)"
         )
+    if kwargs.get("seed") is not None:
+        problems.append(
+            f"seed={kwargs['seed']!r} in the generation settings is sent with each of the M "
+            "identical requests, and a seeded sampler (vLLM, OpenAI-compatible servers) "
+            "returns the same sample every time; remove it and use --seed for reproducibility"
+        )
     return problems
 
 

@@ -254,6 +254,7 @@ def test_groups_and_tags_resolve_beside_the_harness_suites():
         ({"repeats": 1}, None, r"semcal_triviaqa: repeats=1 .*--metadata repeats=50"),
         ({}, "do_sample=False", r"semcal_triviaqa: do_sample=False .*do_sample=True"),
         ({}, "temperature=0", r"semcal_triviaqa: temperature=0 .*temperature=1.0"),
+        ({}, "seed=7", r"semcal_triviaqa: seed=7 in the generation settings .*use --seed"),
     ],
 )
 def test_sampling_misconfiguration_is_rejected_before_generation(metadata, gen_kwargs, message):
