@@ -6,6 +6,9 @@
     semcal report RUN_DIR [--out DIR] [--bootstrap-iters N]
                                      reliability diagram + Markdown table per semcal task
     semcal tiny-model DIR            save a tiny random-weight HF model for offline smoke runs
+
+`semcal run` registers this package's backends (`hf-semcal`, `semcal-completions`) with
+lm-eval before it resolves `--model`. `python -m lm_eval_semcal` is the same command.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from lm_eval_semcal.lm_eval_metrics import BOOTSTRAP_ITERS_ENV, DEFAULT_BOOTSTRAP_ITERS
+from lm_eval_semcal.lm_eval_models import MODELS as SEMCAL_MODELS
 from lm_eval_semcal.tasks import TASKS_DIR
 
 
@@ -97,18 +101,20 @@ def fixed_seed_problem(model: str) -> str | None:
 
     The harness's API backends (local-completions, local-chat-completions, openai-*)
     send `seed` (1234 unless set) with every request, and a seeded server returns the
-    same completion to the M identical requests of a question.
+    same completion to the M identical requests of a question. `semcal-completions`
+    sends no seed.
     """
     from lm_eval.api.registry import get_model
     from lm_eval.models.api_models import TemplateAPI
 
-    if not issubclass(get_model(model), TemplateAPI):
+    backend = get_model(model)
+    if not issubclass(backend, TemplateAPI) or model in SEMCAL_MODELS:
         return None
     return (
         f"--model {model} sends one fixed seed with every request, so a vLLM, SGLang or "
-        "OpenAI server returns the same sample M times (confidence 1.0 everywhere); use a "
-        "backend that samples freely (hf, vllm), or pass --allow-fixed-seed if your server "
-        "ignores the seed"
+        "OpenAI server returns the same sample M times (confidence 1.0 everywhere); use "
+        "--model semcal-completions (same options, one request of n=M samples, no seed), "
+        "or pass --allow-fixed-seed if your server ignores the seed"
     )
 
 

@@ -30,10 +30,17 @@ def build_tiny_model(
     vocab_size: int = 512,
     n_layer: int = 2,
     n_embd: int = 64,
+    n_head: int = 2,
     n_positions: int = 2048,
+    model_vocab_size: int | None = None,
     seed: int = 0,
 ) -> Path:
-    """Save a tokenizer and a random-weight GPT-2-style LM in `out_dir`; return it."""
+    """Save a tokenizer and a random-weight GPT-2-style LM in `out_dir`; return it.
+
+    `vocab_size` is the tokenizer's target; `model_vocab_size` (default: the tokenizer's
+    size) lets a benchmark give the model GPT-2's 50257-row output layer. Ids the
+    tokenizer does not know decode to nothing.
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
@@ -62,11 +69,11 @@ def build_tiny_model(
 
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=len(hf_tokenizer),
+        vocab_size=model_vocab_size or len(hf_tokenizer),
         n_positions=n_positions,
         n_embd=n_embd,
         n_layer=n_layer,
-        n_head=2,
+        n_head=n_head,
         bos_token_id=hf_tokenizer.bos_token_id,
         eos_token_id=hf_tokenizer.eos_token_id,
         pad_token_id=hf_tokenizer.pad_token_id,

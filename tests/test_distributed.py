@@ -1,0 +1,66 @@
+"""`accelerate launch --num_processes 2` with hf-semcal: each rank samples its share, rank 0 gets all.
+
+Runs two CPU processes (gloo) through the real `accelerate` launcher and the `semcal`
+module entry point, then checks the merged result set against the fixture file: every
+question present once, each with its M samples, and the reported metrics equal to the
+means of the per-question records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES
+
+from lm_eval_semcal.records import read_record
+from lm_eval_semcal.tiny_model import build_tiny_model
+
+REPEATS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_cpu_processes_give_the_complete_result_set(tmp_path):
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    # accelerate comes with lm-eval[hf]; its launcher sits beside this interpreter. Its
+    # --cpu launcher starts a single process; --multi_gpu is the torchrun launcher, and
+    # ACCELERATE_USE_CPU makes its processes join on CPU through gloo.
+    command = [
+        str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+        "-m", "lm_eval_semcal", "run",
+        "--model", "hf-semcal", "--model_args", f"pretrained={model_dir}",
+        "--tasks", "semcal_triviaqa",
+        "--metadata", json.dumps({"data_files": str(FIXTURES / "triviaqa.jsonl")}),
+        "--repeats", str(REPEATS),
+        "--output_path", str(tmp_path / "out"), "--log_samples",
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    questions = [json.loads(line) for line in (FIXTURES / "triviaqa.jsonl").read_text().splitlines()]
+    samples_file = next((tmp_path / "out").rglob("samples_semcal_triviaqa_*.jsonl"))
+    samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
+    assert sorted(sample["doc_id"] for sample in samples) == list(range(len(questions)))
+    assert [len(sample["resps"][0]) for sample in samples] == [REPEATS] * len(questions)
+    assert {sample["doc"]["question"] for sample in samples} == {q["question"] for q in questions}
+
+    records = [read_record(sample["filtered_resps"][0]) for sample in samples]
+    results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())
+    metrics = results["results"]["semcal_triviaqa"]
+    assert metrics["conf,semcal"] == pytest.approx(sum(r["confidence"] for r in records) / len(records))
+    assert metrics["acc,semcal"] == pytest.approx(sum(r["correct"] for r in records) / len(records))
+    # Both ranks sampled: each logs its own share of the questions.
+    shares = [line for line in result.stderr.splitlines() if "hf-semcal rank" in line]
+    assert any("rank 0 of 2" in line for line in shares) and any("rank 1 of 2" in line for line in shares), shares

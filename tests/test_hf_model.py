@@ -1,0 +1,255 @@
+"""`hf-semcal` draws the samples stock `hf` draws, faster, in the order the harness expects.
+
+The distribution checks use a model with a small output space: 8 single-character
+tokens and at most 3 new tokens, so a complete output is one of ~250 strings whose exact
+probabilities are computed by enumeration. Its weights are random but large, so the
+next-token distributions are far from uniform and a wrong temperature or top-p shifts
+them by much more than sampling noise (the power tests show it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from lm_eval import simple_evaluate
+from lm_eval.api.instance import Instance
+from lm_eval.api.registry import get_model
+from lm_eval.models.huggingface import HFLM
+from scipy import stats
+
+import lm_eval_semcal.lm_eval_models  # noqa: F401  (registers hf-semcal)
+from lm_eval_semcal.hf_model import SemcalHFLM
+from lm_eval_semcal.records import read_record
+from lm_eval_semcal.tiny_model import build_tiny_model
+from conftest import FIXTURES
+from test_tasks_end_to_end import semcal_task_manager
+
+CHARACTERS = ["a", "b", "c", "d", " ", "\n", "<eos>", "<pad>"]
+MAX_NEW = 3
+PROMPTS = ["abcab dca", "da"]  # different lengths: batches are left-padded
+SAMPLES = 4000
+ALPHA = 1e-3  # a correct sampler fails one check in a thousand
+
+
+def sampling(temperature=1.0, top_p=1.0, top_k=0, max_gen_toks=MAX_NEW):
+    return {
+        "until": ["\n"],
+        "max_gen_toks": max_gen_toks,
+        "do_sample": True,
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+    }
+
+
+def build_small_output_model(out_dir) -> str:
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(CHARACTERS)}, merges=[]))
+    tokenizer.decoder = decoders.Fuse()
+    hf_tokenizer = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>")
+    hf_tokenizer.save_pretrained(out_dir)
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(CHARACTERS), n_positions=64, n_embd=16, n_layer=1, n_head=2,
+        initializer_range=0.3,
+        eos_token_id=CHARACTERS.index("<eos>"), bos_token_id=CHARACTERS.index("<eos>"),
+        pad_token_id=CHARACTERS.index("<pad>"),
+    )
+    GPT2LMHeadModel(config).save_pretrained(out_dir)
+    return str(out_dir)
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    return build_small_output_model(tmp_path_factory.mktemp("small-output-model"))
+
+
+@pytest.fixture(scope="module")
+def stock_lm(small_model):
+    return HFLM(pretrained=small_model, device="cpu", batch_size=SAMPLES)
+
+
+@pytest.fixture(scope="module")
+def semcal_lm(small_model):
+    return SemcalHFLM(pretrained=small_model, device="cpu", batch_size=SAMPLES)
+
+
+def requests_for(prompts, n, gen_kwargs):
+    """n copies of each prompt, interleaved the way no backend would order them."""
+    return [
+        Instance("generate_until", {}, (prompt, dict(gen_kwargs)), doc_id)
+        for _ in range(n)
+        for doc_id, prompt in enumerate(prompts)
+    ]
+
+
+def sample(lm, prompts, n, gen_kwargs, seed):
+    """{prompt: Counter of its n responses}."""
+    requests = requests_for(prompts, n, gen_kwargs)
+    torch.manual_seed(seed)
+    responses = lm.generate_until(requests, disable_tqdm=True)
+    counts = {prompt: Counter() for prompt in prompts}
+    for request, response in zip(requests, responses, strict=True):
+        counts[request.args[0]][response] += 1
+    return counts
+
+
+def exact_distribution(lm, prompt, temperature=1.0):
+    """P(response) for T-scaled sampling without top-p/top-k, by enumerating token paths."""
+    model, tokenizer = lm.model, lm.tokenizer
+    stop_ids = {CHARACTERS.index("\n"), CHARACTERS.index("<eos>")}
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    probabilities: Counter = Counter()
+
+    def walk(path, p):
+        if len(path) == MAX_NEW or (path and path[-1] in stop_ids):
+            kept = path[:-1] if path and path[-1] in stop_ids else path
+            probabilities[tokenizer.decode(kept, skip_special_tokens=True)] += p
+            return
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt_ids + path])).logits[0, -1].double()
+        next_p = torch.softmax(logits / temperature, dim=-1)
+        for token, q in enumerate(next_p.tolist()):
+            walk(path + [token], p * q)
+
+    walk([], 1.0)
+    return probabilities
+
+
+def two_sample_p(a: Counter, b: Counter) -> float:
+    """Chi-square test of homogeneity; outputs seen fewer than 10 times in all are pooled."""
+    keys = sorted(set(a) | set(b), key=lambda k: -(a[k] + b[k]))
+    common = [k for k in keys if a[k] + b[k] >= 10]
+    rare = [k for k in keys if a[k] + b[k] < 10]
+    table = [[a[k] for k in common] + [sum(a[k] for k in rare)], [b[k] for k in common] + [sum(b[k] for k in rare)]]
+    table = np.array([row for row in np.array(table).T if row.sum() > 0]).T
+    return stats.chi2_contingency(table).pvalue
+
+
+def goodness_of_fit_p(observed: Counter, expected: Counter) -> float:
+    """Chi-square goodness of fit; outputs expected fewer than 5 times are pooled."""
+    n = sum(observed.values())
+    assert set(observed) <= set(expected), set(observed) - set(expected)
+    common = [k for k in expected if expected[k] * n >= 5]
+    rare = [k for k in expected if expected[k] * n < 5]
+    f_obs = [observed[k] for k in common] + [sum(observed[k] for k in rare)]
+    f_exp = [expected[k] * n for k in common] + [sum(expected[k] for k in rare) * n]
+    return stats.chisquare(f_obs, f_exp).pvalue
+
+
+def test_the_model_has_a_peaked_small_output_space(stock_lm):
+    exact = exact_distribution(stock_lm, PROMPTS[0])
+    assert sum(exact.values()) == pytest.approx(1.0, abs=1e-9)
+    top = sorted(exact.values(), reverse=True)
+    # far from uniform: a handful of outputs carry most of the mass
+    assert sum(top[:10]) > 0.4 and len(exact) > 50
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [sampling(), sampling(temperature=0.7, top_p=0.9), sampling(temperature=1.3, top_k=3)],
+    ids=["T1", "T0.7-top_p0.9", "T1.3-top_k3"],
+)
+def test_same_distribution_as_stock_hf(stock_lm, semcal_lm, settings):
+    stock = sample(stock_lm, PROMPTS, SAMPLES, settings, seed=1)
+    shared = sample(semcal_lm, PROMPTS, SAMPLES, settings, seed=2)
+    for prompt in PROMPTS:
+        assert stock[prompt] != shared[prompt]  # independent draws, not the same stream
+        assert two_sample_p(stock[prompt], shared[prompt]) > ALPHA, prompt
+
+
+def test_both_backends_match_the_exact_distribution(stock_lm, semcal_lm):
+    for lm, seed in ((stock_lm, 11), (semcal_lm, 12)):
+        counts = sample(lm, PROMPTS, SAMPLES, sampling(), seed=seed)
+        for prompt in PROMPTS:
+            assert goodness_of_fit_p(counts[prompt], exact_distribution(lm, prompt)) > ALPHA, (lm, prompt)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "why"),
+    [(sampling(temperature=0.7), "temperature 0.7 instead of 1"), (sampling(top_p=0.9), "top_p 0.9 instead of 1")],
+)
+def test_the_check_catches_a_wrong_sampler(stock_lm, semcal_lm, wrong, why):
+    # Over 20 seed pairs the largest p was 1e-15 (T) and 7e-44 (top_p): the check has the
+    # power to see these mistakes whatever the seed.
+    right = sample(stock_lm, PROMPTS, SAMPLES, sampling(), seed=1)
+    off = sample(semcal_lm, PROMPTS, SAMPLES, wrong, seed=2)
+    assert two_sample_p(right[PROMPTS[0]], off[PROMPTS[0]]) < ALPHA, why
+
+
+def test_same_seed_and_batch_layout_reproduce_stock_samples_exactly(tmp_path):
+    # One pass of M rows per question in both backends consumes the random stream
+    # identically, so the samples coincide token for token: the same computation.
+    model_dir = str(build_tiny_model(tmp_path / "tiny"))
+    prompts = ["Q: What is the capital of France?\nA:", "Q: Who wrote Hamlet?\nA:"]
+    settings = sampling(max_gen_toks=12) | {"until": ["\n", "Q:"]}
+    requests = requests_for(prompts, 8, settings)
+    results = []
+    for backend in (HFLM, SemcalHFLM):
+        torch.manual_seed(0)
+        results.append(backend(pretrained=model_dir, device="cpu", batch_size=16).generate_until(requests))
+    assert results[0] == results[1]
+    assert len(set(results[1])) > 8  # real samples, not copies
+
+
+def test_responses_follow_request_order_and_stop_rules(stock_lm, semcal_lm):
+    greedy = {"until": ["\n"], "max_gen_toks": MAX_NEW, "do_sample": False, "temperature": 0.0}
+    requests = requests_for(["abcab dca", "dd", "da"], 3, greedy)
+    expected = stock_lm.generate_until(requests, disable_tqdm=True)
+    assert semcal_lm.generate_until(requests, disable_tqdm=True) == expected
+    # "dd" is the one prompt whose greedy answer is not empty: its position checks the order
+    assert expected == ["", "ddd", ""] * 3
+    for response in semcal_lm.generate_until(requests_for(PROMPTS, 200, sampling()), disable_tqdm=True):
+        assert "\n" not in response and len(response) <= MAX_NEW
+
+
+def test_each_pass_holds_whole_questions_up_to_batch_size(small_model, monkeypatch):
+    passes = []
+    original = SemcalHFLM._sample_shared
+    monkeypatch.setattr(
+        SemcalHFLM, "_sample_shared", lambda self, batch: passes.append([g.n_samples for g in batch]) or original(self, batch)
+    )
+    requests = requests_for(PROMPTS + ["abc"], 5, sampling())
+    SemcalHFLM(pretrained=small_model, device="cpu", batch_size=1).generate_until(requests, disable_tqdm=True)
+    assert passes == [[5], [5], [5]]
+    passes.clear()
+    SemcalHFLM(pretrained=small_model, device="cpu", batch_size=10).generate_until(requests, disable_tqdm=True)
+    assert passes == [[5, 5], [5]]
+
+
+def test_hf_semcal_is_in_lm_evals_registry():
+    assert get_model("hf-semcal") is SemcalHFLM
+    assert issubclass(get_model("hf-semcal"), get_model("hf"))
+
+
+def run_task(model_dir, seed):
+    results = simple_evaluate(
+        model="hf-semcal",
+        model_args=f"pretrained={model_dir},device=cpu",
+        tasks=["semcal_triviaqa"],
+        task_manager=semcal_task_manager(data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=6),
+        limit=3,
+        log_samples=True,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+    )
+    return [sample["resps"] for sample in results["samples"]["semcal_triviaqa"]], results
+
+
+def test_a_run_is_reproducible_with_the_same_seed(tmp_path):
+    model_dir = str(build_tiny_model(tmp_path / "tiny"))
+    first, results = run_task(model_dir, seed=1234)
+    again, _ = run_task(model_dir, seed=1234)
+    other, _ = run_task(model_dir, seed=99)
+    assert first == again
+    assert first != other
+    assert [len(resps[0]) for resps in first] == [6, 6, 6]
+    record = read_record(results["samples"]["semcal_triviaqa"][0]["filtered_resps"][0])
+    assert len(record["class_ids"]) == 6
