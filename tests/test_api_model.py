@@ -408,3 +408,22 @@ def test_registered_and_not_flagged_as_fixed_seed():
     assert fixed_seed_problem("semcal-completions") is None
     problem = fixed_seed_problem("local-completions")
     assert problem is not None and "semcal-completions" in problem
+
+
+def test_token_prompts_are_left_truncated_to_leave_room_for_the_answer(server, tmp_path, caplog):
+    from transformers import AutoTokenizer
+
+    from lm_eval_semcal.tiny_model import build_tiny_model
+
+    tokenizer_dir = str(build_tiny_model(tmp_path / "tiny"))
+    context = "Q: " + " ".join(f"word{i}" for i in range(40)) + "\nA:"
+    ids = AutoTokenizer.from_pretrained(tokenizer_dir)(context)["input_ids"]
+    # TemplateAPI keeps max_length - 1 tokens in all; 32 of them are the answer's (max_gen_toks).
+    model = make_model(server, tokenizer_backend="huggingface", tokenizer=tokenizer_dir, max_length=50)
+    with caplog.at_level("WARNING"):
+        got = model.generate_until(instances([context] * 3), disable_tqdm=True)
+    assert len(ids) > 17
+    # a batch of one tokenized prompt, as local-completions sends it
+    assert [p["prompt"] for p in server.payloads] == [[ids[-17:]]]
+    assert server.payloads[0]["n"] == 3 and len(got) == 3
+    assert any(f"a prompt of {len(ids)} tokens was left-truncated to 17" in r.getMessage() for r in caplog.records)

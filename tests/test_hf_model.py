@@ -253,3 +253,35 @@ def test_a_run_is_reproducible_with_the_same_seed(tmp_path):
     assert [len(resps[0]) for resps in first] == [6, 6, 6]
     record = read_record(results["samples"]["semcal_triviaqa"][0]["filtered_resps"][0])
     assert len(record["class_ids"]) == 6
+
+
+def test_batch_size_auto_sizes_passes_once(small_model):
+    lm = SemcalHFLM(pretrained=small_model, device="cpu", batch_size="auto", max_batch_size=8)
+    responses = lm.generate_until(requests_for(PROMPTS, 4, sampling()), disable_tqdm=True)
+    assert len(responses) == 8
+    assert lm.batch_sizes["generate_until"] == 8  # the largest batch that fits, capped by max_batch_size
+
+
+def test_encoder_decoder_models_sample_as_hf_does(tmp_path, caplog):
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_ff=64, d_kv=16, num_layers=1, num_heads=2,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    T5ForConditionalGeneration(config).save_pretrained(tmp_path / "t5")
+    tokenizer.save_pretrained(tmp_path / "t5")
+    requests = requests_for(["Q: Who wrote Hamlet?\nA:", "Q: 2+2?\nA:"], 4, sampling(max_gen_toks=6))
+    results = []
+    with caplog.at_level("WARNING"):
+        for backend in (HFLM, SemcalHFLM):
+            torch.manual_seed(0)
+            lm = backend(pretrained=str(tmp_path / "t5"), device="cpu", batch_size=8)
+            assert lm.backend == "seq2seq"
+            results.append(lm.generate_until(requests, disable_tqdm=True))
+    assert results[0] == results[1]
+    assert any("seq2seq models have no prompt cache to share" in r.getMessage() for r in caplog.records)
