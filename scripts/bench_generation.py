@@ -1,0 +1,155 @@
+"""Stock `hf` against `hf-semcal` on the same model and questions, in one process.
+
+Two workloads, as in issue 4: concise (prompt ~300 tokens, 16 new tokens, M = 20) and
+chain-of-thought (prompt ~600 tokens, 128 new tokens, M = 20), on a randomly initialised
+GPT-2-small-sized model (12 layers, 768 wide, 50257-token output layer, 124M
+parameters) built offline. Both backends run at the same batch sizes, M times 1, 2 and
+4 questions (as many as the workload has), and the ratio compares their best times. Prints wall time, the ratio, generated tokens per second and peak memory (CUDA:
+peak allocated; CPU: peak resident set above the level before the run).
+
+    python scripts/bench_generation.py                 # CPU, about 10 minutes on 2 cores
+    python scripts/bench_generation.py --device cuda   # a GPU, larger batches worth trying
+
+The model samples at T = 1 with no stop sequence (a random model almost never emits
+EOS), so every sequence generates exactly the new-token budget and both backends do the
+same decoding work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+import psutil
+import torch
+from lm_eval.api.instance import Instance
+from lm_eval.models.huggingface import HFLM
+
+from lm_eval_semcal.hf_model import SemcalHFLM
+from lm_eval_semcal.tiny_model import build_tiny_model
+
+GPT2_SMALL = {"n_layer": 12, "n_embd": 768, "n_head": 12, "model_vocab_size": 50257}
+
+
+@dataclass
+class Workload:
+    name: str
+    prompt_tokens: int
+    new_tokens: int
+    samples: int
+    questions: int
+
+
+WORKLOADS = [Workload("concise", 300, 16, 20, questions=4), Workload("cot", 600, 128, 20, questions=2)]
+
+
+class PeakMemory:
+    """Peak memory of the block: CUDA allocator peak, or sampled RSS growth on CPU."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+        self.peak_bytes = 0
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.process = psutil.Process()
+            self.base = self.process.memory_info().rss
+            self.running = True
+            self.sampler = threading.Thread(target=self._sample, daemon=True)
+            self.sampler.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak_bytes = max(self.peak_bytes, self.process.memory_info().rss - self.base)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak_bytes = torch.cuda.max_memory_allocated() - self.base
+        else:
+            self.running = False
+            self.sampler.join()
+
+
+def prompts(tokenizer, n_questions: int, n_tokens: int) -> list[str]:
+    """`n_questions` distinct few-shot-like prompts of about `n_tokens` tokens each."""
+    filler = " ".join(f"Q: What is item {i} of the list? A: It is item {i}." for i in range(400))
+    ids = tokenizer(filler)["input_ids"]
+    return [f"Q{q}: " + tokenizer.decode(ids[q * 7 : q * 7 + n_tokens]) + "\nA:" for q in range(n_questions)]
+
+
+def requests(contexts: list[str], workload: Workload) -> list[Instance]:
+    gen_kwargs = {
+        "until": [],
+        "max_gen_toks": workload.new_tokens,
+        "do_sample": True,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "top_k": 0,
+    }
+    return [
+        Instance("generate_until", {}, (context, dict(gen_kwargs)), doc_id)
+        for doc_id, context in enumerate(contexts)
+        for _ in range(workload.samples)
+    ]
+
+
+def timed(lm, reqs: list[Instance], device: str) -> tuple[float, int]:
+    torch.manual_seed(0)
+    with PeakMemory(device) as memory:
+        start = time.perf_counter()
+        lm.generate_until(reqs, disable_tqdm=True)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+    return elapsed, memory.peak_bytes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--questions-per-batch", default="1,2,4", help="batch sizes to try, in questions of M")
+    parser.add_argument("--workloads", default="concise,cot")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+
+    with tempfile.TemporaryDirectory() as model_dir:
+        build_tiny_model(model_dir, **GPT2_SMALL)
+        model_args = {"pretrained": model_dir, "device": args.device, "dtype": args.dtype}
+        stock = HFLM(**model_args)
+        n_params = sum(p.numel() for p in stock.model.parameters())
+        fast = SemcalHFLM(pretrained=stock.model, tokenizer=stock.tokenizer, device=args.device)
+        print(f"model: GPT-2-small-sized, {n_params / 1e6:.0f}M parameters, {args.device}, {args.dtype}, "
+              f"{torch.get_num_threads()} threads")
+
+        for workload in (w for w in WORKLOADS if w.name in args.workloads.split(",")):
+            contexts = prompts(stock.tokenizer, workload.questions, workload.prompt_tokens)
+            reqs = requests(contexts, workload)
+            prompt_len = sum(len(stock.tok_encode(c)) for c in contexts) / len(contexts)
+            new_tokens = len(reqs) * workload.new_tokens
+            print(f"\n{workload.name}: {workload.questions} questions, prompt {prompt_len:.0f} tokens, "
+                  f"M = {workload.samples}, {workload.new_tokens} new tokens")
+            sizes = [workload.samples * int(q) for q in args.questions_per_batch.split(",") if int(q) <= workload.questions]
+            best = {}
+            for name, lm in (("hf", stock), ("hf-semcal", fast)):
+                for batch_size in sizes:
+                    lm.batch_size_per_gpu = batch_size
+                    seconds, peak = timed(lm, reqs, args.device)
+                    best[name] = min(best.get(name, seconds), seconds)
+                    print(f"  {name:<9} batch {batch_size:>4}: {seconds:7.2f} s  {new_tokens / seconds:7.0f} tok/s  "
+                          f"peak {peak / 2**20:7.0f} MiB")
+            print(f"  best hf / best hf-semcal: {best['hf'] / best['hf-semcal']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
