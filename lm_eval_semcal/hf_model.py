@@ -8,9 +8,11 @@ from it. Everything after the prompt is the stock path: the same `generate` call
 same logits processors, stopping criteria and decoding, so the samples come from the
 same distribution (tested in `tests/test_hf_model.py`).
 
-`batch_size` counts sampled sequences, as in `hf`; a question's samples always run in one
-pass, so a pass holds as many whole questions as fit. Models this cannot serve (encoder-
-decoder, recurrent or hybrid caches) fall back to the stock path with a warning.
+`batch_size` counts sampled sequences, as in `hf`: a pass holds as many questions' samples
+as fit, and a question with more samples than that is sampled in parts (its prompt then
+encoded once per part). The default batch size of 1 means one whole question per pass.
+Models this cannot serve (encoder-decoder, recurrent or hybrid caches) fall back to the
+stock path with a warning.
 """
 
 from __future__ import annotations
@@ -88,13 +90,14 @@ class SemcalHFLM(HFLM):
         progress.close()
         return responses
 
-    def _rows_per_pass(self) -> int:
+    def _rows_per_pass(self) -> int | None:
+        """Sampled rows a pass may hold; None (the default batch size of 1): one question."""
         if self.batch_size == "auto":
             if "generate_until" not in self.batch_sizes:
                 self.batch_sizes["generate_until"] = self._detect_batch_size()
                 logger.info("%s: at most %d sampled sequences per pass", MODEL_NAME, self.batch_sizes["generate_until"])
             return self.batch_sizes["generate_until"]
-        return int(self.batch_size)
+        return int(self.batch_size) if int(self.batch_size) > 1 else None
 
     def _sample_shared(self, batch: list[RequestGroup]) -> list[str] | None:
         """Every sample of `batch`, group by group, or None when the cache cannot be shared."""

@@ -56,22 +56,27 @@ def group_identical_requests(requests: Iterable[tuple[str, dict[str, Any]]]) -> 
 
 def pack_groups(
     groups: Sequence[RequestGroup],
-    max_rows: int,
+    max_rows: int | None,
     sort_key: Callable[[RequestGroup], Any] | None = None,
 ) -> list[list[RequestGroup]]:
     """Batches of groups sharing generation settings, each at most `max_rows` samples.
 
-    A group is never split: one larger than `max_rows` forms a batch of its own, because
-    splitting it would encode its prompt twice. Groups are first ordered by `sort_key`
-    (stable), then packed greedily in that order within each settings key; batches of
-    one settings key come before those of the next key that appears.
+    `max_rows=None` gives each group a batch of its own. Otherwise a group larger than
+    `max_rows` is cut into consecutive parts of `max_rows` samples (each part's prompt is
+    encoded again in its own batch: the price of bounding memory), and the groups are
+    packed greedily. Groups are first ordered by `sort_key` (stable); batches of one
+    settings key come before those of the next key that appears.
     """
-    if max_rows < 1:
+    if max_rows is not None and max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
     ordered = sorted(groups, key=sort_key) if sort_key else list(groups)
+    if max_rows is None:
+        return [[group] for group in ordered]
     by_settings: dict[str, list[RequestGroup]] = {}
     for group in ordered:
-        by_settings.setdefault(settings_key(group.gen_kwargs), []).append(group)
+        for start in range(0, group.n_samples, max_rows):
+            part = RequestGroup(group.context, group.gen_kwargs, group.indices[start : start + max_rows])
+            by_settings.setdefault(settings_key(group.gen_kwargs), []).append(part)
 
     batches: list[list[RequestGroup]] = []
     for same_settings in by_settings.values():

@@ -208,7 +208,7 @@ def test_responses_follow_request_order_and_stop_rules(stock_lm, semcal_lm):
         assert "\n" not in response and len(response) <= MAX_NEW
 
 
-def test_each_pass_holds_whole_questions_up_to_batch_size(small_model, monkeypatch):
+def test_each_pass_holds_at_most_batch_size_samples(small_model, monkeypatch):
     passes = []
     original = SemcalHFLM._sample_shared
     monkeypatch.setattr(
@@ -220,6 +220,11 @@ def test_each_pass_holds_whole_questions_up_to_batch_size(small_model, monkeypat
     passes.clear()
     SemcalHFLM(pretrained=small_model, device="cpu", batch_size=10).generate_until(requests, disable_tqdm=True)
     assert passes == [[5, 5], [5]]
+    # A batch size below M bounds the rows anyway: each question is sampled in parts.
+    passes.clear()
+    responses = SemcalHFLM(pretrained=small_model, device="cpu", batch_size=4).generate_until(requests, disable_tqdm=True)
+    assert passes == [[4], [1], [4], [1], [4], [1]]
+    assert len(responses) == 15 and all(isinstance(r, str) for r in responses)
 
 
 def test_hf_semcal_is_in_lm_evals_registry():

@@ -32,14 +32,24 @@ def groups_of(sizes, settings=SAMPLING):
     return [RequestGroup(f"Q{i}", settings, list(range(size))) for i, size in enumerate(sizes)]
 
 
-def test_packing_fills_batches_up_to_max_rows_without_splitting_a_group():
-    batches = pack_groups(groups_of([20, 20, 20, 50, 10]), max_rows=40)
-    assert [[g.context for g in batch] for batch in batches] == [["Q0", "Q1"], ["Q2"], ["Q3"], ["Q4"]]
+def test_packing_fills_batches_up_to_max_rows():
+    batches = pack_groups(groups_of([20, 20, 20, 10]), max_rows=40)
+    assert [[g.context for g in batch] for batch in batches] == [["Q0", "Q1"], ["Q2", "Q3"]]
 
 
-def test_packing_with_one_row_batches_gives_one_question_per_batch():
-    batches = pack_groups(groups_of([5, 5, 5]), max_rows=1)
-    assert [[g.context for g in batch] for batch in batches] == [["Q0"], ["Q1"], ["Q2"]]
+def test_a_group_larger_than_max_rows_is_cut_into_consecutive_parts():
+    batches = pack_groups(groups_of([3, 10, 2]), max_rows=4)
+    assert [[(g.context, g.indices) for g in batch] for batch in batches] == [
+        [("Q0", [0, 1, 2])],
+        [("Q1", [0, 1, 2, 3])],
+        [("Q1", [4, 5, 6, 7])],
+        [("Q1", [8, 9]), ("Q2", [0, 1])],
+    ]
+
+
+def test_without_max_rows_each_group_has_a_batch_of_its_own():
+    batches = pack_groups(groups_of([5, 50, 5]), max_rows=None)
+    assert [[(g.context, g.n_samples) for g in batch] for batch in batches] == [[("Q0", 5)], [("Q1", 50)], [("Q2", 5)]]
 
 
 def test_packing_orders_by_sort_key_and_never_mixes_settings():
