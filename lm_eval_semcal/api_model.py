@@ -8,9 +8,10 @@ completions. Everything else (`base_url`, tokenizer options, `num_concurrent`,
 `max_retries`, `timeout`, the `OPENAI_API_KEY` environment variable) is
 `local-completions`' own.
 
-Options of its own: `seed` (default none: free sampling; a number is sent as is, for
-servers that derive each of the n samples from it) and `max_n` (the most samples one
-request asks for; larger groups are split, for servers that cap `n`).
+Options of its own: `seed` (default none: free sampling; a number S is sent with a
+question's first request, S + k with its k-th when `max_n` splits it, so no two requests
+of a question share a seed) and `max_n` (the most samples one request asks for; larger
+groups are split, for servers that cap `n`).
 """
 
 from __future__ import annotations
@@ -62,11 +63,14 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
         seed: int | None = None,
         eos=None,
         n: int = 1,
+        part: int = 0,
         **kwargs: Any,
     ) -> dict:
         payload = super()._create_payload(messages, generate=generate, gen_kwargs=gen_kwargs, seed=seed, eos=eos, **kwargs)
         if seed is None:
             payload.pop("seed", None)
+        else:
+            payload["seed"] = seed + part
         if generate:
             payload["n"] = n
         return payload
@@ -75,13 +79,13 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
         if any(len(request.args) > 2 for request in requests):
             raise ValueError(f"{MODEL_NAME} serves text prompts only; use local-completions for multimodal requests")
         groups = group_identical_requests(request.args[:2] for request in requests)
-        jobs = [(group, chunk) for group in groups for chunk in self._chunks(group.indices)]
+        jobs = [(group, part, chunk) for group in groups for part, chunk in enumerate(self._chunks(group.indices))]
         responses: list[str | None] = [None] * len(requests)
         progress = tqdm(total=len(requests), disable=disable_tqdm, desc=f"Requesting n samples ({len(jobs)} requests)")
 
-        def run(job: tuple[RequestGroup, list[int]]) -> None:
-            group, indices = job
-            texts = self._request_samples(group, len(indices))
+        def run(job: tuple[RequestGroup, int, list[int]]) -> None:
+            group, part, indices = job
+            texts = self._request_samples(group, len(indices), part)
             for index, text in zip(indices, texts, strict=True):
                 responses[index] = text
                 self.cache_hook.add_partial("generate_until", (group.context, group.gen_kwargs), text)
@@ -115,7 +119,7 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
             logger.warning("%s: a prompt of %d tokens was left-truncated to %d", MODEL_NAME, len(tokens), len(kept))
         return kept
 
-    def _request_samples(self, group: RequestGroup, n: int) -> list[str]:
+    def _request_samples(self, group: RequestGroup, n: int, part: int) -> list[str]:
         prompt = self._prompt(group.context, group.gen_kwargs)
 
         @retry(
@@ -124,7 +128,9 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
             reraise=True,
         )
         def attempt() -> list[str]:
-            reply = self.model_call(messages=[prompt], generate=True, gen_kwargs=copy.deepcopy(group.gen_kwargs), n=n)
+            reply = self.model_call(
+                messages=[prompt], generate=True, gen_kwargs=copy.deepcopy(group.gen_kwargs), n=n, part=part
+            )
             return completions_from_reply(reply, n)
 
         return attempt()

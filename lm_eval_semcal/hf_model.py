@@ -11,8 +11,10 @@ same distribution (tested in `tests/test_hf_model.py`).
 `batch_size` counts sampled sequences, as in `hf`: a pass holds as many questions' samples
 as fit, and a question with more samples than that is sampled in parts (its prompt then
 encoded once per part). The default batch size of 1 means one whole question per pass.
-Models this cannot serve (encoder-decoder, recurrent or hybrid caches) fall back to the
-stock path with a warning.
+What cannot be shared falls back to the stock path with a warning: encoder-decoder
+models, caches holding recurrent or convolution state, and settings with which
+`generate` builds or reshapes its own cache (beams, `num_return_sequences`,
+`cache_implementation`, `max_length`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 from tqdm import tqdm
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from lm_eval_semcal.request_groups import RequestGroup, group_identical_requests, pack_groups
 
@@ -34,6 +36,7 @@ from lm_eval_semcal.request_groups import RequestGroup, group_identical_requests
 logger = logging.getLogger(f"lm_eval.models.{__name__}")
 
 MODEL_NAME = "hf-semcal"
+SHAREABLE_LAYERS = (DynamicLayer, DynamicSlidingWindowLayer)
 
 
 @register_model(MODEL_NAME)
@@ -48,6 +51,7 @@ class SemcalHFLM(HFLM):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self._warned: set[str] = set()
         accelerator = getattr(self, "accelerator", None)
         if accelerator is not None and accelerator.num_processes > 1:
             # `hf` splits the questions across processes only when it counts several
@@ -77,16 +81,27 @@ class SemcalHFLM(HFLM):
             disable=disable_tqdm or self.rank != 0,
             desc=f"Sampling, prompts shared ({len(groups)} prompts)",
         )
-        for batch in batches:
-            samples = self._sample_shared(batch) if self._shares_prompt_cache else None
-            if samples is None:
-                samples = HFLM.generate_until(self, [requests[i] for group in batch for i in group.indices], True)
-            samples = iter(samples)
-            for group in batch:
-                for index in group.indices:
-                    responses[index] = next(samples)
-                    self.cache_hook.add_partial("generate_until", (group.context, group.gen_kwargs), responses[index])
-            progress.update(sum(group.n_samples for group in batch))
+        for position, batch in enumerate(batches):
+            if not self._shares_prompt_cache:
+                # This model's cache cannot be shared (found on the first pass): hf's own
+                # path for all that is left, in one call so that it batches them itself.
+                rest = [index for later in batches[position:] for group in later for index in group.indices]
+                texts = HFLM.generate_until(self, [requests[index] for index in rest], True)
+                for index, text in zip(rest, texts, strict=True):
+                    responses[index] = text
+                progress.update(len(rest))
+                break
+            samples = self._sample_shared(batch)
+            indices = [index for group in batch for index in group.indices]
+            if samples is None:  # settings only hf's own path serves; it records its own cache entries
+                texts = HFLM.generate_until(self, [requests[index] for index in indices], True)
+                for index, text in zip(indices, texts, strict=True):
+                    responses[index] = text
+            else:
+                for index, text in zip(indices, samples, strict=True):
+                    responses[index] = text
+                    self.cache_hook.add_partial("generate_until", requests[index].args[:2], text)
+            progress.update(len(indices))
         progress.close()
         return responses
 
@@ -102,6 +117,11 @@ class SemcalHFLM(HFLM):
     def _sample_shared(self, batch: list[RequestGroup]) -> list[str] | None:
         """Every sample of `batch`, group by group, or None when the cache cannot be shared."""
         kwargs = normalize_gen_kwargs(batch[0].gen_kwargs, self.max_gen_toks)
+        if problem := self._unshareable_settings(kwargs):
+            if problem not in self._warned:
+                logger.warning("%s: %s; sampling those requests as `hf` does", MODEL_NAME, problem)
+                self._warned.add(problem)
+            return None
         eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
         until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
         max_gen_toks = kwargs.pop("max_gen_toks")
@@ -141,15 +161,30 @@ class SemcalHFLM(HFLM):
         )
         return [self._response_text(tokens[prompt_length:], until) for tokens in generated.tolist()]
 
+    def _unshareable_settings(self, kwargs: dict) -> str | None:
+        """Why these generation settings need hf's own path, or None."""
+        if kwargs.get("num_beams", 1) > 1 or kwargs.get("num_return_sequences", 1) > 1:
+            return "beam search and num_return_sequences expand the batch inside generate"
+        if kwargs.get("cache_implementation") or getattr(self.model.generation_config, "cache_implementation", None):
+            return "a cache_implementation asks generate to build its own cache"
+        if "max_length" in kwargs:
+            return "max_length in the generation settings (use max_gen_toks)"
+        return None
+
+    @property
+    def _forward_parameters(self):
+        # A PEFT model's forward takes **kwargs; the arguments are the base model's.
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return inspect.signature(model.forward).parameters
+
     @property
     def _cache_argument(self) -> str:
         # transformers 5 names the cache `cache`; 4.x calls it `past_key_values`.
-        parameters = inspect.signature(self.model.forward).parameters
-        return "cache" if "cache" in parameters else "past_key_values"
+        return "cache" if "cache" in self._forward_parameters else "past_key_values"
 
     def _prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """The KV cache of `input_ids`, computed as `generate` computes it, or None."""
-        parameters = inspect.signature(self.model.forward).parameters
+        parameters = self._forward_parameters
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": True}
         if "position_ids" in parameters:
             # generate()'s own rule, so that left padding gets the positions it would get there
@@ -169,7 +204,9 @@ class SemcalHFLM(HFLM):
         cache = getattr(outputs, "cache", None)
         if cache is None:
             cache = getattr(outputs, "past_key_values", None)
-        if not hasattr(cache, "layers") or any(getattr(cache, "is_linear", None) or ()):
+        # Only plain attention layers hold nothing but keys and values per row; hybrid
+        # layers also carry recurrent or convolution state that copying rows would miss.
+        if not all(type(layer) in SHAREABLE_LAYERS for layer in getattr(cache, "layers", [None])):
             logger.warning(
                 "%s: this model's cache (%s) cannot be continued from a shared prompt; sampling as `hf` does",
                 MODEL_NAME,
@@ -194,13 +231,11 @@ class SemcalHFLM(HFLM):
         )
 
 
-
-
 class _PreallocatedLayer(DynamicLayer):
     """A DynamicLayer writing into a buffer reserved up front (see `expand_prompt_cache`)."""
 
     def expand(self, samples_per_prompt: list[int], n_tokens: int) -> None:
-        prompts, heads, length, dim = self.keys.shape
+        _, heads, length, dim = self.keys.shape
         rows = sum(samples_per_prompt)
         self._key_buffer = self.keys.new_empty((rows, heads, length + n_tokens, dim))
         self._value_buffer = self.values.new_empty((rows, heads, length + n_tokens, self.values.shape[-1]))

@@ -139,6 +139,7 @@ class SemcalTask(ConfigurableTask):
         super().build_all_requests(**kwargs)
 
     def apply_filters(self) -> None:
+        self._drop_padding_responses()
         try:
             super().apply_filters()
         except Exception as err:
@@ -148,6 +149,18 @@ class SemcalTask(ConfigurableTask):
                 f"the {len(self._instances)} questions' raw responses are saved in {path}"
             ) from err
         self._warn_if_samples_identical()
+
+    def _drop_padding_responses(self) -> None:
+        # In a multi-process run lm-eval evens out the ranks by sending a short rank's
+        # last request `repeats` more times; those responses land on the same instance.
+        repeats = self.config.repeats
+        for instance in self._instances:
+            if len(instance.resps) > repeats:
+                log.info(
+                    "%s: doc %s got %d responses (rank padding); keeping the first %d",
+                    self.config.task, instance.doc_id, len(instance.resps), repeats,
+                )
+                instance.resps = instance.resps[:repeats]
 
     def _warn_if_samples_identical(self) -> None:
         records = [

@@ -2,10 +2,11 @@
 
 Two workloads, as in issue 4: concise (prompt ~300 tokens, 16 new tokens, M = 20) and
 chain-of-thought (prompt ~600 tokens, 128 new tokens, M = 20), on a randomly initialised
-GPT-2-small-sized model (12 layers, 768 wide, 50257-token output layer, 124M
+GPT-2-small-sized model (12 layers, 768 wide, 50257-token output layer, 125M
 parameters) built offline. Both backends run at the same batch sizes, M times 1, 2 and
-4 questions (as many as the workload has), and the ratio compares their best times. Prints wall time, the ratio, generated tokens per second and peak memory (CUDA:
-peak allocated; CPU: peak resident set above the level before the run).
+4 questions (as many as the workload has), and the ratio compares their best times.
+Prints wall time, the ratio, generated tokens per second and peak memory (CUDA: peak
+allocated; CPU: peak resident set above the level before the run).
 
     python scripts/bench_generation.py                 # CPU, about 10 minutes on 2 cores
     python scripts/bench_generation.py --device cuda   # a GPU, larger batches worth trying
@@ -139,7 +140,8 @@ def main() -> None:
             new_tokens = len(reqs) * workload.new_tokens
             print(f"\n{workload.name}: {workload.questions} questions, prompt {prompt_len:.0f} tokens, "
                   f"M = {workload.samples}, {workload.new_tokens} new tokens")
-            sizes = [workload.samples * int(q) for q in args.questions_per_batch.split(",") if int(q) <= workload.questions]
+            per_batch = [int(q) for q in args.questions_per_batch.split(",")]
+            sizes = [workload.samples * q for q in per_batch if q <= workload.questions]
             best = {}
             for name, lm in (("hf", stock), ("hf-semcal", fast)):
                 for batch_size in sizes:

@@ -427,3 +427,9 @@ def test_token_prompts_are_left_truncated_to_leave_room_for_the_answer(server, t
     assert [p["prompt"] for p in server.payloads] == [[ids[-17:]]]
     assert server.payloads[0]["n"] == 3 and len(got) == 3
     assert any(f"a prompt of {len(ids)} tokens was left-truncated to 17" in r.getMessage() for r in caplog.records)
+
+
+def test_a_seed_differs_between_the_requests_of_one_question(server):
+    # With max_n splitting a question, one seed on every part would repeat its samples.
+    make_model(server, seed=7, max_n=2).generate_until(instances(["A"] * 5), disable_tqdm=True)
+    assert [(p["n"], p["seed"]) for p in server.payloads] == [(2, 7), (2, 8), (1, 9)]

@@ -1,8 +1,9 @@
 """`accelerate launch --num_processes 2` with hf-semcal: each rank samples its share, rank 0 gets all.
 
 Runs two CPU processes (gloo) through the real `accelerate` launcher and the `semcal`
-module entry point, then checks the merged result set against the fixture file: every
-question present once, each with its M samples, and the reported metrics equal to the
+module entry point on an odd number of questions (lm-eval then pads the short rank by
+sending its last request again), then checks the merged result set: every question
+present once, each with exactly its M samples, and the reported metrics equal to the
 means of the per-question records.
 """
 
@@ -22,6 +23,7 @@ from lm_eval_semcal.records import read_record
 from lm_eval_semcal.tiny_model import build_tiny_model
 
 REPEATS = 4
+QUESTIONS = 3  # odd: rank 1 gets one question and lm-eval's padding
 
 
 def free_port() -> int:
@@ -42,14 +44,14 @@ def test_two_cpu_processes_give_the_complete_result_set(tmp_path):
         "--model", "hf-semcal", "--model_args", f"pretrained={model_dir}",
         "--tasks", "semcal_triviaqa",
         "--metadata", json.dumps({"data_files": str(FIXTURES / "triviaqa.jsonl")}),
-        "--repeats", str(REPEATS),
+        "--repeats", str(REPEATS), "--limit", str(QUESTIONS),
         "--output_path", str(tmp_path / "out"), "--log_samples",
     ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    questions = [json.loads(line) for line in (FIXTURES / "triviaqa.jsonl").read_text().splitlines()]
+    questions = [json.loads(line) for line in (FIXTURES / "triviaqa.jsonl").read_text().splitlines()][:QUESTIONS]
     samples_file = next((tmp_path / "out").rglob("samples_semcal_triviaqa_*.jsonl"))
     samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
     assert sorted(sample["doc_id"] for sample in samples) == list(range(len(questions)))
@@ -57,6 +59,7 @@ def test_two_cpu_processes_give_the_complete_result_set(tmp_path):
     assert {sample["doc"]["question"] for sample in samples} == {q["question"] for q in questions}
 
     records = [read_record(sample["filtered_resps"][0]) for sample in samples]
+    assert [len(record["class_ids"]) for record in records] == [REPEATS] * QUESTIONS
     results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())
     metrics = results["results"]["semcal_triviaqa"]
     assert metrics["conf,semcal"] == pytest.approx(sum(r["confidence"] for r in records) / len(records))

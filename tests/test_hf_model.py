@@ -290,3 +290,99 @@ def test_encoder_decoder_models_sample_as_hf_does(tmp_path, caplog):
             results.append(lm.generate_until(requests, disable_tqdm=True))
     assert results[0] == results[1]
     assert any("seq2seq models have no prompt cache to share" in r.getMessage() for r in caplog.records)
+
+
+TWO_LENGTHS = ["Q: What is the capital of France and why is it so famous?\nA:", "Q: Who wrote Hamlet?\nA:"]
+
+
+def same_samples_as_hf(model_dir, settings, **model_args):
+    """Both backends' samples for 2 prompts of different lengths x 4, same seed and layout."""
+    requests = requests_for(TWO_LENGTHS, 4, settings)
+    results = []
+    for backend in (HFLM, SemcalHFLM):
+        lm = backend(pretrained=str(model_dir), device="cpu", batch_size=8, **model_args)
+        torch.manual_seed(0)
+        results.append(lm.generate_until(requests, disable_tqdm=True))
+    return results
+
+
+def test_peft_adapters_keep_left_padded_positions(tmp_path):
+    # A PEFT model's forward takes **kwargs; the prefill must still pass position_ids.
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    torch.manual_seed(0)
+    adapter = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights=False)
+    )
+    adapter.save_pretrained(tmp_path / "lora")
+    stock, shared = same_samples_as_hf(model_dir, sampling(max_gen_toks=10) | {"until": []}, peft=str(tmp_path / "lora"))
+    assert stock == shared
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"num_beams": 2}, "beam search"),
+        ({"cache_implementation": "static"}, "cache_implementation"),
+    ],
+)
+def test_settings_only_hf_serves_fall_back_to_it(tmp_path, caplog, settings, reason):
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    with caplog.at_level("WARNING"):
+        stock, shared = same_samples_as_hf(model_dir, sampling(max_gen_toks=6) | {"until": []} | settings)
+    assert stock == shared
+    assert any(reason in r.getMessage() and "sampling those requests as `hf` does" in r.getMessage() for r in caplog.records)
+
+
+def test_hybrid_recurrent_models_fall_back_to_hf(tmp_path, caplog):
+    # FalconH1 layers hold attention keys and Mamba state: copying key rows would miss the state.
+    from transformers import AutoTokenizer, FalconH1Config, FalconH1ForCausalLM
+
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    config = FalconH1Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, mamba_d_ssm=64, mamba_n_heads=4, mamba_d_head=16, mamba_d_state=8,
+        mamba_n_groups=1, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+    )
+    FalconH1ForCausalLM(config).save_pretrained(tmp_path / "hybrid")
+    tokenizer.save_pretrained(tmp_path / "hybrid")
+    with caplog.at_level("WARNING"):
+        stock, shared = same_samples_as_hf(tmp_path / "hybrid", sampling(max_gen_toks=6) | {"until": []})
+    assert stock == shared
+    assert any("cannot be continued from a shared prompt" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "options"),
+    [
+        ("LlamaConfig", {"num_attention_heads": 4, "num_key_value_heads": 2}),  # grouped-query attention
+        ("MistralConfig", {"num_attention_heads": 4, "num_key_value_heads": 2, "sliding_window": 4}),
+    ],
+    ids=["gqa", "sliding-window-shorter-than-the-prompt"],
+)
+def test_other_attention_layouts_share_the_prompt_and_match_hf(tmp_path, architecture, options):
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    config = getattr(transformers, architecture)(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, head_dim=16,
+        max_position_embeddings=512, initializer_range=0.5, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id, **options,
+    )
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    prefills = []
+    original = SemcalHFLM._prefill
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SemcalHFLM, "_prefill", lambda self, *a: prefills.append(a[0].shape) or original(self, *a))
+        stock, shared = same_samples_as_hf(tmp_path / "model", sampling(max_gen_toks=8) | {"until": []})
+    assert stock == shared
+    assert len(prefills) == 1 and prefills[0][0] == 2  # one prefill of the two prompts: the shared path ran
