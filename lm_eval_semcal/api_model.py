@@ -96,7 +96,7 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
                 for _ in pool.map(run, jobs):
                     pass
         except Exception as err:
-            path = self._rescue(groups, responses)
+            path = self._rescue(requests, groups, responses)
             raise RuntimeError(
                 f"{MODEL_NAME}: a request failed after {self.max_retries} tries ({type(err).__name__}: {err}); "
                 f"the samples received so far are saved in {path}"
@@ -135,7 +135,7 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
 
         return attempt()
 
-    def _rescue(self, groups: list[RequestGroup], responses: list[str | None]) -> Path:
+    def _rescue(self, requests: list[Instance], groups: list[RequestGroup], responses: list[str | None]) -> Path:
         directory = Path(os.environ.get(RESCUE_DIR_ENV, "semcal_rescue"))
         path = directory / f"{MODEL_NAME}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +143,14 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
             for group in groups:
                 received = [responses[i] for i in group.indices if responses[i] is not None]
                 if received:
-                    row = {"prompt": group.context, "gen_kwargs": group.gen_kwargs, "resps": received}
+                    first = requests[group.indices[0]]
+                    row = {
+                        "task": first.task_name,
+                        "doc_id": first.doc_id,
+                        "prompt": group.context,
+                        "gen_kwargs": group.gen_kwargs,
+                        "resps": received,
+                    }
                     out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         return path
 

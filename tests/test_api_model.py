@@ -127,8 +127,12 @@ def make_model(server: FakeServer, **kwargs) -> SemcalCompletionsAPI:
 
 def instances(contexts: list[str], gen_kwargs: dict = GEN_KWARGS) -> list[Instance]:
     # A fresh dict per copy: grouping must go by equal settings, not by the same object.
+    doc_ids = {context: doc_id for doc_id, context in enumerate(dict.fromkeys(contexts))}
     return [
-        Instance("generate_until", {"q": context}, (context, copy.deepcopy(gen_kwargs)), i)
+        Instance(
+            "generate_until", {"q": context}, (context, copy.deepcopy(gen_kwargs)), i,
+            metadata=("fake_task", doc_ids[context], 1),
+        )
         for i, context in enumerate(contexts)
     ]
 
@@ -284,7 +288,15 @@ def test_failure_saves_the_samples_already_received(server, rescue_dir):
     (rescue_file,) = rescue_dir.glob("semcal-completions-*.jsonl")
     assert str(rescue_file) in str(caught.value)
     rows = [json.loads(line) for line in rescue_file.read_text().splitlines()]
-    assert rows == [{"prompt": "Q1", "gen_kwargs": GEN_KWARGS, "resps": ["Q1|0", "Q1|1", "Q1|2", "Q1|3"]}]
+    assert rows == [
+        {
+            "task": "fake_task",
+            "doc_id": 0,
+            "prompt": "Q1",
+            "gen_kwargs": GEN_KWARGS,
+            "resps": ["Q1|0", "Q1|1", "Q1|2", "Q1|3"],
+        }
+    ]
 
 
 def test_a_server_slower_than_timeout_is_an_error(server):
