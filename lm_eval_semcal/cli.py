@@ -5,6 +5,10 @@
                                      lm-eval's own `run`, with the semcal tasks included
     semcal report RUN_DIR [--out DIR] [--bootstrap-iters N]
                                      reliability diagram + Markdown table per semcal task
+    semcal rescore RUN_DIR --classes B [--classes-args JSON]
+                                     regroup a saved run under another B, recompute metrics
+    semcal agree RUN_DIR --classes B1,B2,...
+                                     metrics under several B and how their classes agree
     semcal tiny-model DIR            save a tiny random-weight HF model for offline smoke runs
 
 `semcal run` registers this package's backends (`hf-semcal`, `semcal-completions`) with
@@ -14,6 +18,7 @@ lm-eval before it resolves `--model`. `python -m lm_eval_semcal` is the same com
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -34,6 +39,16 @@ def _positive_int(minimum: int):
         return value
 
     return parse
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON ({err.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON object is needed, got {text!r}")
+    return value
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -84,6 +99,33 @@ def _build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BOOTSTRAP_ITERS,
         help=f"bootstrap resamples for the intervals (default {DEFAULT_BOOTSTRAP_ITERS})",
     )
+
+    rescore = commands.add_parser(
+        "rescore",
+        help="regroup a saved run's samples under another B and recompute every metric",
+        description="Reads an lm-eval output folder (run with --log_samples), groups every "
+        "semcal task's saved responses again under the collapsing function B given by "
+        "--classes, and writes results and samples in lm-eval's layout to "
+        "<model folder>/rescored-<B>/ (readable by `semcal report`). Nothing is generated.",
+    )
+    rescore.add_argument("run_dir", help="the --output_path folder of an lm-eval run")
+    rescore.add_argument("--classes", required=True, metavar="B", help="collapsing function (exact, normalize, numeric, ...)")
+    rescore.add_argument("--classes-args", type=_json_object, metavar="JSON", help="options of B, as a JSON object")
+    rescore.add_argument(
+        "--bootstrap-iters",
+        type=_positive_int(0),
+        help=f"bootstrap resamples for the 95%% intervals (default {DEFAULT_BOOTSTRAP_ITERS}; 0: none)",
+    )
+
+    agree = commands.add_parser(
+        "agree",
+        help="how much B matters: metrics under several B and the agreement of their classes",
+        description="Regroups a saved run's samples under each collapsing function of "
+        "--classes and prints, per semcal task, acc / conf / ece / smece under each and the "
+        "mean adjusted Rand index between each pair's class assignments.",
+    )
+    agree.add_argument("run_dir", help="the --output_path folder of an lm-eval run")
+    agree.add_argument("--classes", required=True, metavar="B1,B2,...", help="two or more collapsing functions")
 
     tiny = commands.add_parser(
         "tiny-model",
@@ -173,6 +215,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.exit(1, f"semcal report: error: {err}\n")
         for path in written:
             print(path)
+    elif args.command in ("rescore", "agree"):
+        from lm_eval_semcal.report import RunDirError
+        from lm_eval_semcal.rescore import agreement, agreement_markdown, rescore_run
+
+        if getattr(args, "bootstrap_iters", None) is not None:
+            os.environ[BOOTSTRAP_ITERS_ENV] = str(args.bootstrap_iters)
+        try:
+            if args.command == "rescore":
+                for path in rescore_run(args.run_dir, args.classes, args.classes_args):
+                    print(path)
+            else:
+                collapses = [name.strip() for name in args.classes.split(",") if name.strip()]
+                if len(collapses) < 2:
+                    parser.error(f"agree: --classes needs two or more collapsing functions, got {args.classes!r}")
+                print(agreement_markdown(agreement(args.run_dir, collapses)))
+        except (RunDirError, ValueError, TypeError) as err:
+            parser.exit(1, f"semcal {args.command}: error: {err}\n")
     elif args.command == "tiny-model":
         from lm_eval_semcal.tiny_model import build_tiny_model
 

@@ -73,3 +73,36 @@ def scripted_lm() -> type[ScriptedLM]:
 def no_bootstrap_by_default(monkeypatch):
     """Bootstrap intervals cost seconds per task; tests about them turn them back on."""
     monkeypatch.setenv("SEMCAL_BOOTSTRAP_ITERS", "0")
+
+
+def save_scripted_run(out: Path, script: dict, task: str, bootstrap_iters: str) -> Path:
+    """`script` answers `task` (TriviaQA fixture, M = 4), saved in `out` as
+    `lm_eval run --output_path OUT --log_samples` saves it."""
+    from lm_eval import simple_evaluate
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    from lm_eval_semcal.tasks import TASKS_DIR
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEMCAL_BOOTSTRAP_ITERS", bootstrap_iters)
+        task_manager = TaskManager(
+            include_path=str(TASKS_DIR),
+            include_defaults=False,
+            metadata={"data_files": str(FIXTURES / "triviaqa.jsonl"), "repeats": 4},
+        )
+        tracker = EvaluationTracker(output_path=str(out))
+        results = simple_evaluate(
+            model=ScriptedLM(script),
+            model_args="pretrained=scripted/lm",
+            tasks=[task],
+            task_manager=task_manager,
+            log_samples=True,
+            bootstrap_iters=0,
+            evaluation_tracker=tracker,
+        )
+    samples = results.pop("samples")
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task_name in results["configs"]:
+        tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
+    return out

@@ -15,10 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, ScriptedLM
-from lm_eval import simple_evaluate
-from lm_eval.loggers import EvaluationTracker
-from lm_eval.tasks import TaskManager
+from conftest import save_scripted_run
 from matplotlib import image
 
 from lm_eval_semcal import calibration, cli
@@ -30,7 +27,6 @@ from lm_eval_semcal.report import (
     summarize,
     write_reports,
 )
-from lm_eval_semcal.tasks import TASKS_DIR
 
 TASK = "semcal_triviaqa"
 MODEL = "scripted/lm"
@@ -66,29 +62,7 @@ HAND_SPLIT_ECE = 1.0 / 4
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """An lm-eval output folder, saved as `lm_eval run --output_path OUT --log_samples` does."""
-    out = tmp_path_factory.mktemp("lm_eval_out")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SEMCAL_BOOTSTRAP_ITERS", "0")
-        task_manager = TaskManager(
-            include_path=str(TASKS_DIR),
-            include_defaults=False,
-            metadata={"data_files": str(FIXTURES / "triviaqa.jsonl"), "repeats": 4},
-        )
-        tracker = EvaluationTracker(output_path=str(out))
-        results = simple_evaluate(
-            model=ScriptedLM(SCRIPT),
-            model_args=f"pretrained={MODEL}",
-            tasks=[TASK],
-            task_manager=task_manager,
-            log_samples=True,
-            bootstrap_iters=0,
-            evaluation_tracker=tracker,
-        )
-    samples = results.pop("samples")
-    tracker.save_results_aggregated(results=results, samples=samples)
-    for task_name in results["configs"]:
-        tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
-    return out
+    return save_scripted_run(tmp_path_factory.mktemp("lm_eval_out"), SCRIPT, TASK, bootstrap_iters="0")
 
 
 def model_folder(out: Path) -> Path:

@@ -1,0 +1,153 @@
+"""`semcal rescore` and `semcal agree`: a saved run regrouped under another B, nothing generated.
+
+A scripted LM answers the four TriviaQA fixture questions with surface variants
+("Paris", "paris."), so `normalize` and `exact` group them differently; every number
+below is worked out by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from conftest import save_scripted_run
+from hypothesis import given
+from hypothesis import strategies as st
+from sklearn.metrics import adjusted_rand_score
+
+from lm_eval_semcal import cli
+from lm_eval_semcal.report import RunDirError, load_run
+from lm_eval_semcal.rescore import adjusted_rand_index, agreement, rescore_run
+
+TASK = "semcal_triviaqa"
+BOOTSTRAP_ITERS = "200"
+SCRIPT = {
+    "What is the capital city of France?": ["Paris", "paris.", "Paris", "Lyon"],
+    "Which city was the capital of the Roman Empire?": ["Rome", "rome", "ROME", "Milan"],
+    "In which city is the Brandenburg Gate?": ["Berlin"] * 4,
+    "What is the capital of Portugal?": ["Madrid", "madrid", "Lisbon", "Madrid"],
+}
+# normalize: paris 3/4 right; rome 3/4 right; berlin 4/4 right; madrid 3/4 wrong.
+NORMALIZE = {"acc": 3 / 4, "conf": (0.75 + 0.75 + 1 + 0.75) / 4}
+# exact: "Paris" 2/4 right; Rome/rome/ROME/Milan tie, the first ("Rome") 1/4 right;
+# Berlin 4/4 right; "Madrid" 2/4 wrong.
+EXACT = {"acc": 3 / 4, "conf": (0.5 + 0.25 + 1 + 0.5) / 4}
+CLASS_IDS = {
+    "normalize": [[0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 1, 0]],
+    "exact": [[0, 1, 0, 2], [0, 1, 2, 3], [0, 0, 0, 0], [0, 1, 2, 0]],
+}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """An lm-eval output folder as `lm_eval run --output_path OUT --log_samples` writes it."""
+    return save_scripted_run(tmp_path_factory.mktemp("lm_eval_out"), SCRIPT, TASK, BOOTSTRAP_ITERS)
+
+
+@pytest.fixture
+def bootstrap_as_the_run(monkeypatch):
+    monkeypatch.setenv("SEMCAL_BOOTSTRAP_ITERS", BOOTSTRAP_ITERS)
+
+
+def same(a, b) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def test_the_same_b_reproduces_every_reported_number(run_dir, bootstrap_as_the_run):
+    (original,) = load_run(run_dir)
+    written = rescore_run(run_dir, "normalize")
+    results = json.loads(written[0].read_text())
+    before = json.loads(original.results_file.read_text())["results"][TASK]
+    after = results["results"][TASK]
+    assert before.keys() == after.keys()
+    assert all(same(before[key], after[key]) for key in before), {k: (before[k], after[k]) for k in before}
+    assert isinstance(after["ece_ci_low,semcal"], float) and after["ece_ci_low,semcal"] <= after["ece,semcal"]
+    (rescored,) = load_run(written[0])
+    assert [dict(r) for r in rescored.records] == [dict(r) for r in original.records]
+    assert results["semcal_rescore"]["collapse"] == "normalize"
+
+
+def test_another_b_regroups_the_saved_responses(run_dir, bootstrap_as_the_run):
+    written = rescore_run(run_dir, "exact")
+    assert written[0].parent.name == "rescored-exact"
+    results = json.loads(written[0].read_text())["results"][TASK]
+    assert results["acc,semcal"] == pytest.approx(EXACT["acc"])
+    assert results["conf,semcal"] == pytest.approx(EXACT["conf"])
+    (rescored,) = load_run(written[0])
+    assert [list(r["class_ids"]) for r in rescored.records] == CLASS_IDS["exact"]
+    assert {r["collapse"] for r in rescored.records} == {"exact"}
+    config = json.loads(written[0].read_text())["configs"][TASK]["filter_list"][0]["filter"][0]
+    assert config["collapse"] == "exact"
+    # The original run is untouched.
+    (original,) = load_run(run_dir)
+    assert original.confidence.mean() == pytest.approx(NORMALIZE["conf"])
+
+
+def test_agreement_reports_metrics_per_b_and_the_mean_ari(run_dir):
+    (found,) = agreement(run_dir, ["normalize", "exact"])
+    assert found.metrics["normalize"]["conf"] == pytest.approx(NORMALIZE["conf"])
+    assert found.metrics["exact"]["conf"] == pytest.approx(EXACT["conf"])
+    expected = sum(adjusted_rand_score(a, b) for a, b in zip(*CLASS_IDS.values(), strict=True)) / 4
+    assert found.ari[("normalize", "exact")] == pytest.approx(expected)
+
+
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=40))
+def test_adjusted_rand_index_equals_sklearn(pairs):
+    a, b = zip(*pairs, strict=True)
+    assert adjusted_rand_index(a, b) == pytest.approx(adjusted_rand_score(a, b), abs=1e-12)
+
+
+def test_adjusted_rand_index_by_hand():
+    # One grouping splits the other's pair: contingency [[1, 1], [0, 1]], n = 3.
+    # index 0, row pairs 1, column pairs 1, expected 1/3, maximum 1: (0 - 1/3) / (2/3).
+    assert adjusted_rand_index([0, 0, 1], [0, 1, 1]) == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="same length"):
+        adjusted_rand_index([0, 1], [0])
+
+
+def test_cli_rescore_then_report_reads_the_rescored_run(run_dir, bootstrap_as_the_run, capsys, tmp_path):
+    assert cli.main(["rescore", str(run_dir), "--classes", "exact"]) == 0
+    paths = capsys.readouterr().out.split()
+    assert paths[0].endswith(".json") and "rescored-exact" in paths[0]
+    assert cli.main(["report", str(Path(paths[0]).parent), "--out", str(tmp_path / "report")]) == 0
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert f"{EXACT['conf']:.4f}" in summary and "| exact |" in summary
+
+
+def test_cli_agree_prints_both_tables(run_dir, capsys):
+    assert cli.main(["agree", str(run_dir), "--classes", "normalize,exact"]) == 0
+    out = capsys.readouterr().out
+    assert f"| normalize | {NORMALIZE['acc']:.4f} | {NORMALIZE['conf']:.4f} |" in out
+    assert f"| exact | {EXACT['acc']:.4f} | {EXACT['conf']:.4f} |" in out
+    assert "| normalize | exact |" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["rescore", "{run}", "--classes", "nonsense"], "unknown collapsing function 'nonsense'"),
+        (["rescore", "{missing}", "--classes", "exact"], "does not exist: pass the --output_path folder"),
+        (["agree", "{run}", "--classes", "exact"], "needs two or more collapsing functions"),
+    ],
+)
+def test_cli_errors_are_one_line(run_dir, tmp_path, capsys, argv, message):
+    argv = [a.format(run=run_dir, missing=tmp_path / "missing") for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code != 0
+    assert message in capsys.readouterr().err
+
+
+def test_a_pipeline_with_other_steps_is_refused(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "out"
+    shutil.copytree(run_dir, copy)
+    (results_file,) = copy.glob("*/results_*.json")
+    results = json.loads(results_file.read_text())
+    results["configs"][TASK]["filter_list"][0]["filter"].insert(0, {"function": "lowercase"})
+    results_file.write_text(json.dumps(results))
+    with pytest.raises(RunDirError, match="rescoring replays pipelines made of semcal_classes alone"):
+        rescore_run(copy, "exact")
