@@ -94,15 +94,25 @@ def _normalize_key(answer: str) -> str | None:
 
 
 _FACTORIES: dict[str, Callable[..., Collapser]] = {}
+# Option values a model-based B checks before generation, without loading its model.
+_OPTION_CHECKS: dict[str, Callable[..., None]] = {}
 
 
-def register_collapser(name: str) -> Callable[[Callable[..., Collapser]], Callable[..., Collapser]]:
-    """Register a factory `factory(**options) -> Collapser` under `name`."""
+def register_collapser(
+    name: str, check: Callable[..., None] | None = None
+) -> Callable[[Callable[..., Collapser]], Callable[..., Collapser]]:
+    """Register a factory `factory(**options) -> Collapser` under `name`.
+
+    `check(**options)`, given every option with the factory's defaults filled in, raises
+    ValueError for values that cannot work; it must not load a model.
+    """
 
     def decorate(factory: Callable[..., Collapser]) -> Callable[..., Collapser]:
         if name in _FACTORIES and _FACTORIES[name] is not factory:
             raise ValueError(f"collapsing function {name!r} is already registered")
         _FACTORIES[name] = factory
+        if check is not None:
+            _OPTION_CHECKS[name] = check
         return factory
 
     return decorate
@@ -141,12 +151,20 @@ def check_collapser(name: str, **options: Any) -> None:
             f"{', '.join(available_collapsers())}"
         )
     try:
-        inspect.signature(_FACTORIES[name]).bind(**options)
+        bound = inspect.signature(_FACTORIES[name]).bind(**options)
     except TypeError as err:
         raise ValueError(f"collapsing function {name!r}: bad options {options}: {err}") from None
+    if name in _OPTION_CHECKS:
+        bound.apply_defaults()
+        _OPTION_CHECKS[name](**bound.arguments)
 
 
 def get_collapser(name: str, **options: Any) -> Collapser:
     """Build the collapsing function registered as `name` with its options."""
     check_collapser(name, **options)
     return _FACTORIES[name](**options)
+
+
+# Model-based B live in modules of their own and register themselves on import; their
+# models load only when a collapser is built.
+from lm_eval_semcal import embedding  # noqa: E402,F401

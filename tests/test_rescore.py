@@ -151,3 +151,12 @@ def test_a_pipeline_with_other_steps_is_refused(run_dir, tmp_path):
     results_file.write_text(json.dumps(results))
     with pytest.raises(RunDirError, match="rescoring replays pipelines made of semcal_classes alone"):
         rescore_run(copy, "exact")
+
+
+def test_a_model_based_b_rescores_too(run_dir, bootstrap_as_the_run):
+    # The scripted answers differ only in case and punctuation: embedding (on normalised
+    # text) groups them exactly as normalize does.
+    (found,) = agreement(run_dir, ["normalize", "embedding"])
+    assert found.ari[("normalize", "embedding")] == 1.0
+    assert found.metrics["embedding"]["conf"] == pytest.approx(NORMALIZE["conf"])
+    assert found.metrics["embedding"]["acc"] == pytest.approx(NORMALIZE["acc"])
