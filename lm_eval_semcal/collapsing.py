@@ -167,4 +167,4 @@ def get_collapser(name: str, **options: Any) -> Collapser:
 
 # Model-based B live in modules of their own and register themselves on import; their
 # models load only when a collapser is built.
-from lm_eval_semcal import embedding  # noqa: E402,F401
+from lm_eval_semcal import embedding, nli  # noqa: E402,F401

@@ -1,0 +1,209 @@
+"""B = `nli`: answers share a class when an NLI model finds them equivalent (Kuhn et al. 2023).
+
+Two answers a and b to question q are compared as "Q: q A: a" against "Q: q A: b", in
+both directions. `strict`: each entails the other. `lenient`: neither contradicts the
+other. A question's distinct normalised answers are taken in order of first appearance;
+each is compared with one representative per existing class and joins the first class
+it is equivalent to, or opens a new one. Equivalence judged this way is not transitive,
+so this first-appearance rule is what makes the grouping well defined.
+
+Cost: the k-th distinct answer of a question costs at most 2 x (classes so far) pair
+judgements, never M (M - 1). Every question of a batch moves one answer forward per
+round, and a round's pairs go to the model together, in batches of `batch_size`.
+Judgements are kept in an on-disk SQLite cache keyed by model, question and ordered
+pair, so a re-run or a rescore of the same samples calls the model zero times.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lm_eval_semcal.collapsing import Collapser, GoldRequest, GroupingRequest, register_collapser
+from lm_eval_semcal.normalization import normalize_text
+from lm_eval_semcal.semantic_classes import SemanticClasses
+
+DEFAULT_MODEL = "microsoft/deberta-large-mnli"
+MODES = ("strict", "lenient")
+LABELS = ("entailment", "neutral", "contradiction")
+
+# (question, premise answer, hypothesis answer) -> one of LABELS
+Pair = tuple[str, str, str]
+Judge = Callable[[Sequence[Pair]], list[str]]
+
+
+def default_cache_path() -> Path:
+    return Path.home() / ".cache" / "lm_eval_semcal" / "nli_judgements.sqlite"
+
+
+def check_options(mode: str, batch_size: int, **_: object) -> None:
+    """Raise ValueError for an nli option that cannot work; loads nothing."""
+    if mode not in MODES:
+        raise ValueError(f"nli: mode={mode!r}; choose one of {', '.join(MODES)}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"nli: batch_size={batch_size!r} must be a whole number >= 1")
+
+
+def equivalent(forward: str, backward: str, mode: str) -> bool:
+    """Whether two answers judged `forward` (a vs b) and `backward` (b vs a) share a class."""
+    if mode == "strict":
+        return forward == backward == "entailment"
+    return "contradiction" not in (forward, backward)
+
+
+class JudgementCache:
+    """Pair labels on disk (SQLite), keyed by model, question and ordered answer pair."""
+
+    def __init__(self, path: str | Path | None, model: str) -> None:
+        self.model = model
+        self.memory: dict[Pair, str] = {}
+        self.db = None
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(path))
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS judgements (model TEXT, question TEXT, premise TEXT, "
+                "hypothesis TEXT, label TEXT, PRIMARY KEY (model, question, premise, hypothesis))"
+            )
+
+    def get(self, pair: Pair) -> str | None:
+        if pair in self.memory or self.db is None:
+            return self.memory.get(pair)
+        row = self.db.execute(
+            "SELECT label FROM judgements WHERE model=? AND question=? AND premise=? AND hypothesis=?",
+            (self.model, *pair),
+        ).fetchone()
+        if row is not None:
+            self.memory[pair] = row[0]
+        return self.memory.get(pair)
+
+    def put(self, labels: dict[Pair, str]) -> None:
+        self.memory.update(labels)
+        if self.db is not None and labels:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO judgements VALUES (?, ?, ?, ?, ?)",
+                [(self.model, *pair, label) for pair, label in labels.items()],
+            )
+            self.db.commit()
+
+
+class NliCollapser(Collapser):
+    """Bidirectional entailment with a pair judge (see the module doc)."""
+
+    name = "nli"
+
+    def __init__(self, judge: Judge, mode: str, cache: JudgementCache) -> None:
+        check_options(mode=mode, batch_size=1)
+        self.judge = judge
+        self.mode = mode
+        self.cache = cache
+        self.pairs_judged = 0  # pairs sent to the model (cache misses), for benchmarks
+
+    def labels(self, pairs: Sequence[Pair]) -> dict[Pair, str]:
+        """Labels of `pairs`, from the cache or, for the rest, from one judge call."""
+        wanted = list(dict.fromkeys(pairs))
+        missing = [pair for pair in wanted if self.cache.get(pair) is None]
+        if missing:
+            judged = self.judge(missing)
+            if len(judged) != len(missing) or any(label not in LABELS for label in judged):
+                raise ValueError(f"nli judge returned {judged[:5]!r}... for {len(missing)} pairs; expected {LABELS}")
+            self.cache.put(dict(zip(missing, judged, strict=True)))
+            self.pairs_judged += len(missing)
+        return {pair: self.cache.get(pair) for pair in wanted}
+
+    def _equivalent(self, labels: dict[Pair, str], question: str, a: str, b: str) -> bool:
+        return equivalent(labels[(question, a, b)], labels[(question, b, a)], self.mode)
+
+    def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]:
+        texts = [[(normalize_text(a) or None) if a is not None else None for a in r.answers] for r in requests]
+        distinct = [[t for t in dict.fromkeys(ts) if t is not None] for ts in texts]
+        class_of: list[dict[str, int]] = [{} for _ in requests]
+        representatives: list[list[str]] = [[] for _ in requests]
+        for step in range(max((len(d) for d in distinct), default=0)):
+            # Round `step`: each question's step-th distinct answer against its classes.
+            pending = [(i, d[step]) for i, d in enumerate(distinct) if step < len(d)]
+            pairs = [
+                pair
+                for i, text in pending
+                for rep in representatives[i]
+                for pair in ((requests[i].question, text, rep), (requests[i].question, rep, text))
+            ]
+            labels = self.labels(pairs)
+            for i, text in pending:
+                match = next(
+                    (k for k, rep in enumerate(representatives[i])
+                     if self._equivalent(labels, requests[i].question, text, rep)),
+                    None,
+                )
+                if match is None:
+                    match = len(representatives[i])
+                    representatives[i].append(text)
+                class_of[i][text] = match
+        return [
+            SemanticClasses.from_keys(r.answers, [None if t is None else class_of[i][t] for t in ts])
+            for i, (r, ts) in enumerate(zip(requests, texts, strict=True))
+        ]
+
+    def matches_gold(self, requests: Sequence[GoldRequest]) -> list[bool]:
+        candidates = [
+            [(r.question, normalize_text(r.representative), normalize_text(g)) for g in r.golds]
+            for r in requests
+        ]
+        candidates = [[c for c in cs if c[1] and c[2]] for cs in candidates]
+        pairs = [pair for cs in candidates for (q, rep, gold) in cs for pair in ((q, rep, gold), (q, gold, rep))]
+        labels = self.labels(pairs)
+        return [any(self._equivalent(labels, q, rep, gold) for q, rep, gold in cs) for cs in candidates]
+
+
+def hf_judge(model: str, device: str | None, batch_size: int) -> Judge:
+    """A pair judge running a Hugging Face sequence-classification NLI model."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    classifier = AutoModelForSequenceClassification.from_pretrained(model).eval()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    classifier.to(device)
+    names = {index: str(name).lower() for index, name in classifier.config.id2label.items()}
+    label_of = {}
+    for index, name in names.items():
+        found = [label for label in LABELS if name.startswith(label[:7])]
+        if not found:
+            raise ValueError(f"nli: {model} has labels {sorted(names.values())}; an NLI model with {LABELS} is needed")
+        label_of[index] = found[0]
+
+    def judge(pairs: Sequence[Pair]) -> list[str]:
+        out: list[str] = []
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            inputs = tokenizer(
+                [f"Q: {q} A: {a}" for q, a, _ in chunk],
+                [f"Q: {q} A: {b}" for q, _, b in chunk],
+                padding=True,
+                truncation=True,
+                return_tensors="pt",
+            ).to(device)
+            with torch.no_grad():
+                predicted = classifier(**inputs).logits.argmax(-1).tolist()
+            out += [label_of[index] for index in predicted]
+        return out
+
+    return judge
+
+
+@register_collapser("nli", check=check_options)
+def make_nli_collapser(
+    model: str = DEFAULT_MODEL,
+    mode: str = "strict",
+    device: str | None = None,
+    batch_size: int = 64,
+    cache: str | None = "default",
+) -> Collapser:
+    """Bidirectional entailment by an NLI model (`strict` or `lenient`), judgements cached on disk.
+
+    `cache`: an SQLite file, "default" (~/.cache/lm_eval_semcal/nli_judgements.sqlite)
+    or None (memory only).
+    """
+    path = default_cache_path() if cache == "default" else cache
+    return NliCollapser(hf_judge(model, device, batch_size), mode, JudgementCache(path, model))
