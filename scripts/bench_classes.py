@@ -1,0 +1,127 @@
+"""What grouping M = 50 answers by NLI costs: pairs judged, throughput, cached re-runs.
+
+    python scripts/bench_classes.py                  # 300 questions, about 20 seconds on 2 CPU cores
+    python scripts/bench_classes.py --device cuda
+
+1. Pairs judged per question by `nli` (one representative per class, both directions)
+   against the naive all-pairs count M (M - 1), on synthetic answers: each question has
+   1 to 4 meanings with Zipf-like shares, each meaning 1 to 3 surface forms. The judge
+   here is an oracle (entailment exactly between forms of one meaning), so the count is
+   the one a perfect NLI model would need; a real model's mistakes change it little.
+2. Pairs per second through a Hugging Face classifier, batched (`--batch-size`) against
+   one pair at a time: a randomly initialised BERT-base-sized model (110M parameters;
+   no download), so the speed is real and the labels are noise.
+3. Model calls when the same samples are grouped again with the on-disk cache: must be 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from lm_eval_semcal.collapsing import GroupingRequest
+from lm_eval_semcal.nli import JudgementCache, NliCollapser, hf_judge
+
+MEANING_FORMS = [
+    ["Paris", "Paris, France", "the city of Paris"],
+    ["Lyon", "Lyon, France"],
+    ["Marseille"],
+    ["Toulouse", "the city of Toulouse"],
+]
+
+
+def synthetic_questions(n_questions: int, samples: int, seed: int = 0) -> tuple[list[GroupingRequest], dict]:
+    """Questions with 1-4 meanings (Zipf-like shares), and each form's meaning."""
+    rng = random.Random(seed)
+    meaning_of = {}
+    requests = []
+    for q in range(n_questions):
+        meanings = [[f"{form} {q}" for form in forms] for forms in MEANING_FORMS[: rng.randint(1, 4)]]
+        for m, forms in enumerate(meanings):
+            meaning_of.update({form.lower(): (q, m) for form in forms})
+        weights = [1 / (rank + 1) for rank in range(len(meanings))]
+        answers = [rng.choice(rng.choices(meanings, weights)[0]) for _ in range(samples)]
+        requests.append(GroupingRequest(f"Question {q}?", answers))
+    return requests, meaning_of
+
+
+def oracle_judge(meaning_of: dict, calls: list[int]):
+    from lm_eval_semcal.normalization import normalize_text
+
+    meaning = {normalize_text(form): m for form, m in meaning_of.items()}
+
+    def judge(pairs):
+        calls.append(len(pairs))
+        return ["entailment" if meaning[a] == meaning[b] else "neutral" for _, a, b in pairs]
+
+    return judge
+
+
+def random_classifier(directory: Path) -> str:
+    """A BERT-base-sized 3-label classifier with NLI labels and random weights."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    trainer = trainers.WordPieceTrainer(vocab_size=2000, special_tokens=specials, show_progress=False)
+    tokenizer.train_from_iterator([" ".join(forms) for forms in MEANING_FORMS] * 10 + ["Q: Question A:"], trainer)
+    hf_tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+    hf_tokenizer.save_pretrained(directory)
+    config = BertConfig(
+        vocab_size=30522, num_labels=3,
+        id2label={0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"},
+        label2id={"CONTRADICTION": 0, "NEUTRAL": 1, "ENTAILMENT": 2},
+    )
+    BertForSequenceClassification(config).save_pretrained(directory)
+    return str(directory)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--questions", type=int, default=300)
+    parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--timed-pairs", type=int, default=256, help="pairs timed through the classifier")
+    args = parser.parse_args()
+
+    requests, meaning_of = synthetic_questions(args.questions, args.samples)
+    with tempfile.TemporaryDirectory() as scratch:
+        calls: list[int] = []
+        cache_file = Path(scratch) / "nli.sqlite"
+        b = NliCollapser(oracle_judge(meaning_of, calls), "strict", JudgementCache(cache_file, "oracle"))
+        grouped = b.group(requests)
+        naive = args.samples * (args.samples - 1)
+        classes = sum(g.n_classes for g in grouped) / len(grouped)
+        print(f"{args.questions} questions, M = {args.samples}, {classes:.2f} classes per question on average")
+        print(f"  pairs judged per question: {b.pairs_judged / len(requests):.1f}, naive all pairs: {naive} "
+              f"({naive * len(requests) / b.pairs_judged:.0f}x fewer); model calls: {len(calls)} (one per round)")
+
+        calls.clear()
+        again = NliCollapser(oracle_judge(meaning_of, calls), "strict", JudgementCache(cache_file, "oracle"))
+        assert again.group(requests) == grouped
+        print(f"  re-run on the same samples with the on-disk cache: {len(calls)} model calls")
+
+        model = random_classifier(Path(scratch) / "bert")
+        pairs = [(r.question, r.answers[0], r.answers[1]) for r in requests][: args.timed_pairs]
+        timings = {}
+        for size in (args.batch_size, 1):
+            judge = hf_judge(model, args.device, size)
+            judge(pairs[:8])  # warm-up
+            start = time.perf_counter()
+            judge(pairs)
+            timings[size] = len(pairs) / (time.perf_counter() - start)
+        print(f"  BERT-base-sized classifier on {args.device}: {timings[args.batch_size]:.0f} pairs/s at batch "
+              f"{args.batch_size}, {timings[1]:.0f} pairs/s one at a time "
+              f"({timings[args.batch_size] / timings[1]:.1f}x)")
+
+
+if __name__ == "__main__":
+    main()
