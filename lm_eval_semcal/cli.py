@@ -230,8 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if len(collapses) < 2:
                     parser.error(f"agree: --classes needs two or more collapsing functions, got {args.classes!r}")
                 print(agreement_markdown(agreement(args.run_dir, collapses)))
-        except (RunDirError, ValueError, TypeError) as err:
-            parser.exit(1, f"semcal {args.command}: error: {err}\n")
+        except (RunDirError, ValueError, TypeError, OSError, ImportError) as err:
+            # OSError / ImportError: a model-based B whose model or package cannot be loaded;
+            # their messages run over many lines, the first says what is missing.
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            parser.exit(1, f"semcal {args.command}: error: {first_line}\n")
     elif args.command == "tiny-model":
         from lm_eval_semcal.tiny_model import build_tiny_model
 

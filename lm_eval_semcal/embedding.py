@@ -104,8 +104,11 @@ class EmbeddingCollapser(Collapser):
         representatives = [normalize_text(r.representative) for r in requests]
         golds = [[normalize_text(g) for g in r.golds] for r in requests]
         vectors = self.embed([t for t in representatives if t] + [g for gs in golds for g in gs if g])
+        # An alias equal to the representative matches outright: a float32 self-similarity
+        # can fall a hair below 1.
         return [
-            bool(rep) and any(gold and float(vectors[rep] @ vectors[gold]) >= self.threshold for gold in gs)
+            bool(rep)
+            and any(gold and (gold == rep or float(vectors[rep] @ vectors[gold]) >= self.threshold) for gold in gs)
             for rep, gs in zip(representatives, golds, strict=True)
         ]
 

@@ -10,7 +10,8 @@ so this first-appearance rule is what makes the grouping well defined.
 Cost: the k-th distinct answer of a question costs at most 2 x (classes so far) pair
 judgements, never M (M - 1). Every question of a batch moves one answer forward per
 round, and a round's pairs go to the model together, in batches of `batch_size`.
-Judgements are kept in an on-disk SQLite cache keyed by model, question and ordered
+Judgements are kept in an on-disk SQLite cache keyed by the model (a hub id with its
+revision, or a local folder's path and file fingerprint), the question and the ordered
 pair, so a re-run or a rescore of the same samples calls the model zero times.
 """
 
@@ -151,9 +152,18 @@ class NliCollapser(Collapser):
             for r in requests
         ]
         candidates = [[c for c in cs if c[1] and c[2]] for cs in candidates]
-        pairs = [pair for cs in candidates for (q, rep, gold) in cs for pair in ((q, rep, gold), (q, gold, rep))]
+        # An alias equal to the representative matches outright, without asking the model.
+        pairs = [
+            pair
+            for cs in candidates
+            for (q, rep, gold) in cs
+            if rep != gold
+            for pair in ((q, rep, gold), (q, gold, rep))
+        ]
         labels = self.labels(pairs)
-        return [any(self._equivalent(labels, q, rep, gold) for q, rep, gold in cs) for cs in candidates]
+        return [
+            any(rep == gold or self._equivalent(labels, q, rep, gold) for q, rep, gold in cs) for cs in candidates
+        ]
 
 
 def hf_judge(model: str, device: str | None, batch_size: int) -> Judge:
@@ -192,6 +202,28 @@ def hf_judge(model: str, device: str | None, batch_size: int) -> Judge:
     return judge
 
 
+def model_fingerprint(model: str) -> str:
+    """The cache key of `model`: a hub id with its revision, or a local folder's contents.
+
+    A bare name or path could stand for different weights over time (a retrained folder,
+    a relative path run from elsewhere); their judgements must not be mixed.
+    """
+    import hashlib
+
+    folder = Path(model)
+    if folder.is_dir():
+        digest = hashlib.sha256()
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        return f"{folder.resolve()}@{digest.hexdigest()[:16]}"
+    from transformers import AutoConfig
+
+    revision = getattr(AutoConfig.from_pretrained(model), "_commit_hash", None)
+    return f"{model}@{revision}" if revision else model
+
+
 @register_collapser("nli", check=check_options)
 def make_nli_collapser(
     model: str = DEFAULT_MODEL,
@@ -206,4 +238,5 @@ def make_nli_collapser(
     or None (memory only).
     """
     path = default_cache_path() if cache == "default" else cache
-    return NliCollapser(hf_judge(model, device, batch_size), mode, JudgementCache(path, model))
+    judge = hf_judge(model, device, batch_size)
+    return NliCollapser(judge, mode, JudgementCache(path, model_fingerprint(model)))

@@ -99,6 +99,7 @@ def rescore_run(run_dir: str | Path, collapse: str, collapse_args: dict | None =
     """
     SemanticClassesFilter.check_settings(collapse=collapse, collapse_args=collapse_args)
     written: list[Path] = []
+    sample_rows: dict[Path, list[str]] = {}
     by_results: dict[Path, list[Regrouped]] = {}
     for run in load_run(run_dir):
         by_results.setdefault(run.results_file, []).append(regroup(run, collapse, collapse_args))
@@ -120,15 +121,17 @@ def rescore_run(run_dir: str | Path, collapse: str, collapse_args: dict | None =
             for pipeline in rescored["configs"][task]["filter_list"]:
                 if pipeline.get("name") == name:
                     pipeline["filter"] = [{"function": FILTER_NAME, **one.settings}]
-            samples_path = out_dir / one.run.samples_file.name
-            with samples_path.open("w", encoding="utf-8") as out:
-                for sample, record in zip(one.samples, one.records, strict=True):
-                    items = lm_eval_metrics.process_results(sample["doc"], [record])
-                    out.write(json.dumps(sample | items | {"filtered_resps": [str(record)]}, ensure_ascii=False) + "\n")
-            written.append(samples_path)
+            # A task's filters share one samples file: collect every filter's rows first.
+            rows = sample_rows.setdefault(out_dir / one.run.samples_file.name, [])
+            for sample, record in zip(one.samples, one.records, strict=True):
+                items = lm_eval_metrics.process_results(sample["doc"], [record])
+                rows.append(json.dumps(sample | items | {"filtered_resps": [str(record)]}, ensure_ascii=False))
         results_path = out_dir / results_file.name
         results_path.write_text(json.dumps(rescored, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-        written.insert(0, results_path)
+        written.append(results_path)
+    for samples_path, rows in sample_rows.items():
+        samples_path.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
+        written.append(samples_path)
     return written
 
 

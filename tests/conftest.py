@@ -75,9 +75,9 @@ def no_bootstrap_by_default(monkeypatch):
     monkeypatch.setenv("SEMCAL_BOOTSTRAP_ITERS", "0")
 
 
-def save_scripted_run(out: Path, script: dict, task: str, bootstrap_iters: str) -> Path:
+def save_scripted_run(out: Path, script: dict, task: str, bootstrap_iters: str, tasks_dir: Path | None = None) -> Path:
     """`script` answers `task` (TriviaQA fixture, M = 4), saved in `out` as
-    `lm_eval run --output_path OUT --log_samples` saves it."""
+    `lm_eval run --output_path OUT --log_samples` saves it; `tasks_dir` adds task YAMLs."""
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
@@ -87,7 +87,7 @@ def save_scripted_run(out: Path, script: dict, task: str, bootstrap_iters: str) 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SEMCAL_BOOTSTRAP_ITERS", bootstrap_iters)
         task_manager = TaskManager(
-            include_path=str(TASKS_DIR),
+            include_path=[str(TASKS_DIR)] + ([str(tasks_dir)] if tasks_dir else []),
             include_defaults=False,
             metadata={"data_files": str(FIXTURES / "triviaqa.jsonl"), "repeats": 4},
         )

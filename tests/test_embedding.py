@@ -102,3 +102,10 @@ def test_through_the_filter(embedding):
 def test_bad_options_fail_before_any_model_loads(options, message):
     with pytest.raises(ValueError, match=message):
         check_collapser("embedding", **options)
+
+
+def test_an_alias_equal_to_the_answer_matches_at_any_threshold():
+    # A float32 self-similarity can come out at 0.99999994, below a threshold of 1.
+    exact = get_collapser("embedding", device="cpu", threshold=1.0)
+    answers = [f"answer {i} x{i * 17}" for i in range(40)]
+    assert exact.matches_gold([GoldRequest("Q?", a, [a.upper()]) for a in answers]) == [True] * 40

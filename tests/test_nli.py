@@ -168,3 +168,33 @@ def test_a_model_without_nli_labels_is_refused(tmp_path):
     tokenizer.save_pretrained(tmp_path / "sentiment")
     with pytest.raises(ValueError, match="an NLI model with"):
         get_collapser("nli", model=str(tmp_path / "sentiment"), cache=None)
+
+
+def test_the_cache_tells_two_models_in_the_same_folder_name_apart(tmp_path, monkeypatch):
+    # Two different models both reached as "nli" (relative path) must not share judgements.
+    from lm_eval_semcal.nli import model_fingerprint
+
+    for seed, folder in ((0, "a"), (1, "b")):
+        from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
+
+        build_tiny_model(tmp_path / folder / "lm")
+        tokenizer = AutoTokenizer.from_pretrained(tmp_path / folder / "lm")
+        torch.manual_seed(seed)
+        config = GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=1, n_head=2, num_labels=3,
+                            id2label={0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"},
+                            label2id={"CONTRADICTION": 0, "NEUTRAL": 1, "ENTAILMENT": 2},
+                            pad_token_id=tokenizer.pad_token_id)
+        GPT2ForSequenceClassification(config).save_pretrained(tmp_path / folder / "nli")
+        tokenizer.save_pretrained(tmp_path / folder / "nli")
+    keys = []
+    for folder in ("a", "b"):
+        monkeypatch.chdir(tmp_path / folder)
+        keys.append(model_fingerprint("nli"))
+    assert keys[0] != keys[1]
+    assert keys[0] == model_fingerprint(str(tmp_path / "a" / "nli"))  # same folder, same key however named
+
+
+def test_an_alias_equal_to_the_representative_needs_no_model():
+    b, judge = collapser()
+    assert b.matches_gold([GoldRequest("Q?", "Lisbon.", ["lisbon"])]) == [True]
+    assert judge.calls == []

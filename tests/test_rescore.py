@@ -20,6 +20,7 @@ from sklearn.metrics import adjusted_rand_score
 from lm_eval_semcal import cli
 from lm_eval_semcal.report import RunDirError, load_run
 from lm_eval_semcal.rescore import adjusted_rand_index, agreement, rescore_run
+from lm_eval_semcal.tasks import TASKS_DIR
 
 TASK = "semcal_triviaqa"
 BOOTSTRAP_ITERS = "200"
@@ -160,3 +161,23 @@ def test_a_model_based_b_rescores_too(run_dir, bootstrap_as_the_run):
     assert found.ari[("normalize", "embedding")] == 1.0
     assert found.metrics["embedding"]["conf"] == pytest.approx(NORMALIZE["conf"])
     assert found.metrics["embedding"]["acc"] == pytest.approx(NORMALIZE["acc"])
+
+
+def test_every_filter_of_a_task_keeps_its_samples(tmp_path, bootstrap_as_the_run):
+    # Two pipelines on one task share one samples file; both must survive the rescore.
+    tasks_dir = tmp_path / "tasks"
+    tasks_dir.mkdir()
+    pipelines = "".join(
+        f"  - name: {name}\n    filter:\n      - function: semcal_classes\n        collapse: {b}\n"
+        for name, b in (("semcal", "normalize"), ("semcal_exact", "exact"))
+    )
+    (tasks_dir / "two_filters.yaml").write_text(
+        f"include: {TASKS_DIR / 'semcal' / 'semcal_triviaqa.yaml'}\ntask: semcal_two_filters\nfilter_list:\n{pipelines}"
+    )
+    out = save_scripted_run(tmp_path / "out", SCRIPT, "semcal_two_filters", BOOTSTRAP_ITERS, tasks_dir=tasks_dir)
+    written = rescore_run(out, "exact")
+    assert len(written) == len(set(written)) == 2
+    rescored = {run.filter: run for run in load_run(written[0])}
+    assert sorted(rescored) == ["semcal", "semcal_exact"]
+    assert all(run.n_questions == 4 for run in rescored.values())
+    assert [list(r["class_ids"]) for r in rescored["semcal"].records] == CLASS_IDS["exact"]
