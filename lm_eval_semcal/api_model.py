@@ -17,10 +17,7 @@ groups are split, for servers that cap `n`).
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,7 +28,7 @@ from lm_eval.models.openai_completions import LocalCompletionsAPI
 from tenacity import retry, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
-from lm_eval_semcal.lm_eval_task import RESCUE_DIR_ENV
+from lm_eval_semcal.lm_eval_task import write_rescue_file
 from lm_eval_semcal.request_groups import RequestGroup, group_identical_requests
 
 # Under lm-eval's logger, so the harness's --verbosity shows or hides these lines.
@@ -79,13 +76,17 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
         if any(len(request.args) > 2 for request in requests):
             raise ValueError(f"{MODEL_NAME} serves text prompts only; use local-completions for multimodal requests")
         groups = group_identical_requests(request.args[:2] for request in requests)
-        jobs = [(group, part, chunk) for group in groups for part, chunk in enumerate(self._chunks(group.indices))]
+        jobs = [
+            (group, self._prompt(group.context, group.gen_kwargs), part, chunk)
+            for group in groups
+            for part, chunk in enumerate(self._chunks(group.indices))
+        ]
         responses: list[str | None] = [None] * len(requests)
         progress = tqdm(total=len(requests), disable=disable_tqdm, desc=f"Requesting n samples ({len(jobs)} requests)")
 
-        def run(job: tuple[RequestGroup, int, list[int]]) -> None:
-            group, part, indices = job
-            texts = self._request_samples(group, len(indices), part)
+        def run(job: tuple[RequestGroup, str | list[int], int, list[int]]) -> None:
+            group, prompt, part, indices = job
+            texts = self._request_samples(group, prompt, len(indices), part)
             for index, text in zip(indices, texts, strict=True):
                 responses[index] = text
                 self.cache_hook.add_partial("generate_until", (group.context, group.gen_kwargs), text)
@@ -119,9 +120,7 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
             logger.warning("%s: a prompt of %d tokens was left-truncated to %d", MODEL_NAME, len(tokens), len(kept))
         return kept
 
-    def _request_samples(self, group: RequestGroup, n: int, part: int) -> list[str]:
-        prompt = self._prompt(group.context, group.gen_kwargs)
-
+    def _request_samples(self, group: RequestGroup, prompt: str | list[int], n: int, part: int) -> list[str]:
         @retry(
             stop=stop_after_attempt(self.max_retries),
             wait=wait_exponential(multiplier=0.5, min=1, max=10),
@@ -136,24 +135,21 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
         return attempt()
 
     def _rescue(self, requests: list[Instance], groups: list[RequestGroup], responses: list[str | None]) -> Path:
-        directory = Path(os.environ.get(RESCUE_DIR_ENV, "semcal_rescue"))
-        path = directory / f"{MODEL_NAME}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as out:
-            for group in groups:
-                received = [responses[i] for i in group.indices if responses[i] is not None]
-                if received:
-                    first = requests[group.indices[0]]
-                    row = {
+        rows = []
+        for group in groups:
+            received = [responses[i] for i in group.indices if responses[i] is not None]
+            if received:
+                first = requests[group.indices[0]]
+                rows.append(
+                    {
                         "task": first.task_name,
                         "doc_id": first.doc_id,
                         "prompt": group.context,
                         "gen_kwargs": group.gen_kwargs,
                         "resps": received,
                     }
-                    out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-        return path
-
+                )
+        return write_rescue_file(MODEL_NAME, rows)
 
 def completions_from_reply(reply: Any, n: int) -> list[str]:
     """The `n` completion texts of an OpenAI completions reply, in `index` order.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from functools import cached_property
 
 import torch
 from lm_eval.api.instance import Instance
@@ -81,26 +82,27 @@ class SemcalHFLM(HFLM):
             disable=disable_tqdm or self.rank != 0,
             desc=f"Sampling, prompts shared ({len(groups)} prompts)",
         )
+        def sample_as_hf(indices: list[int]) -> None:
+            # hf's own path records its own cache entries
+            texts = HFLM.generate_until(self, [requests[index] for index in indices], True)
+            for index, text in zip(indices, texts, strict=True):
+                responses[index] = text
+            progress.update(len(indices))
+
         for position, batch in enumerate(batches):
             if not self._shares_prompt_cache:
                 # This model's cache cannot be shared (found on the first pass): hf's own
                 # path for all that is left, in one call so that it batches them itself.
-                rest = [index for later in batches[position:] for group in later for index in group.indices]
-                texts = HFLM.generate_until(self, [requests[index] for index in rest], True)
-                for index, text in zip(rest, texts, strict=True):
-                    responses[index] = text
-                progress.update(len(rest))
+                sample_as_hf([index for later in batches[position:] for group in later for index in group.indices])
                 break
-            samples = self._sample_shared(batch)
             indices = [index for group in batch for index in group.indices]
-            if samples is None:  # settings only hf's own path serves; it records its own cache entries
-                texts = HFLM.generate_until(self, [requests[index] for index in indices], True)
-                for index, text in zip(indices, texts, strict=True):
-                    responses[index] = text
-            else:
-                for index, text in zip(indices, samples, strict=True):
-                    responses[index] = text
-                    self.cache_hook.add_partial("generate_until", requests[index].args[:2], text)
+            samples = self._sample_shared(batch)
+            if samples is None:  # settings only hf's own path serves
+                sample_as_hf(indices)
+                continue
+            for index, text in zip(indices, samples, strict=True):
+                responses[index] = text
+                self.cache_hook.add_partial("generate_until", requests[index].args[:2], text)
             progress.update(len(indices))
         progress.close()
         return responses
@@ -137,7 +139,7 @@ class SemcalHFLM(HFLM):
         context_enc = context_enc.to(self.device)
         attention_mask = attention_mask.to(self.device)
         prompt_length = context_enc.shape[1]
-        max_length = kwargs.pop("max_length", prompt_length + max_gen_toks)
+        max_length = prompt_length + max_gen_toks
 
         samples_per_prompt = [group.n_samples for group in batch]
         sample_rows = torch.repeat_interleave(
@@ -171,7 +173,7 @@ class SemcalHFLM(HFLM):
             return "max_length in the generation settings (use max_gen_toks)"
         return None
 
-    @property
+    @cached_property
     def _forward_parameters(self):
         # A PEFT model's forward takes **kwargs; the arguments are the base model's.
         model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model

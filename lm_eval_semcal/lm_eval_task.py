@@ -11,7 +11,7 @@ It is lm-eval's ConfigurableTask with four additions a sampling-based metric nee
 - a warning when every question's samples fell into a single class (the fixed-seed
   pitfall of some servers makes all M samples identical);
 - if grouping the answers fails, the raw responses are written to a JSONL file before the
-  error propagates, so no generated text is lost (see `semcal_rescue_path`).
+  error propagates, so no generated text is lost (see `write_rescue_file`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,17 @@ def sampling_problems(repeats: int, generation_kwargs: dict[str, Any] | None) ->
             "returns the same sample every time; remove it and use --seed for reproducibility"
         )
     return problems
+
+
+def write_rescue_file(name: str, rows: Iterable[dict]) -> Path:
+    """Save generated text that an error is about to strand: JSON lines in $SEMCAL_RESCUE_DIR."""
+    directory = Path(os.environ.get(RESCUE_DIR_ENV, "semcal_rescue"))
+    path = directory / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    return path
 
 
 class SemcalTask(ConfigurableTask):
@@ -178,16 +190,11 @@ class SemcalTask(ConfigurableTask):
                 self.config.repeats,
             )
 
-    def semcal_rescue_path(self) -> Path:
-        directory = Path(os.environ.get(RESCUE_DIR_ENV, "semcal_rescue"))
-        return directory / f"{self.config.task}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
-
     def _rescue_responses(self) -> Path:
-        path = self.semcal_rescue_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as out:
-            for instance in self._instances:
-                row = {
+        return write_rescue_file(
+            self.config.task,
+            (
+                {
                     "task": self.config.task,
                     "doc_id": instance.doc_id,
                     "semcal_question": instance.doc.get("semcal_question"),
@@ -195,5 +202,6 @@ class SemcalTask(ConfigurableTask):
                     "prompt": instance.args[0],
                     "resps": instance.resps,
                 }
-                out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-        return path
+                for instance in self._instances
+            ),
+        )

@@ -74,19 +74,35 @@ def filter_settings(results: dict, task: str, filter_name: str) -> dict[str, Any
     raise RunDirError(f"{task}: the results JSON has no filter pipeline named {filter_name!r}")
 
 
-def regroup(run: TaskRun, collapse: str, collapse_args: dict | None = None) -> Regrouped:
-    """`run`'s questions, their raw responses grouped again under `collapse`."""
+@dataclass
+class SavedTask:
+    """One task's logged samples (doc_id order) and its `semcal_classes` settings."""
+
+    run: TaskRun
+    settings: dict[str, Any]
+    samples: list[dict]
+
+
+def read_saved(run: TaskRun) -> SavedTask:
+    """What a regrouping needs from `run`'s files, read once."""
     results = json.loads(run.results_file.read_text(encoding="utf-8"))
-    settings = filter_settings(results, run.task, run.filter) | {"collapse": collapse, "collapse_args": collapse_args}
     samples = []
     with run.samples_file.open(encoding="utf-8") as lines:
         for line in lines:
             if line.strip() and (sample := json.loads(line)).get("filter", "none") == run.filter:
                 samples.append(sample)
     samples.sort(key=lambda sample: int(sample["doc_id"]))
-    grouping = SemanticClassesFilter(**settings)
-    records = grouping.apply([sample["resps"][0] for sample in samples], [sample["doc"] for sample in samples])
-    return Regrouped(run, collapse, settings, samples, records)
+    return SavedTask(run, filter_settings(results, run.task, run.filter), samples)
+
+
+def regroup(saved: SavedTask, collapse: str, collapse_args: dict | None = None) -> Regrouped:
+    """The saved questions, their raw responses grouped again under `collapse`."""
+    settings = saved.settings | {"collapse": collapse, "collapse_args": collapse_args}
+    samples = saved.samples
+    records = SemanticClassesFilter(**settings).apply(
+        [sample["resps"][0] for sample in samples], [sample["doc"] for sample in samples]
+    )
+    return Regrouped(saved.run, collapse, settings, samples, records)
 
 
 def rescore_run(run_dir: str | Path, collapse: str, collapse_args: dict | None = None) -> list[Path]:
@@ -102,7 +118,7 @@ def rescore_run(run_dir: str | Path, collapse: str, collapse_args: dict | None =
     sample_rows: dict[Path, list[str]] = {}
     by_results: dict[Path, list[Regrouped]] = {}
     for run in load_run(run_dir):
-        by_results.setdefault(run.results_file, []).append(regroup(run, collapse, collapse_args))
+        by_results.setdefault(run.results_file, []).append(regroup(read_saved(run), collapse, collapse_args))
     for results_file, regrouped in by_results.items():
         results = json.loads(results_file.read_text(encoding="utf-8"))
         out_dir = results_file.parent / f"rescored-{collapse}"
@@ -179,7 +195,8 @@ def agreement(run_dir: str | Path, collapses: Sequence[str]) -> list[Agreement]:
         SemanticClassesFilter.check_settings(collapse=collapse)
     found = []
     for run in load_run(run_dir):
-        regrouped = {collapse: regroup(run, collapse) for collapse in collapses}
+        saved = read_saved(run)
+        regrouped = {collapse: regroup(saved, collapse) for collapse in collapses}
         ari = {}
         for i, first in enumerate(collapses):
             for second in collapses[i + 1 :]:
