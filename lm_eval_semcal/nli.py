@@ -10,18 +10,18 @@ so this first-appearance rule is what makes the grouping well defined.
 Cost: the k-th distinct answer of a question costs at most 2 x (classes so far) pair
 judgements, never M (M - 1). Every question of a batch moves one answer forward per
 round, and a round's pairs go to the model together, in batches of `batch_size`.
-Judgements are kept in an on-disk SQLite cache keyed by the model (a hub id with its
-revision, or a local folder's path and file fingerprint), the question and the ordered
-pair, so a re-run or a rescore of the same samples calls the model zero times.
+Judgements are kept in an on-disk SQLite cache (`judgement_cache`) keyed by the model
+(a hub id with its revision, or a local folder's path and file fingerprint), the
+question and the ordered pair, so a re-run or a rescore of the same samples calls the model zero times.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import json
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from lm_eval_semcal.collapsing import Collapser, GoldRequest, GroupingRequest, register_collapser
+from lm_eval_semcal.judgement_cache import JudgementCache, cache_file, model_fingerprint
 from lm_eval_semcal.normalization import normalize_text
 from lm_eval_semcal.semantic_classes import SemanticClasses
 
@@ -32,10 +32,6 @@ LABELS = ("entailment", "neutral", "contradiction")
 # (question, premise answer, hypothesis answer) -> one of LABELS
 Pair = tuple[str, str, str]
 Judge = Callable[[Sequence[Pair]], list[str]]
-
-
-def default_cache_path() -> Path:
-    return Path.home() / ".cache" / "lm_eval_semcal" / "nli_judgements.sqlite"
 
 
 def check_options(mode: str, batch_size: int, **_: object) -> None:
@@ -53,42 +49,6 @@ def equivalent(forward: str, backward: str, mode: str) -> bool:
     return "contradiction" not in (forward, backward)
 
 
-class JudgementCache:
-    """Pair labels on disk (SQLite), keyed by model, question and ordered answer pair."""
-
-    def __init__(self, path: str | Path | None, model: str) -> None:
-        self.model = model
-        self.memory: dict[Pair, str] = {}
-        self.db = None
-        if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path))
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS judgements (model TEXT, question TEXT, premise TEXT, "
-                "hypothesis TEXT, label TEXT, PRIMARY KEY (model, question, premise, hypothesis))"
-            )
-
-    def get(self, pair: Pair) -> str | None:
-        if pair in self.memory or self.db is None:
-            return self.memory.get(pair)
-        row = self.db.execute(
-            "SELECT label FROM judgements WHERE model=? AND question=? AND premise=? AND hypothesis=?",
-            (self.model, *pair),
-        ).fetchone()
-        if row is not None:
-            self.memory[pair] = row[0]
-        return self.memory.get(pair)
-
-    def put(self, labels: dict[Pair, str]) -> None:
-        self.memory.update(labels)
-        if self.db is not None and labels:
-            self.db.executemany(
-                "INSERT OR REPLACE INTO judgements VALUES (?, ?, ?, ?, ?)",
-                [(self.model, *pair, label) for pair, label in labels.items()],
-            )
-            self.db.commit()
-
-
 class NliCollapser(Collapser):
     """Bidirectional entailment with a pair judge (see the module doc)."""
 
@@ -103,15 +63,15 @@ class NliCollapser(Collapser):
 
     def labels(self, pairs: Sequence[Pair]) -> dict[Pair, str]:
         """Labels of `pairs`, from the cache or, for the rest, from one judge call."""
-        wanted = list(dict.fromkeys(pairs))
-        missing = [pair for pair in wanted if self.cache.get(pair) is None]
+        key = {pair: json.dumps(pair, ensure_ascii=False) for pair in pairs}
+        missing = [pair for pair in key if self.cache.get(key[pair]) is None]
         if missing:
             judged = self.judge(missing)
             if len(judged) != len(missing) or any(label not in LABELS for label in judged):
                 raise ValueError(f"nli judge returned {judged[:5]!r}... for {len(missing)} pairs; expected {LABELS}")
-            self.cache.put(dict(zip(missing, judged, strict=True)))
+            self.cache.put({key[pair]: label for pair, label in zip(missing, judged, strict=True)})
             self.pairs_judged += len(missing)
-        return {pair: self.cache.get(pair) for pair in wanted}
+        return {pair: self.cache.get(key[pair]) for pair in key}
 
     def _equivalent(self, labels: dict[Pair, str], question: str, a: str, b: str) -> bool:
         return equivalent(labels[(question, a, b)], labels[(question, b, a)], self.mode)
@@ -202,28 +162,6 @@ def hf_judge(model: str, device: str | None, batch_size: int) -> Judge:
     return judge
 
 
-def model_fingerprint(model: str) -> str:
-    """The cache key of `model`: a hub id with its revision, or a local folder's contents.
-
-    A bare name or path could stand for different weights over time (a retrained folder,
-    a relative path run from elsewhere); their judgements must not be mixed.
-    """
-    import hashlib
-
-    folder = Path(model)
-    if folder.is_dir():
-        digest = hashlib.sha256()
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                stat = path.stat()
-                digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-        return f"{folder.resolve()}@{digest.hexdigest()[:16]}"
-    from transformers import AutoConfig
-
-    revision = getattr(AutoConfig.from_pretrained(model), "_commit_hash", None)
-    return f"{model}@{revision}" if revision else model
-
-
 @register_collapser("nli", check=check_options)
 def make_nli_collapser(
     model: str = DEFAULT_MODEL,
@@ -234,9 +172,8 @@ def make_nli_collapser(
 ) -> Collapser:
     """Bidirectional entailment by an NLI model (`strict` or `lenient`), judgements cached on disk.
 
-    `cache`: an SQLite file, "default" (~/.cache/lm_eval_semcal/nli_judgements.sqlite)
+    `cache`: an SQLite file, "default" (~/.cache/lm_eval_semcal/judgements.sqlite)
     or None (memory only).
     """
-    path = default_cache_path() if cache == "default" else cache
     judge = hf_judge(model, device, batch_size)
-    return NliCollapser(judge, mode, JudgementCache(path, model_fingerprint(model)))
+    return NliCollapser(judge, mode, JudgementCache(cache_file(cache), f"nli:{model_fingerprint(model)}"))

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from lm_eval_semcal.collapsing import GroupingRequest
-from lm_eval_semcal.nli import JudgementCache, NliCollapser, hf_judge
+from lm_eval_semcal.judgement_cache import JudgementCache
+from lm_eval_semcal.nli import NliCollapser, hf_judge
 
 MEANING_FORMS = [
     ["Paris", "Paris, France", "the city of Paris"],

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from lm_eval_semcal.collapsing import GoldRequest, GroupingRequest, check_collapser, get_collapser
+from lm_eval_semcal.judgement_cache import JudgementCache
 from lm_eval_semcal.lm_eval_filter import SemanticClassesFilter
-from lm_eval_semcal.nli import JudgementCache, NliCollapser, hf_judge
+from lm_eval_semcal.nli import NliCollapser, hf_judge
 from lm_eval_semcal.tiny_model import build_tiny_model
 
 BOTH_WAYS = {("paris", "paris france"), ("paris france", "city of light"), ("rome", "roma")}
@@ -172,7 +173,7 @@ def test_a_model_without_nli_labels_is_refused(tmp_path):
 
 def test_the_cache_tells_two_models_in_the_same_folder_name_apart(tmp_path, monkeypatch):
     # Two different models both reached as "nli" (relative path) must not share judgements.
-    from lm_eval_semcal.nli import model_fingerprint
+    from lm_eval_semcal.judgement_cache import model_fingerprint
 
     for seed, folder in ((0, "a"), (1, "b")):
         from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
