@@ -12,14 +12,11 @@ from __future__ import annotations
 import copy
 import json
 import random
-import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import FIXTURES
+from fake_server import FakeServer, Reply
 from lm_eval import simple_evaluate
 from lm_eval.api.instance import Instance
 from lm_eval.tasks import TaskManager
@@ -32,8 +29,6 @@ COMPLETIONS_PATH = "/v1/completions"
 # The semcal tasks' generation settings (lm_eval_semcal/tasks/semcal/semcal_triviaqa.yaml).
 GEN_KWARGS = {"until": ["\n", "Q:"], "max_gen_toks": 32, "do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
 
-Reply = tuple[int, object]
-
 
 def choices_reply(texts: list[str]) -> dict:
     return {"object": "text_completion", "choices": [{"index": i, "text": t} for i, t in enumerate(texts)]}
@@ -44,72 +39,9 @@ def echo(payload: dict) -> Reply:
     return 200, choices_reply([f"{payload['prompt']}|{i}" for i in range(payload["n"])])
 
 
-class FakeServer:
-    """A completions endpoint in a daemon thread; `behaviour` answers each POST.
-
-    `failures` are (status, body) replies served, in order, before `behaviour` is asked.
-    A str body is sent as is (for garbage replies), anything else as JSON.
-    """
-
-    def __init__(self) -> None:
-        self.payloads: list[dict] = []
-        self.behaviour: Callable[[dict], Reply] = echo
-        self.failures: deque[Reply] = deque()
-        self.stop = threading.Event()
-        self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        # A handler still sleeping in a timeout test must not hold up teardown.
-        self._httpd.block_on_close = False
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}{COMPLETIONS_PATH}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-
-    def _reply(self, payload: dict) -> Reply:
-        with self._lock:
-            self.payloads.append(payload)
-            scripted = self.failures.popleft() if self.failures else None
-        return scripted if scripted is not None else self.behaviour(payload)
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _send(self, status: int, body: object) -> None:
-                data = (body if isinstance(body, str) else json.dumps(body)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:
-                if self.path != COMPLETIONS_PATH:
-                    self._send(404, {"error": "not found"})
-                    return
-                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status, body = server._reply(payload)
-                try:
-                    self._send(status, body)
-                except OSError:
-                    pass  # the client gave up (timeout test)
-
-            def do_GET(self) -> None:
-                self._send(404, {"error": "not found"})
-
-            def log_message(self, *args) -> None:
-                pass
-
-        return Handler
-
-    def close(self) -> None:
-        self.stop.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-
 @pytest.fixture
 def server():
-    fake = FakeServer()
+    fake = FakeServer(COMPLETIONS_PATH, echo)
     yield fake
     fake.close()
 
