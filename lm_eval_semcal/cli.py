@@ -23,6 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from lm_eval_semcal.lm_eval_filter import GOLD_MATCHES
 from lm_eval_semcal.lm_eval_metrics import BOOTSTRAP_ITERS_ENV, DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.lm_eval_models import MODELS as SEMCAL_MODELS
 from lm_eval_semcal.tasks import TASKS_DIR
@@ -112,6 +113,12 @@ def _build_parser() -> argparse.ArgumentParser:
     rescore.add_argument("--classes", required=True, metavar="B", help="collapsing function (exact, normalize, numeric, ...)")
     rescore.add_argument("--classes-args", type=_json_object, metavar="JSON", help="options of B, as a JSON object")
     rescore.add_argument(
+        "--gold-match",
+        choices=GOLD_MATCHES,
+        help="how the gold answer is judged, replacing each task's own rule (same_class: the gold, pushed "
+        "through B, lands in the plurality class; contains: a gold alias occurs in its representative)",
+    )
+    rescore.add_argument(
         "--bootstrap-iters",
         type=_positive_int(0),
         help=f"bootstrap resamples for the 95%% intervals (default {DEFAULT_BOOTSTRAP_ITERS}; 0: none)",
@@ -126,6 +133,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     agree.add_argument("run_dir", help="the --output_path folder of an lm-eval run")
     agree.add_argument("--classes", required=True, metavar="B1,B2,...", help="two or more collapsing functions")
+    agree.add_argument(
+        "--classes-args",
+        type=_json_object,
+        metavar="JSON",
+        help='options per B, as a JSON object of objects: \'{"llm": {"model": "...", "base_url": "..."}}\'',
+    )
+    agree.add_argument("--gold-match", choices=GOLD_MATCHES, help="as for rescore")
 
     tiny = commands.add_parser(
         "tiny-model",
@@ -216,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in written:
             print(path)
     elif args.command in ("rescore", "agree"):
+        from lm_eval_semcal.llm_clients import LlmServerError
         from lm_eval_semcal.report import RunDirError
         from lm_eval_semcal.rescore import agreement, agreement_markdown, rescore_run
 
@@ -223,14 +238,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ[BOOTSTRAP_ITERS_ENV] = str(args.bootstrap_iters)
         try:
             if args.command == "rescore":
-                for path in rescore_run(args.run_dir, args.classes, args.classes_args):
+                for path in rescore_run(args.run_dir, args.classes, args.classes_args, args.gold_match):
                     print(path)
             else:
                 collapses = [name.strip() for name in args.classes.split(",") if name.strip()]
                 if len(collapses) < 2:
                     parser.error(f"agree: --classes needs two or more collapsing functions, got {args.classes!r}")
-                print(agreement_markdown(agreement(args.run_dir, collapses)))
-        except (RunDirError, ValueError, TypeError, OSError, ImportError) as err:
+                print(agreement_markdown(agreement(args.run_dir, collapses, args.classes_args, args.gold_match)))
+        except (RunDirError, ValueError, TypeError, OSError, ImportError, LlmServerError) as err:
             # OSError / ImportError: a model-based B whose model or package cannot be loaded;
             # their messages run over many lines, the first says what is missing.
             first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]

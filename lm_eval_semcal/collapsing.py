@@ -26,10 +26,17 @@ from lm_eval_semcal.semantic_classes import SemanticClasses
 
 @dataclass(frozen=True)
 class GroupingRequest:
-    """One question's extracted answers (None = no answer) to be grouped."""
+    """One question's extracted answers (None = no answer) to be grouped.
+
+    `responses`, when given, are the raw sampled texts the answers were extracted from,
+    for a B that reads whole responses itself (`llm`); `answer_type` is the task's
+    (text or number), for a B that compares the two kinds differently.
+    """
 
     question: str
     answers: Sequence[str | None]
+    responses: Sequence[str] | None = None
+    answer_type: str = "text"
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class GoldRequest:
     question: str
     representative: str
     golds: Sequence[str]
+    answer_type: str = "text"
 
 
 class Collapser(ABC):
@@ -153,7 +161,8 @@ def check_collapser(name: str, **options: Any) -> None:
     try:
         bound = inspect.signature(_FACTORIES[name]).bind(**options)
     except TypeError as err:
-        raise ValueError(f"collapsing function {name!r}: bad options {options}: {err}") from None
+        # Option names only: a value could be a secret the user misplaced.
+        raise ValueError(f"collapsing function {name!r}: bad options {sorted(options)}: {err}") from None
     if name in _OPTION_CHECKS:
         bound.apply_defaults()
         _OPTION_CHECKS[name](**bound.arguments)
@@ -167,4 +176,4 @@ def get_collapser(name: str, **options: Any) -> Collapser:
 
 # Model-based B live in modules of their own and register themselves on import; their
 # models load only when a collapser is built.
-from lm_eval_semcal import embedding, nli  # noqa: E402,F401
+from lm_eval_semcal import embedding, llm, nli  # noqa: E402,F401

@@ -55,6 +55,12 @@ def _check_settings(
     if collapse_args is not None and not isinstance(collapse_args, dict):
         raise ValueError(f"semcal_classes: collapse_args={collapse_args!r} must be a mapping of options")
     check_collapser(collapse, **(collapse_args or {}))
+    if collapse == "llm" and (collapse_args or {}).get("judge") and gold_match == "contains":
+        raise ValueError(
+            "semcal_classes: collapse llm with judge=true grades the answers itself, but gold_match=contains "
+            "would judge them by string; set gold_match=same_class (--metadata gold_match=same_class, "
+            "or semcal rescore/agree --gold-match same_class)"
+        )
 
 
 @register_filter(FILTER_NAME)
@@ -111,6 +117,8 @@ class SemanticClassesFilter(Filter):
                 GroupingRequest(
                     question=doc["semcal_question"],
                     answers=[extract_answer(r, self.style, self.answer_type) for r in doc_resps],
+                    responses=list(doc_resps),
+                    answer_type=self.answer_type,
                 )
                 for doc_resps, doc in zip(resps, docs, strict=True)
             ]
@@ -134,6 +142,7 @@ class SemanticClassesFilter(Filter):
                         question=docs[i]["semcal_question"],
                         representative=groupings[i].representatives[k],
                         golds=docs[i]["semcal_golds"],
+                        answer_type=self.answer_type,
                     )
                     for i, k in judged
                 ]

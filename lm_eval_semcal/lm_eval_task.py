@@ -3,7 +3,8 @@
 It is lm-eval's ConfigurableTask with four additions a sampling-based metric needs:
 
 - run metadata overrides: `--metadata repeats=N` sets M, `--metadata collapse=NAME`
-  (and `collapse_args={...}`) swaps the collapsing function of every semcal filter;
+  (and `collapse_args={...}`) swaps the collapsing function of every semcal filter,
+  `gold_match=same_class|contains` its rule for judging the gold answer;
 - checks, before any generation, that the task really samples M >= 2 answers per
   question (`repeats >= 2`, `do_sample: true`, `temperature > 0`), that its filters end
   in a valid `semcal_classes` step, and that SEMCAL_BOOTSTRAP_ITERS is readable, with a
@@ -101,7 +102,7 @@ class SemcalTask(ConfigurableTask):
         metadata = config.get("metadata") or {}
         if "repeats" in metadata:
             config["repeats"] = metadata["repeats"]
-        overrides = {key: metadata[key] for key in ("collapse", "collapse_args") if key in metadata}
+        overrides = {key: metadata[key] for key in ("collapse", "collapse_args", "gold_match") if key in metadata}
         if overrides and config.get("filter_list"):
             config["filter_list"] = _with_filter_overrides(config["filter_list"], overrides)
         super().__init__(config=config, **kwargs)

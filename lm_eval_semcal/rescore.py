@@ -95,36 +95,60 @@ def read_saved(run: TaskRun) -> SavedTask:
     return SavedTask(run, filter_settings(results, run.task, run.filter), samples)
 
 
-def regroup(saved: SavedTask, collapse: str, collapse_args: dict | None = None) -> Regrouped:
-    """The saved questions, their raw responses grouped again under `collapse`."""
+def regrouping_settings(
+    saved: SavedTask, collapse: str, collapse_args: dict | None = None, gold_match: str | None = None
+) -> dict[str, Any]:
+    """The saved task's filter settings with B (and, when given, the gold rule) replaced."""
     settings = saved.settings | {"collapse": collapse, "collapse_args": collapse_args}
+    return settings if gold_match is None else settings | {"gold_match": gold_match}
+
+
+def regroup(saved: SavedTask, settings: dict[str, Any]) -> Regrouped:
+    """The saved questions, their raw responses grouped again under the filter `settings`."""
     samples = saved.samples
     records = SemanticClassesFilter(**settings).apply(
         [sample["resps"][0] for sample in samples], [sample["doc"] for sample in samples]
     )
-    return Regrouped(saved.run, collapse, settings, samples, records)
+    return Regrouped(saved.run, settings["collapse"], settings, samples, records)
 
 
-def rescore_run(run_dir: str | Path, collapse: str, collapse_args: dict | None = None) -> list[Path]:
+def read_and_check(run_dir: str | Path, collapses: dict[str, dict | None], gold_match: str | None) -> list[SavedTask]:
+    """Every semcal task of `run_dir`, each B's settings checked on each before any model is asked."""
+    saved = [read_saved(run) for run in load_run(run_dir)]
+    for task in saved:
+        for collapse, collapse_args in collapses.items():
+            try:
+                SemanticClassesFilter.check_settings(**regrouping_settings(task, collapse, collapse_args, gold_match))
+            except ValueError as err:
+                raise ValueError(f"{task.run.task}: {err}") from None
+    return saved
+
+
+def rescore_run(
+    run_dir: str | Path, collapse: str, collapse_args: dict | None = None, gold_match: str | None = None
+) -> list[Path]:
     """Write every semcal task of `run_dir` regrouped under `collapse`; return the files.
 
     Each model folder gets `rescored-<collapse>/` with a results JSON (the original's,
     with the semcal tasks' metrics and filter settings replaced, and a `semcal_rescore`
     entry naming the source and B) and one samples file per task whose records are the
-    new groupings. The same B reproduces the original numbers exactly.
+    new groupings. The same B reproduces the original numbers exactly. `gold_match`,
+    when given, replaces each task's rule for judging the gold answer.
     """
-    SemanticClassesFilter.check_settings(collapse=collapse, collapse_args=collapse_args)
     written: list[Path] = []
     sample_rows: dict[Path, list[str]] = {}
     by_results: dict[Path, list[Regrouped]] = {}
-    for run in load_run(run_dir):
-        by_results.setdefault(run.results_file, []).append(regroup(read_saved(run), collapse, collapse_args))
+    for saved in read_and_check(run_dir, {collapse: collapse_args}, gold_match):
+        regrouped = regroup(saved, regrouping_settings(saved, collapse, collapse_args, gold_match))
+        by_results.setdefault(saved.run.results_file, []).append(regrouped)
     for results_file, regrouped in by_results.items():
         results = json.loads(results_file.read_text(encoding="utf-8"))
         out_dir = results_file.parent / f"rescored-{collapse}"
         out_dir.mkdir(exist_ok=True)
         rescored = copy.deepcopy(results)
-        rescored["semcal_rescore"] = {"source": str(results_file), "collapse": collapse, "collapse_args": collapse_args}
+        rescored["semcal_rescore"] = {
+            "source": str(results_file), "collapse": collapse, "collapse_args": collapse_args, "gold_match": gold_match,
+        }
         for one in regrouped:
             task, name = one.run.task, one.run.filter
             task_results = rescored["results"][task]
@@ -189,14 +213,26 @@ class Agreement:
     ari: dict[tuple[str, str], float]
 
 
-def agreement(run_dir: str | Path, collapses: Sequence[str]) -> list[Agreement]:
-    """How much the choice of B matters, per semcal task of `run_dir`."""
-    for collapse in collapses:
-        SemanticClassesFilter.check_settings(collapse=collapse)
+def agreement(
+    run_dir: str | Path,
+    collapses: Sequence[str],
+    collapse_args: dict[str, dict] | None = None,
+    gold_match: str | None = None,
+) -> list[Agreement]:
+    """How much the choice of B matters, per semcal task of `run_dir`.
+
+    `collapse_args` maps a B's name to its options (default options for the others).
+    """
+    options = {collapse: (collapse_args or {}).get(collapse) for collapse in collapses}
+    unknown = sorted(set(collapse_args or {}) - set(collapses))
+    if unknown:
+        raise ValueError(f"agree: options given for {unknown}, which are not among --classes {list(collapses)}")
     found = []
-    for run in load_run(run_dir):
-        saved = read_saved(run)
-        regrouped = {collapse: regroup(saved, collapse) for collapse in collapses}
+    for saved in read_and_check(run_dir, options, gold_match):
+        regrouped = {
+            collapse: regroup(saved, regrouping_settings(saved, collapse, options[collapse], gold_match))
+            for collapse in collapses
+        }
         ari = {}
         for i, first in enumerate(collapses):
             for second in collapses[i + 1 :]:
@@ -206,7 +242,7 @@ def agreement(run_dir: str | Path, collapses: Sequence[str]) -> list[Agreement]:
                 ]
                 ari[(first, second)] = float(np.mean(per_question))
         metrics = {collapse: regrouped[collapse].metrics() for collapse in collapses}
-        found.append(Agreement(run.task, run.model, list(collapses), metrics, ari))
+        found.append(Agreement(saved.run.task, saved.run.model, list(collapses), metrics, ari))
     return found
 
 

@@ -1,4 +1,4 @@
-"""What grouping M = 50 answers by NLI costs: pairs judged, throughput, cached re-runs.
+"""What grouping M = 50 answers by NLI or an LLM reader costs: model calls, throughput, cached re-runs.
 
     python scripts/bench_classes.py                  # 300 questions, about 20 seconds on 2 CPU cores
     python scripts/bench_classes.py --device cuda
@@ -12,19 +12,34 @@
    one pair at a time: a randomly initialised BERT-base-sized model (110M parameters;
    no download), so the speed is real and the labels are noise.
 3. Model calls when the same samples are grouped again with the on-disk cache: must be 0.
+4. `llm`: reader calls per question (one per distinct response) against M, with an oracle
+   reader that names each response's meaning, and calls on a cached re-run (must be 0).
+5. `llm` through an OpenAI-compatible endpoint on 127.0.0.1 that answers each request
+   after a fixed delay (`--latency-ms`, standing in for a real server's): prompts per
+   second with `num_concurrent` requests in flight against one at a time.
+6. `llm` through a local Hugging Face reader, a randomly initialised GPT-2-style model
+   (6 layers, 512 wide): prompts per second in batches (`--reader-batch-size`) against one
+   at a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import re
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from lm_eval_semcal.collapsing import GroupingRequest
 from lm_eval_semcal.judgement_cache import JudgementCache
+from lm_eval_semcal.llm import LlmCollapser, extraction_prompt
+from lm_eval_semcal.llm_clients import HFChatClient, OpenAIChatClient
 from lm_eval_semcal.nli import NliCollapser, hf_judge
+from lm_eval_semcal.tiny_model import build_tiny_model
 
 MEANING_FORMS = [
     ["Paris", "Paris, France", "the city of Paris"],
@@ -84,6 +99,88 @@ def random_classifier(directory: Path) -> str:
     return str(directory)
 
 
+class OracleReader:
+    """A reader that names each response's meaning by its first surface form; counts its prompts."""
+
+    fingerprint = "oracle-reader"
+
+    def __init__(self, meaning_of: dict) -> None:
+        self.canonical = {}
+        for form, meaning in meaning_of.items():
+            self.canonical.setdefault(meaning, form)
+        self.meaning_of = meaning_of
+        self.prompts = 0
+
+    def complete(self, prompts):
+        for index, prompt in enumerate(prompts):
+            self.prompts += 1
+            response = re.search(r"\nResponse: (.*)\nShort final answer:$", prompt).group(1)
+            yield index, self.canonical[self.meaning_of[response.lower()]]
+
+
+def slow_chat_server(latency_s: float) -> ThreadingHTTPServer:
+    """A chat completions endpoint on 127.0.0.1 that answers "Paris" after `latency_s`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(latency_s)
+            body = json.dumps({"choices": [{"index": 0, "message": {"content": "Paris"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def prompts_per_second(client, prompts) -> float:
+    start = time.perf_counter()
+    assert len(dict(client.complete(prompts))) == len(prompts)
+    return len(prompts) / (time.perf_counter() - start)
+
+
+def bench_llm(args, requests, meaning_of: dict, scratch: Path) -> None:
+    cache_file = scratch / "llm.sqlite"
+    reader = OracleReader(meaning_of)
+    grouped = LlmCollapser(reader, "normalize", False, JudgementCache(cache_file, "oracle")).group(requests)
+    classes = sum(g.n_classes for g in grouped) / len(grouped)
+    print(f"llm: {reader.prompts / len(requests):.1f} reader calls per question (one per distinct response), "
+          f"against M = {args.samples}; {classes:.2f} classes per question")
+    again = OracleReader(meaning_of)
+    assert LlmCollapser(again, "normalize", False, JudgementCache(cache_file, "oracle")).group(requests) == grouped
+    print(f"  re-run on the same samples with the on-disk cache: {again.prompts} reader calls")
+
+    prompts = [extraction_prompt(r.question, a) for r in requests for a in dict.fromkeys(r.answers)]
+    timed = prompts[: args.timed_prompts]
+    server = slow_chat_server(args.latency_ms / 1000)
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        rates = {n: prompts_per_second(OpenAIChatClient(url, "reader", num_concurrent=n), timed)
+                 for n in (args.concurrent, 1)}
+    finally:
+        server.shutdown()
+    print(f"  OpenAI-compatible endpoint answering in {args.latency_ms} ms: {rates[args.concurrent]:.0f} prompts/s "
+          f"with {args.concurrent} in flight, {rates[1]:.1f} one at a time ({rates[args.concurrent] / rates[1]:.1f}x)")
+
+    model = str(build_tiny_model(scratch / "reader", n_layer=6, n_embd=512, n_head=8))
+    local = timed[: args.timed_local]
+    rates = {}
+    size = args.reader_batch_size
+    for batch in (size, 1):
+        client = HFChatClient(model, args.device, batch_size=batch, max_tokens=16)
+        dict(client.complete(local[:2]))  # warm-up
+        rates[batch] = prompts_per_second(client, local)
+    print(f"  local HF reader (GPT-2-style, 6 x 512, random) on {args.device}: {rates[size]:.1f} prompts/s at "
+          f"batch {size}, {rates[1]:.1f} one at a time ({rates[size] / rates[1]:.1f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--questions", type=int, default=300)
@@ -91,6 +188,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--timed-pairs", type=int, default=256, help="pairs timed through the classifier")
+    parser.add_argument("--timed-prompts", type=int, default=160, help="prompts timed through the endpoint")
+    parser.add_argument("--timed-local", type=int, default=48, help="prompts timed through the local reader")
+    parser.add_argument("--latency-ms", type=int, default=50, help="the fake endpoint's delay per request")
+    parser.add_argument("--concurrent", type=int, default=8, help="requests in flight for the endpoint")
+    parser.add_argument("--reader-batch-size", type=int, default=16, help="prompts per batch for the local reader")
     args = parser.parse_args()
 
     requests, meaning_of = synthetic_questions(args.questions, args.samples)
@@ -122,6 +224,8 @@ def main() -> None:
         print(f"  BERT-base-sized classifier on {args.device}: {timings[args.batch_size]:.0f} pairs/s at batch "
               f"{args.batch_size}, {timings[1]:.0f} pairs/s one at a time "
               f"({timings[args.batch_size] / timings[1]:.1f}x)")
+
+        bench_llm(args, requests, meaning_of, Path(scratch))
 
 
 if __name__ == "__main__":

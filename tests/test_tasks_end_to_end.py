@@ -299,6 +299,25 @@ def test_collapse_override_from_metadata():
         assert metrics_of(results, "semcal_triviaqa")["conf"] == pytest.approx(expected_conf)
 
 
+def test_gold_match_override_from_metadata():
+    # Ties go to the first sentence; France, Rome and Berlin's contain their gold, Portugal's
+    # names Madrid. A whole sentence never equals a gold alias under same_class.
+    script = {
+        "What is the capital city of France?": ["The capital is Paris.", "It is Lyon."],
+        "Which city was the capital of the Roman Empire?": ["It was Rome.", "Milan."],
+        "In which city is the Brandenburg Gate?": ["In Berlin."] * 2,
+        "What is the capital of Portugal?": ["Madrid is.", "Lisbon is."],
+    }
+    for gold_match, expected_acc in (("contains", 3 / 4), ("same_class", 0.0)):
+        task_manager = semcal_task_manager(
+            data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=2, gold_match=gold_match
+        )
+        results = simple_evaluate(
+            model=ScriptedLM(script), tasks=["semcal_triviaqa_sentence"], task_manager=task_manager, bootstrap_iters=0
+        )
+        assert metrics_of(results, "semcal_triviaqa_sentence")["acc"] == pytest.approx(expected_acc)
+
+
 def test_a_failing_grouping_keeps_every_generated_response(tmp_path, monkeypatch):
     from lm_eval_semcal import collapsing
 

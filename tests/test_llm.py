@@ -1,0 +1,551 @@
+"""B = `llm`: a reader model's short answers, grouped by a string B; the SimpleQA-style judge.
+
+The grouping logic runs with a scripted reader whose replies are known; the OpenAI-compatible
+client against a fake chat server on 127.0.0.1 (payload, key, concurrency, a 500, a
+timeout, malformed replies, a refused or missing key); the local HF client on a tiny random
+model (batching must not change a greedy reply); and a semcal task YAML with `collapse:
+llm`, through lm-eval and through `semcal rescore`, with every metric worked out by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+
+import pytest
+from conftest import save_scripted_run
+from fake_server import FakeServer, Reply
+
+from lm_eval_semcal import cli
+from lm_eval_semcal.collapsing import GoldRequest, GroupingRequest, check_collapser, get_collapser
+from lm_eval_semcal.judgement_cache import JudgementCache
+from lm_eval_semcal.lm_eval_filter import SemanticClassesFilter
+from lm_eval_semcal.llm import (
+    LlmCollapser,
+    extraction_prompt,
+    grading_prompt,
+    parse_extraction,
+    parse_grade,
+)
+from lm_eval_semcal.llm_clients import HFChatClient, LlmServerError, OpenAIChatClient
+from lm_eval_semcal.report import load_run
+from lm_eval_semcal.tasks import TASKS_DIR
+from lm_eval_semcal.tiny_model import build_tiny_model
+
+CHAT_PATH = "/v1/chat/completions"
+KEY_ENV = "SEMCAL_TEST_LLM_KEY"
+SECRET = "sk-test-0123456789-secret"
+
+# What the scripted reader answers for each response (anything else: NO_ANSWER).
+READS = {
+    "The capital of France is Paris.": "Paris",
+    "It is Paris.": "paris.",
+    "Paris, of course.": "Short answer: Paris",
+    "Rome was the capital.": "Rome",
+    "The capital was Milan.": "Milan",
+    "Milan.": "Milan",
+    "It was Rome.": "Rome",
+    "The Brandenburg Gate is in Berlin.": "Berlin",
+    "Madrid is the capital.": "Madrid",
+    "The capital of Portugal is Madrid.": "Madrid",
+    "Lisbon.": "Lisbon",
+    "It is Madrid.": "Madrid",
+    "6 boxes at $3 each make $18 in all.": "$18",
+    "She earns 18.00 dollars.": "18.00",
+    "That is 20 dollars.": "20",
+    "It is the City of Rome.": "City of Rome",
+}
+
+RESPONSE_RE = re.compile(r"\nResponse: (.*)\nShort final answer:$", re.DOTALL)
+PREDICTED_RE = re.compile(r"\nGold target: (.*?)\n(?:Also accepted: (.*)\n)?Predicted answer: (.*)\nGrade", re.DOTALL)
+
+
+def scripted_reply(prompt: str) -> str:
+    """The reader's reply to an extraction prompt; a grade (A or B by alias match) to a grading one."""
+    if match := RESPONSE_RE.search(prompt):
+        return READS.get(match.group(1), "NO_ANSWER")
+    if not (match := PREDICTED_RE.search(prompt)):
+        return "NO_ANSWER"
+    gold, others, predicted = match.groups()
+    aliases = [gold] + (others.split("; ") if others else [])
+    if predicted == "gibberish":
+        return "I would rather not say"
+    return "A" if any(alias.lower() in predicted.lower() for alias in aliases) else "B: wrong city"
+
+
+class ScriptedClient:
+    """A ChatClient answering from `scripted_reply`; records every prompt it is sent."""
+
+    fingerprint = "scripted-reader"
+
+    def __init__(self, fail_after: int | None = None):
+        self.prompts: list[str] = []
+        self.fail_after = fail_after
+
+    def complete(self, prompts):
+        for index, prompt in enumerate(prompts):
+            if self.fail_after is not None and len(self.prompts) >= self.fail_after:
+                raise RuntimeError("the reader went away")
+            self.prompts.append(prompt)
+            yield index, scripted_reply(prompt)
+
+
+def scripted(group_by="auto", judge=False, cache_path=None, client=None):
+    client = client or ScriptedClient()
+    return LlmCollapser(client, group_by, judge, JudgementCache(cache_path, client.fingerprint)), client
+
+
+def group(collapser, responses, question="Q?"):
+    (grouping,) = collapser.group([GroupingRequest(question, [None] * len(responses), responses)])
+    return grouping
+
+
+# --- parsing ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ("Paris", "Paris"),
+        ("  Short answer: Paris\nBecause the response says so.", "Paris"),
+        ('"Paris, France".', "Paris, France"),
+        ("Final answer: 18", "18"),
+        ("<think>The response names Paris.</think>\nParis", "Paris"),
+        ("NO_ANSWER", None),
+        ("No answer.", None),
+        ("[NO_ANSWER]", None),
+        ("", None),
+        ("\n  \n", None),
+    ],
+)
+def test_the_short_answer_is_read_from_a_reply(reply, answer):
+    assert parse_extraction(reply) == answer
+
+
+@pytest.mark.parametrize(
+    ("reply", "grade"),
+    [
+        ("A", "CORRECT"),
+        ("B: the city is wrong", "INCORRECT"),
+        ("**C**", "NOT_ATTEMPTED"),
+        ("(A)", "CORRECT"),
+        ("CORRECT", "CORRECT"),
+        ("Incorrect.", "INCORRECT"),
+        ("not attempted", "NOT_ATTEMPTED"),
+        ("The grade is A.", "CORRECT"),
+        ("Grade: **B**", "INCORRECT"),
+        ("a wrong answer", None),  # a lower-case article is no grade
+        ("Apple", None),
+        ("CORRECTLY stated", None),
+        ("I cannot grade this", None),
+    ],
+)
+def test_a_grade_is_read_strictly(reply, grade):
+    assert parse_grade(reply) == grade
+
+
+def test_the_prompts_carry_the_question_response_and_every_alias():
+    prompt = extraction_prompt("Capital of France?", "  It is Paris.\n")
+    assert prompt.endswith("Question: Capital of France?\nResponse: It is Paris.\nShort final answer:")
+    assert "NO_ANSWER" in prompt
+    grading = grading_prompt("Capital of France?", ["Paris", "City of Light"], "paris")
+    assert "Gold target: Paris\nAlso accepted: City of Light\nPredicted answer: paris\n" in grading
+    assert "Also accepted" not in grading_prompt("Q?", ["Paris"], "paris")
+
+
+# --- grouping, with a scripted reader ----------------------------------------------------
+
+
+def test_short_answers_are_grouped_by_normalize():
+    b, client = scripted()
+    grouping = group(b, ["The capital of France is Paris.", "It is Paris.", "I am not sure.", "", "Paris, of course."])
+    # Paris / paris. / "Short answer: Paris" read as one meaning; NO_ANSWER and the empty
+    # response are the no-answer class; the empty response is never sent.
+    assert list(grouping.class_ids) == [0, 0, 1, 1, 0]
+    assert grouping.no_answer_class == 1
+    assert grouping.answers == ("Paris", "paris.", None, None, "Paris")
+    assert grouping.plurality_share == 3 / 5
+    assert len(client.prompts) == 4
+
+
+def test_each_distinct_response_is_read_once():
+    b, client = scripted()
+    responses = ["Rome was the capital."] * 30 + ["The capital was Milan."] * 15 + ["It was Rome."] * 5
+    requests = [GroupingRequest(f"Q{i}?", [None] * 50, responses) for i in range(3)]
+    grouped = b.group(requests)
+    assert all(list(g.counts) == [35, 15] for g in grouped)
+    assert b.calls == len(client.prompts) == 3 * 3  # 3 distinct responses per question, not 50
+
+
+def test_the_whole_response_is_read_when_given_else_the_extracted_answer():
+    b, client = scripted()
+    (grouping,) = b.group([GroupingRequest("Q?", ["Lisbon."], None)])
+    assert grouping.answers == ("Lisbon",)
+    assert "Response: Lisbon.\n" in client.prompts[0]
+
+
+MATH = ["6 boxes at $3 each make $18 in all.", "She earns 18.00 dollars.", "That is 20 dollars."]
+
+
+def test_math_answers_are_grouped_as_numbers():
+    b, _ = scripted(group_by="numeric")
+    assert list(group(b, MATH).class_ids) == [0, 0, 1]
+    assert b.matches_gold([GoldRequest("Q?", "$18", ["18"]), GoldRequest("Q?", "20", ["18"])]) == [True, False]
+
+
+def test_auto_compares_a_number_tasks_answers_as_numbers_and_text_as_text():
+    b, _ = scripted()
+    number, text = b.group(
+        [GroupingRequest("Q?", [None] * 3, MATH, answer_type="number"), GroupingRequest("Q?", [None] * 3, MATH)]
+    )
+    assert list(number.class_ids) == [0, 0, 1]
+    assert list(text.class_ids) == [0, 1, 2]  # normalize reads "$18" as "18" and "18.00" as "1800"
+    assert b.matches_gold(
+        [GoldRequest("Q?", "18.00", ["18"], answer_type="number"), GoldRequest("Q?", "18.00", ["18"])]
+    ) == [True, False]
+
+
+def test_the_filter_tells_the_reader_a_number_task_from_a_text_task(server):
+    options = {"model": "reader", "base_url": base_url(server), "cache": None}
+    doc = {"semcal_question": "How much does she earn?", "semcal_golds": ["18"]}
+    responses = [MATH[1], MATH[0], MATH[2]]  # "18.00" first: the plurality's representative
+    for answer_type, class_ids, correct in (("number", [0, 0, 1], True), ("text", [0, 1, 2], False)):
+        grouping = SemanticClassesFilter(style="cot", answer_type=answer_type, collapse="llm", collapse_args=options)
+        (record,) = grouping.apply([responses], [doc])
+        assert record["class_ids"] == class_ids and record["correct"] is correct
+
+
+def test_without_the_judge_the_gold_goes_through_the_same_string_b():
+    b, client = scripted()
+    verdicts = b.matches_gold(
+        [GoldRequest("Q?", "paris.", ["Paris"]), GoldRequest("Q?", "City of Rome", ["Rome", "Roma"])]
+    )
+    assert verdicts == [True, False]
+    assert client.prompts == []  # no model call to judge
+
+
+def test_the_judge_grades_each_class_and_unreadable_grades_count_as_wrong(caplog):
+    b, client = scripted(judge=True)
+    requests = [
+        GoldRequest("Which city?", "City of Rome", ["Rome", "Roma"]),  # A: normalize alone would say no
+        GoldRequest("Which city?", "Milan", ["Rome", "Roma"]),  # B
+        GoldRequest("Which city?", "gibberish", ["Rome"]),  # an unreadable grade
+        GoldRequest("Which city?", "", ["Rome"]),  # nothing to grade, never sent
+    ]
+    with caplog.at_level(logging.WARNING):
+        assert b.matches_gold(requests) == [True, False, False, False]
+    assert len(client.prompts) == 3
+    assert "1 of 3 grades were unreadable and count as not correct" in caplog.text
+
+
+def test_a_rerun_and_a_new_process_call_the_model_zero_times(tmp_path):
+    requests = [GroupingRequest("Q?", [None] * 4, ["Rome was the capital.", "Milan.", "It was Rome.", "Milan."])]
+    first, client = scripted(cache_path=tmp_path / "cache.sqlite")
+    expected = first.group(requests)
+    assert len(client.prompts) == 3
+    assert first.group(requests) == expected and len(client.prompts) == 3
+    again, fresh = scripted(cache_path=tmp_path / "cache.sqlite")
+    assert again.group(requests) == expected and fresh.prompts == []
+    other_model = ScriptedClient()
+    other_model.fingerprint = "another-reader"
+    other, _ = scripted(cache_path=tmp_path / "cache.sqlite", client=other_model)
+    assert other.group(requests) == expected and len(other_model.prompts) == 3
+
+
+def test_replies_received_before_a_failure_are_kept(tmp_path):
+    responses = ["Rome was the capital.", "Milan.", "It was Rome.", "The capital was Milan."]
+    broken, client = scripted(cache_path=tmp_path / "cache.sqlite", client=ScriptedClient(fail_after=2))
+    with pytest.raises(RuntimeError, match="the reader went away"):
+        group(broken, responses)
+    assert len(client.prompts) == 2
+    retry, fresh = scripted(cache_path=tmp_path / "cache.sqlite")
+    assert list(group(retry, responses).class_ids) == [0, 1, 0, 1]
+    assert len(fresh.prompts) == 2  # only the two it never got
+
+
+# --- options, checked before anything loads or is sent -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "llm: set collapse_args model=..."),
+        ({"model": "m", "group_by": "nli"}, "group_by='nli'; choose one of auto, normalize, numeric, exact"),
+        ({"model": "m", "judge": "yes"}, "judge='yes' must be true or false"),
+        ({"model": "m", "num_concurrent": 0}, "num_concurrent=0 must be a whole number > 0"),
+        ({"model": "m", "timeout": 0}, "timeout=0 must be a number > 0"),
+        ({"model": "m", "base_url": "localhost:8000/v1"}, "must be an http:// or https:// URL"),
+        ({"model": "m", "api_key_env": KEY_ENV}, "api_key_env is for an endpoint; set base_url"),
+        (
+            {"model": "m", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "SEMCAL_TEST_UNSET_KEY"},
+            "the environment variable SEMCAL_TEST_UNSET_KEY \\(api_key_env\\) holding the API key is not set",
+        ),
+    ],
+)
+def test_bad_options_fail_before_any_model_loads(options, message, monkeypatch):
+    monkeypatch.delenv("SEMCAL_TEST_UNSET_KEY", raising=False)
+    with pytest.raises(ValueError, match=message):
+        check_collapser("llm", **options)
+
+
+def test_a_key_given_as_an_option_is_refused_without_echoing_it():
+    with pytest.raises(ValueError, match=r"bad options \['api_key', 'model'\]") as caught:
+        check_collapser("llm", model="m", api_key=SECRET)
+    assert SECRET not in str(caught.value)
+
+
+# --- the OpenAI-compatible client against a fake chat server ---------------------------------------
+
+
+def chat_reply(text: str) -> dict:
+    return {"object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+
+
+def reader(payload: dict) -> Reply:
+    return 200, chat_reply(scripted_reply(payload["messages"][0]["content"]))
+
+
+@pytest.fixture
+def server():
+    fake = FakeServer(CHAT_PATH, reader)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    return SECRET
+
+
+def base_url(server: FakeServer) -> str:
+    return server.url.removesuffix("/chat/completions")
+
+
+def client(server, **options) -> OpenAIChatClient:
+    return OpenAIChatClient(**({"base_url": base_url(server), "model": "reader", "max_retries": 2} | options))
+
+
+def test_one_greedy_chat_request_per_prompt_with_the_key_in_its_header(server, key):
+    replies = dict(client(server, api_key_env=KEY_ENV).complete([extraction_prompt("Q?", "Milan.")]))
+    assert replies == {0: "Milan"}
+    (payload,) = server.payloads
+    assert payload == {
+        "model": "reader",
+        "messages": [{"role": "user", "content": extraction_prompt("Q?", "Milan.")}],
+        "temperature": 0,
+        "max_tokens": 32,
+    }
+    assert server.headers[0]["Authorization"] == f"Bearer {SECRET}"
+
+
+def test_no_key_is_sent_when_none_is_named(server):
+    dict(client(server).complete(["x"]))
+    assert "Authorization" not in server.headers[0]
+    assert client(server, base_url=server.url).url == server.url  # the full URL works too
+
+
+def test_concurrent_replies_land_on_their_prompts(server):
+    responses = list(READS)
+
+    def slow_reader(payload):
+        # Earlier prompts answer later, so replies arrive out of order.
+        index = responses.index(RESPONSE_RE.search(payload["messages"][0]["content"]).group(1))
+        time.sleep(0.01 * (len(responses) - index))
+        return reader(payload)
+
+    server.behaviour = slow_reader
+    prompts = [extraction_prompt("Q?", r) for r in responses]
+    replies = dict(client(server, num_concurrent=8).complete(prompts))
+    assert [replies[i] for i in range(len(prompts))] == [READS[r] for r in responses]
+
+
+def test_a_server_error_is_retried(server):
+    server.failures.extend([(500, {"error": "busy"}), (429, {"error": "slow down"})])
+    assert dict(client(server, max_retries=3).complete(["x"])) == {0: "NO_ANSWER"}
+    assert len(server.payloads) == 3
+
+
+def test_a_server_error_on_every_try_is_an_error(server):
+    server.behaviour = lambda payload: (500, {"error": "down"})
+    with pytest.raises(LlmServerError, match="failed 2 times in a row; the last: HTTP 500"):
+        dict(client(server).complete(["x"]))
+    assert len(server.payloads) == 2
+
+
+def test_a_timeout_is_retried_then_an_error(server):
+    def hang(payload):
+        server.stop.wait(3)
+        return reader(payload)
+
+    server.behaviour = hang
+    with pytest.raises(LlmServerError, match=r"failed 2 times in a row; the last: no reply within 0.3 s \(timeout\)"):
+        dict(client(server, timeout=0.3).complete(["x"]))
+    assert len(server.payloads) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"choices": []}, "the reply is not a chat completion with choices\\[0\\].message.content"),
+        ({"choices": [{"index": 0, "message": {"content": None}}]}, "not a chat completion"),
+        ("<html>gateway</html>", "answered with something that is not JSON"),
+    ],
+)
+def test_a_malformed_reply_is_an_error_not_a_class(server, body, message):
+    server.behaviour = lambda payload: (200, body)
+    with pytest.raises(LlmServerError, match=message):
+        dict(client(server).complete(["x"]))
+    assert len(server.payloads) == 1  # not retried: the same server answers the same way
+
+
+def test_a_refused_key_names_the_variable_and_never_the_key(server, key, caplog):
+    server.behaviour = lambda payload: (401, {"error": "invalid key"})
+    with caplog.at_level(logging.DEBUG), pytest.raises(LlmServerError) as caught:
+        dict(client(server, api_key_env=KEY_ENV).complete(["x"]))
+    assert f"refused the request (HTTP 401): check the key in ${KEY_ENV}" in str(caught.value)
+    assert SECRET not in str(caught.value) and SECRET not in caplog.text
+    assert SECRET not in repr(client(server, api_key_env=KEY_ENV))
+    with pytest.raises(LlmServerError, match="it wants an API key: put it in an environment variable"):
+        dict(client(server).complete(["x"]))
+
+
+def test_a_missing_key_stops_the_filter_before_any_request(server, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    options = {"model": "reader", "base_url": base_url(server), "api_key_env": KEY_ENV, "cache": None}
+    with pytest.raises(ValueError, match=f"{KEY_ENV} \\(api_key_env\\) holding the API key is not set"):
+        SemanticClassesFilter(collapse="llm", collapse_args=options)
+    assert server.payloads == []
+
+
+# --- the local HF client on a tiny random model -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_reader(tmp_path_factory):
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-reader") / "lm"))
+
+
+def test_batching_does_not_change_a_greedy_reply(tiny_reader):
+    prompts = [extraction_prompt("Q?", r) for r in ("Paris.", "It was Rome, the capital of an empire.", "", "18")]
+    batched = dict(HFChatClient(tiny_reader, "cpu", batch_size=3, max_tokens=6).complete(prompts))
+    alone = dict(HFChatClient(tiny_reader, "cpu", batch_size=1, max_tokens=6).complete(prompts))
+    assert sorted(batched) == [0, 1, 2, 3]
+    assert batched == alone
+
+
+def test_a_chat_template_wraps_the_prompt(tiny_reader, tmp_path):
+    from transformers import AutoTokenizer
+
+    plain = HFChatClient(tiny_reader, "cpu")
+    assert plain.format("hello") == "hello"
+    chat = str(shutil.copytree(tiny_reader, tmp_path / "chat"))
+    tokenizer = AutoTokenizer.from_pretrained(chat)
+    tokenizer.chat_template = "{% for m in messages %}<user>{{ m['content'] }}</user>{% endfor %}<bot>"
+    tokenizer.save_pretrained(chat)
+    templated = HFChatClient(chat, "cpu")
+    assert templated.format("hello") == "<user>hello</user><bot>"
+    assert templated.fingerprint != plain.fingerprint  # another model: its replies are its own
+
+
+def test_the_filter_groups_a_local_readers_own_replies(tiny_reader, tmp_path):
+    options = {"model": tiny_reader, "device": "cpu", "max_tokens": 4, "cache": str(tmp_path / "c.sqlite")}
+    grouping = SemanticClassesFilter(style="sentence", collapse="llm", collapse_args=options)
+    doc = {"semcal_question": "Capital of France?", "semcal_golds": ["Paris"]}
+    responses = ["It is Paris.", "Lyon.", "It is Paris.", "Marseille, surely."]
+    (record,) = grouping.apply([responses], [doc])
+    replies = dict(HFChatClient(tiny_reader, "cpu", max_tokens=4).complete([extraction_prompt(doc["semcal_question"], r) for r in responses]))
+    expected = get_collapser("normalize").group([GroupingRequest("", [parse_extraction(replies[i]) for i in range(4)])])[0]
+    assert record["collapse"] == "llm"
+    assert record["answers"] == list(expected.answers) and record["class_ids"] == list(expected.class_ids)
+
+
+# --- a task YAML with collapse: llm, through lm-eval and `semcal rescore` ---------------------------------
+
+SENTENCES = {
+    "What is the capital city of France?": ["The capital of France is Paris.", "It is Paris.", "Paris, of course.", "I am not sure."],
+    "Which city was the capital of the Roman Empire?": ["Rome was the capital.", "The capital was Milan.", "Milan.", "It was Rome."],
+    "In which city is the Brandenburg Gate?": ["The Brandenburg Gate is in Berlin."] * 4,
+    "What is the capital of Portugal?": ["Madrid is the capital.", "The capital of Portugal is Madrid.", "Lisbon.", "It is Madrid."],
+}
+# Read as: Paris x3 + no answer (3/4, right); Rome, Milan, Milan, Rome (a tie: the first,
+# Rome, 2/4, right); Berlin x4 (1, right); Madrid x3 + Lisbon (3/4, wrong).
+LLM_METRICS = {"acc": 3 / 4, "conf": (0.75 + 0.5 + 1 + 0.75) / 4, "no_answer": 1 / 16, "n_classes": (2 + 2 + 1 + 2) / 4}
+# Brier by hand: (0.25^2 + 0.5^2 + 0 + 0.75^2) / 4.
+LLM_BRIER = (0.0625 + 0.25 + 0.5625) / 4
+
+
+def write_llm_task(tasks_dir, server, cache_path, judge=False):
+    tasks_dir.mkdir(exist_ok=True)
+    args = {"model": "reader", "base_url": base_url(server), "cache": str(cache_path), "judge": judge}
+    (tasks_dir / "llm_task.yaml").write_text(
+        f"include: {TASKS_DIR / 'semcal' / 'semcal_triviaqa_sentence.yaml'}\n"
+        "task: semcal_triviaqa_llm\n"
+        "filter_list:\n  - name: semcal\n    filter:\n      - function: semcal_classes\n"
+        "        style: sentence\n        collapse: llm\n        gold_match: same_class\n"
+        f"        collapse_args: {json.dumps(args)}\n"
+    )
+
+
+def check_llm_metrics(metrics: dict) -> None:
+    for name, value in LLM_METRICS.items():
+        assert metrics[f"{name},semcal"] == pytest.approx(value), name
+    assert metrics["brier,semcal"] == pytest.approx(LLM_BRIER)
+
+
+def test_a_task_yaml_with_collapse_llm_runs_through_lm_eval(tmp_path, server):
+    write_llm_task(tmp_path / "tasks", server, tmp_path / "c.sqlite")
+    out = save_scripted_run(tmp_path / "out", SENTENCES, "semcal_triviaqa_llm", "0", tasks_dir=tmp_path / "tasks")
+    (run,) = load_run(out)
+    check_llm_metrics(json.loads(run.results_file.read_text())["results"]["semcal_triviaqa_llm"])
+    assert len(server.payloads) == 4 + 4 + 1 + 4  # distinct responses per question
+    assert [r["class_ids"] for r in run.records] == [[0, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0]]
+
+
+def test_rescore_with_llm_and_the_judge(tmp_path, server, capsys):
+    # The run grouped whole sentences (normalize); the rescore reads them with the LLM.
+    out = save_scripted_run(tmp_path / "out", SENTENCES, "semcal_triviaqa_sentence", "0")
+    args = {"model": "reader", "base_url": base_url(server), "cache": str(tmp_path / "c.sqlite"), "judge": True}
+    rescore = ["rescore", str(out), "--classes", "llm", "--classes-args", json.dumps(args), "--bootstrap-iters", "0"]
+    with pytest.raises(SystemExit):  # the sentence task judges by string: the judge needs same_class
+        cli.main(rescore)
+    assert "set gold_match=same_class" in capsys.readouterr().err and server.payloads == []
+    assert cli.main([*rescore, "--gold-match", "same_class"]) == 0
+    capsys.readouterr()
+    rescored = json.loads(next(out.rglob("rescored-llm/results_*.json")).read_text())
+    check_llm_metrics(rescored["results"]["semcal_triviaqa_sentence"])
+    # 13 responses read, then one grade per answered class: 1 + 2 + 1 + 2.
+    assert len(server.payloads) == 13 + 6
+    (step,) = rescored["configs"]["semcal_triviaqa_sentence"]["filter_list"][0]["filter"]
+    assert step["collapse_args"] == args and step["gold_match"] == "same_class"
+    payloads = len(server.payloads)
+    assert cli.main([*rescore, "--gold-match", "same_class"]) == 0
+    assert len(server.payloads) == payloads  # every reply and grade came from the cache
+
+
+def test_agree_sets_options_per_b_and_the_gold_rule(tmp_path, server, capsys):
+    from sklearn.metrics import adjusted_rand_score
+
+    from lm_eval_semcal.rescore import agreement
+
+    out = save_scripted_run(tmp_path / "out", SENTENCES, "semcal_triviaqa_sentence", "0")
+    args = {"model": "reader", "base_url": base_url(server), "cache": None}
+    (found,) = agreement(out, ["normalize", "llm"], {"llm": args}, gold_match="same_class")
+    assert found.metrics["llm"]["acc"] == pytest.approx(LLM_METRICS["acc"])
+    assert found.metrics["llm"]["conf"] == pytest.approx(LLM_METRICS["conf"])
+    # normalize keeps every distinct sentence apart: classes by hand, ARI by scikit-learn.
+    sentence_ids = [[0, 1, 2, 3], [0, 1, 2, 3], [0, 0, 0, 0], [0, 1, 2, 3]]
+    llm_ids = [[0, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0]]
+    expected = sum(adjusted_rand_score(a, b) for a, b in zip(sentence_ids, llm_ids, strict=True)) / 4
+    assert found.ari[("normalize", "llm")] == pytest.approx(expected)
+    assert found.metrics["normalize"]["conf"] == pytest.approx((0.25 + 0.25 + 1 + 0.25) / 4)
+    command = ["agree", str(out), "--classes", "normalize,llm", "--classes-args", json.dumps({"llm": args})]
+    assert cli.main([*command, "--gold-match", "same_class"]) == 0
+    assert "| llm | 0.7500 | 0.7500 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main([*command, "--classes-args", json.dumps({"nli": {}})])
+    assert "options given for ['nli'], which are not among --classes" in capsys.readouterr().err
+
