@@ -53,6 +53,9 @@ class Collapser(ABC):
     """A collapsing function B."""
 
     name: str = ""
+    # True for a B whose class representatives are short answers it extracted itself,
+    # even from sentence responses (`llm`): the gold is then judged by the class.
+    short_answers: bool = False
 
     @abstractmethod
     def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]:

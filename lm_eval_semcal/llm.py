@@ -25,6 +25,7 @@ keeps every reply it got.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import re
 from collections.abc import Sequence
@@ -50,7 +51,7 @@ AUTO_GROUP_BY = {"text": "normalize", "number": "numeric"}
 NO_ANSWER_REPLY = "NO_ANSWER"
 GRADES = {"A": "CORRECT", "B": "INCORRECT", "C": "NOT_ATTEMPTED"}
 
-EXTRACT_TEMPLATE = """You read a question and a response written by another model. Reply with the short final answer that the response gives: a name, a number, a date or a short phrase, in the response's own words, and nothing else. Do not judge whether it is right, and do not answer the question yourself. If the response gives no answer (it is empty, cut off before an answer, refuses, or says it does not know), reply {no_answer}.
+EXTRACT_TEMPLATE = """You read a question and a response written by another model. Reply with the short final answer that the response gives: a name, a number, a date or a short phrase, in the response's own words, and nothing else. Do not judge whether it is right, and do not answer the question yourself. If the response gives no answer (it is empty, cut off before an answer, refuses, or says it does not know), reply {no_answer}.{digits}
 
 Question: {question}
 Response: {response}
@@ -66,32 +67,51 @@ Gold target: {gold}{others}
 Predicted answer: {predicted}
 Grade (A, B or C):"""
 
-_THINK_RE = re.compile(r"^\s*<think>.*?</think>", re.DOTALL)
-_ANSWER_LABEL_RE = re.compile(r"^(?:short\s+)?(?:final\s+)?answer\s*:\s*", re.IGNORECASE)
-_QUOTED_RE = re.compile(r"^([\"'`])(.+)\1\.?$")
-# A grade opens the reply ("A", "**B**", "C: ...", "CORRECT") or follows "grade" ("The grade is A").
-_GRADE_RE = re.compile(
-    r"^[\s*\"'(\[]*(?:(?i:the\s+)?(?i:grade)\s*(?:(?i:is)|:)?\s*[*\"'(\[]*)?"
-    r"((?i:correct|incorrect|not[ _]attempted)|[ABC])\b"
-)
+_ANSWER_LABEL_RE = re.compile(r"^[*_\s]*(?:short\s+)?(?:final\s+)?answer[*_\s]*:[*_\s]*", re.IGNORECASE)
+_WRAPPED_RE = re.compile(r"^(\*\*|__|\*|[\"'`])(.+?)\1\.?$")
+_NO_ANSWER_RE = re.compile(r"^\W*no[\s_-]?answer\b", re.IGNORECASE)
+# An echoed "Grade (A, B or C):", "Grade:" or "The grade is" before the verdict.
+_GRADE_LABEL_RE = re.compile(r"^\W*(?:the\s+)?grade\b(?:\s*\([^)]*\))?\s*(?:is\b|:)?", re.IGNORECASE)
+_GRADE_WORD_RE = re.compile(r"^[\s*\"'(\[]*(correct|incorrect|not[ _]attempted)\b", re.IGNORECASE)
+# A bare letter only when nothing but punctuation or the end follows it: "A wrong answer" is no grade.
+_GRADE_LETTER_RE = re.compile(r"^[\s*\"'(\[]*([ABC])(?=[.:)\]*\"']|\s*$|\s*\n)")
 
 
-def extraction_prompt(question: str, response: str) -> str:
-    return EXTRACT_TEMPLATE.format(no_answer=NO_ANSWER_REPLY, question=question, response=response.strip())
+def extraction_prompt(question: str, response: str, answer_type: str = "text") -> str:
+    digits = " A number answer is written in digits, like 18 or 2.5." if answer_type == "number" else ""
+    return EXTRACT_TEMPLATE.format(
+        no_answer=NO_ANSWER_REPLY, digits=digits, question=question, response=response.strip()
+    )
+
+
+def after_reasoning(reply: str) -> str | None:
+    """The reply after any reasoning (the text after the last </think>); None when a
+    <think> block never closes: the reader ran out of tokens before it answered."""
+    if "</think>" in reply:
+        return reply.rsplit("</think>", 1)[1]
+    return None if "<think>" in reply else reply
 
 
 def parse_extraction(reply: str) -> str | None:
     """The short answer in a reader's reply, or None for no answer.
 
-    The first non-empty line after any leading <think>...</think> block, without an
-    "Answer:" label or enclosing quotes; None when that is empty or NO_ANSWER.
+    The first non-empty line after any reasoning, without an "Answer:" label (a line
+    that is only a label gives the next line), emphasis or enclosing quotes; None when
+    there is none, it says NO_ANSWER, or the reasoning never ended.
     """
-    text = _THINK_RE.sub("", reply)
-    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    line = _ANSWER_LABEL_RE.sub("", line).strip()
-    if quoted := _QUOTED_RE.match(line):
-        line = quoted.group(2).strip()
-    if not line or line.strip(".[]*` ").upper().replace(" ", "_") == NO_ANSWER_REPLY:
+    text = after_reasoning(reply)
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    while lines:
+        labelled = _ANSWER_LABEL_RE.match(lines[0])
+        line = lines[0][labelled.end() :].strip() if labelled else lines[0]
+        if line or not labelled:
+            break
+        lines = lines[1:]
+    else:
+        return None
+    while wrapped := _WRAPPED_RE.match(line):
+        line = wrapped.group(2).strip()
+    if not line or _NO_ANSWER_RE.match(line):
         return None
     return line
 
@@ -102,12 +122,22 @@ def grading_prompt(question: str, golds: Sequence[str], predicted: str) -> str:
 
 
 def parse_grade(reply: str) -> str | None:
-    """CORRECT, INCORRECT or NOT_ATTEMPTED from a grader's reply ("A", "B: ...", "CORRECT"); None if unreadable."""
-    match = _GRADE_RE.match(_THINK_RE.sub("", reply))
-    if match is None:
+    """CORRECT, INCORRECT or NOT_ATTEMPTED from a grader's reply; None when it is unreadable.
+
+    Read strictly: the reply (after any reasoning and an echoed "Grade:" label) opens
+    with the grade's word, or with its letter followed by nothing but punctuation, a
+    line end or the end ("A", "B: ...", "(C)", "**A**"); "A wrong answer" is no grade.
+    """
+    text = after_reasoning(reply)
+    if text is None:
         return None
-    word = match.group(1).upper().replace(" ", "_")
-    return GRADES.get(word, word)
+    text = text.strip()
+    text = text[_GRADE_LABEL_RE.match(text).end() :] if _GRADE_LABEL_RE.match(text) else text
+    if word := _GRADE_WORD_RE.match(text):
+        return word.group(1).upper().replace(" ", "_")
+    if letter := _GRADE_LETTER_RE.match(text):
+        return GRADES[letter.group(1)]
+    return None
 
 
 def prompt_key(prompt: str) -> str:
@@ -118,6 +148,7 @@ class LlmCollapser(Collapser):
     """A reader model's short answers grouped by a string B (see the module doc)."""
 
     name = "llm"
+    short_answers = True
 
     def __init__(self, client: ChatClient, group_by: str, judge: bool, cache: JudgementCache) -> None:
         self.client = client
@@ -153,10 +184,17 @@ class LlmCollapser(Collapser):
     def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]:
         texts = [r.responses if r.responses is not None else r.answers for r in requests]
         prompts = [
-            [extraction_prompt(r.question, t) if t is not None and t.strip() else None for t in ts]
+            [extraction_prompt(r.question, t, r.answer_type) if t is not None and t.strip() else None for t in ts]
             for r, ts in zip(requests, texts, strict=True)
         ]
         replies = self.replies([p for ps in prompts for p in ps if p is not None], "extracting answers")
+        cut_off = [reply for reply in replies.values() if after_reasoning(reply) is None]
+        if cut_off:
+            log.warning(
+                "semcal llm: %d of %d replies stopped inside <think> before any answer and count as no answer; "
+                "raise max_tokens or turn the reader's reasoning off",
+                len(cut_off), len(replies),
+            )
         return [
             self.strings[r.answer_type].group(
                 [GroupingRequest(r.question, [None if p is None else parse_extraction(replies[p]) for p in ps])]
@@ -173,12 +211,13 @@ class LlmCollapser(Collapser):
         ]
         replies = self.replies([p for p in prompts if p is not None], "grading answers")
         grades = [None if p is None else parse_grade(replies[p]) for p in prompts]
-        unreadable = [replies[p] for p, g in zip(prompts, grades, strict=True) if p is not None and g is None]
+        asked = [(p, g) for p, g in zip(prompts, grades, strict=True) if p is not None]
+        unreadable = [replies[p] for p, g in asked if g is None]
         if unreadable:
             log.warning(
                 "semcal llm judge: %d of %d grades were unreadable and count as not correct (first: %r); "
                 "a stronger judge model avoids this",
-                len(unreadable), len(replies), unreadable[0][:100],
+                len(unreadable), len(asked), unreadable[0][:100],
             )
         return [grade == "CORRECT" for grade in grades]
 
@@ -188,13 +227,34 @@ def _check_positive(name: str, value: object, kinds: tuple[type, ...] = (int,)) 
         raise ValueError(f"llm: {name}={value!r} must be {'a number' if float in kinds else 'a whole number'} > 0")
 
 
+def _check_local_settings(device: str | None, dtype: str) -> None:
+    import torch
+
+    if dtype != "auto" and not isinstance(getattr(torch, str(dtype), None), torch.dtype):
+        raise ValueError(f"llm: dtype={dtype!r}; use auto or a torch dtype name (float32, bfloat16, float16)")
+    if device is not None:
+        try:
+            kind = torch.device(device).type
+        except (RuntimeError, TypeError):
+            raise ValueError(f"llm: device={device!r} is not a torch device (cpu, cuda, cuda:1, mps)") from None
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"llm: device={device!r} but this machine has no CUDA device")
+
+
+# Options that only one kind of reader reads.
+LOCAL_ONLY = ("device", "batch_size", "dtype")
+ENDPOINT_ONLY = ("api_key_env", "num_concurrent", "max_retries", "timeout")
+
+
 def check_options(
     model: str | None,
     base_url: str | None,
     api_key_env: str | None,
     group_by: str,
     judge: bool,
+    device: str | None,
     batch_size: int,
+    dtype: str,
     num_concurrent: int,
     max_retries: int,
     timeout: float,
@@ -217,10 +277,14 @@ def check_options(
     _check_positive("timeout", timeout, (int, float))
     if base_url is not None and not (isinstance(base_url, str) and base_url.startswith(("http://", "https://"))):
         raise ValueError(f"llm: base_url={base_url!r} must be an http:// or https:// URL")
-    if api_key_env is not None:
-        if base_url is None:
-            raise ValueError("llm: api_key_env is for an endpoint; set base_url=... too, or drop it for a local model")
-        api_key(api_key_env)
+    given = locals()
+    defaults = {name: p.default for name, p in inspect.signature(make_llm_collapser).parameters.items()}
+    unread, reader = (LOCAL_ONLY, "a local reader (no base_url)") if base_url else (ENDPOINT_ONLY, "an endpoint (base_url)")
+    if wasted := [name for name in unread if given[name] != defaults[name]]:
+        raise ValueError(f"llm: {', '.join(wasted)} only applies to {reader}; drop it or change the reader")
+    if base_url is None:
+        _check_local_settings(device, dtype)
+    api_key(api_key_env)
 
 
 @register_collapser("llm", check=check_options)

@@ -21,12 +21,13 @@ the caller can keep each reply (in its cache) before a later request fails.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Protocol
 
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_exponential
 
 from lm_eval_semcal.judgement_cache import model_fingerprint
 
@@ -47,6 +48,9 @@ class ChatClient(Protocol):
     def complete(self, prompts: Sequence[str]) -> Iterator[tuple[int, str]]: ...
 
 
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def chat_url(base_url: str) -> str:
     """The chat completions URL of `base_url` ("http://host:8000/v1" or the full URL)."""
     url = base_url.rstrip("/")
@@ -54,24 +58,39 @@ def chat_url(base_url: str) -> str:
 
 
 def api_key(api_key_env: str | None) -> str | None:
-    """The key in the environment variable `api_key_env` (None when no variable is named)."""
+    """The key in the environment variable `api_key_env` (None when no variable is named).
+
+    No message here ever holds the key: a value that is not a variable's name (a key
+    pasted in by mistake) is not echoed.
+    """
     if api_key_env is None:
         return None
-    key = os.environ.get(api_key_env)
+    if not isinstance(api_key_env, str) or not _ENV_NAME_RE.fullmatch(api_key_env):
+        raise ValueError(
+            "llm: api_key_env must be the name of an environment variable holding the key (like READER_KEY), "
+            "not the key itself"
+        )
+    key = os.environ.get(api_key_env, "").strip()
     if not key:
         raise ValueError(f"llm: the environment variable {api_key_env} (api_key_env) holding the API key is not set")
+    if any(not char.isprintable() or char.isspace() for char in key):
+        raise ValueError(f"llm: the key in ${api_key_env} holds spaces or control characters; set it to the key alone")
     return key
 
 
 def reply_text(reply: object) -> str:
     """The message text of a chat completion reply; LlmServerError when there is none."""
     try:
-        content = reply["choices"][0]["message"]["content"]
+        choice = reply["choices"][0]
+        content = choice["message"]["content"]
     except (KeyError, IndexError, TypeError):
-        content = None
+        choice, content = None, None
     if not isinstance(content, str):
+        hint = ""
+        if isinstance(choice, dict) and choice.get("finish_reason") == "length":
+            hint = " (it ran out of max_tokens: raise max_tokens, or turn the reader's reasoning off)"
         raise LlmServerError(
-            f"llm: the reply is not a chat completion with choices[0].message.content: {str(reply)[:200]!r}"
+            f"llm: the reply is not a chat completion with choices[0].message.content{hint}: {str(reply)[:200]!r}"
         )
     return content
 
@@ -97,11 +116,39 @@ class OpenAIChatClient:
         self.max_retries = max_retries
         self.timeout = timeout
         self._key = api_key(api_key_env)
-        self.fingerprint = f"openai:{self.url}|{model}|max_tokens={max_tokens}"
         self._sessions = threading.local()
+        self.fingerprint = f"openai:{self.url}|{model}{self._served_weights()}|max_tokens={max_tokens}"
 
     def __repr__(self) -> str:
         return f"OpenAIChatClient(url={self.url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}"} if self._key else {}
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "<key>") if self._key else text
+
+    def _served_weights(self) -> str:
+        """What the server says stands behind the model name (vLLM's `root`), for the cache key.
+
+        Servers let any name stand for any weights (TGI, SGLang's "default", vLLM's
+        --served-model-name); where `GET /models` names the weights, a new model behind
+        the old name gets fresh replies. Asking also proves the endpoint is reachable
+        before a run starts sampling.
+        """
+        import requests
+
+        models_url = self.url.removesuffix(CHAT_PATH) + "/models"
+        try:
+            response = requests.get(models_url, headers=self._headers(), timeout=min(self.timeout, 30))
+        except requests.RequestException as err:
+            raise LlmServerError(f"llm: cannot reach {models_url} ({type(err).__name__}); is the reader's server up?") from None
+        try:
+            models = response.json().get("data") if response.status_code == 200 else None
+            served = next(m for m in models if m.get("id") == self.model)
+        except (ValueError, AttributeError, TypeError, StopIteration):
+            return ""
+        return f"@{served['root']}" if isinstance(served.get("root"), str) else ""
 
     def _session(self):
         import requests
@@ -119,13 +166,17 @@ class OpenAIChatClient:
             "temperature": 0,
             "max_tokens": self.max_tokens,
         }
-        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         try:
-            response = self._session().post(self.url, json=payload, headers=headers, timeout=self.timeout)
+            response = self._session().post(self.url, json=payload, headers=self._headers(), timeout=self.timeout)
         except requests.Timeout:
             raise _Transient(f"no reply within {self.timeout} s (timeout)") from None
-        except requests.ConnectionError:
-            raise _Transient("could not connect") from None
+        except requests.exceptions.SSLError:
+            raise LlmServerError(f"llm: {self.url}: TLS error (SSLError); check the certificate or the URL's scheme") from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as err:
+            raise _Transient(f"connection failed or dropped ({type(err).__name__})") from None
+        except requests.RequestException as err:
+            # The message of some of these quotes the request's headers: name the type only.
+            raise LlmServerError(f"llm: {self.url}: the request could not be sent ({type(err).__name__})") from None
         status = response.status_code
         if status in (401, 403):
             fix = (
@@ -137,17 +188,20 @@ class OpenAIChatClient:
         if status == 429 or status >= 500:
             raise _Transient(f"HTTP {status}")
         if status != 200:
-            raise LlmServerError(f"llm: {self.url} answered HTTP {status}: {response.text[:200]!r}")
+            raise LlmServerError(f"llm: {self.url} answered HTTP {status}: {self._scrub(response.text[:200])!r}")
         try:
             reply = response.json()
         except ValueError:
-            raise LlmServerError(f"llm: {self.url} answered with something that is not JSON: {response.text[:200]!r}") from None
+            raise LlmServerError(
+                f"llm: {self.url} answered with something that is not JSON: {self._scrub(response.text[:200])!r}"
+            ) from None
         return reply_text(reply)
 
-    def _post(self, prompt: str) -> str:
+    def _post(self, prompt: str, failed: threading.Event) -> str:
         attempt = retry(
             retry=retry_if_exception_type(_Transient),
-            stop=stop_after_attempt(self.max_retries),
+            # Once another request has failed for good, the batch is ending: no more tries.
+            stop=stop_after_attempt(self.max_retries) | stop_when_event_set(failed),
             wait=wait_exponential(multiplier=0.5, min=0.5, max=10),
             reraise=True,
         )(self._post_once)
@@ -157,13 +211,45 @@ class OpenAIChatClient:
             raise LlmServerError(f"llm: {self.url} failed {self.max_retries} times in a row; the last: {err}") from None
 
     def complete(self, prompts: Sequence[str]) -> Iterator[tuple[int, str]]:
-        pool = ThreadPoolExecutor(max_workers=self.num_concurrent)
-        futures = {pool.submit(self._post, prompt): index for index, prompt in enumerate(prompts)}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        """Replies as they arrive, `num_concurrent` requests in flight.
+
+        When a request fails for good, nothing new is sent, the requests in flight run to
+        their end (without further tries) and every reply received is still yielded;
+        then the first error is raised.
+        """
+        failed = threading.Event()
+        first_error: BaseException | None = None
+        pending = iter(enumerate(prompts))
+        with ThreadPoolExecutor(max_workers=self.num_concurrent) as pool:
+            running: dict = {}
+
+            def submit_next() -> None:
+                for index, prompt in pending:
+                    running[pool.submit(self._post, prompt, failed)] = index
+                    return
+
+            for _ in range(self.num_concurrent):
+                submit_next()
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = running.pop(future)
+                    try:
+                        reply = future.result()
+                    except Exception as err:  # noqa: BLE001 - raised once the batch has drained
+                        if first_error is None:
+                            first_error = err
+                            failed.set()
+                        continue
+                    yield index, reply
+                    if first_error is None:
+                        submit_next()
+        if first_error is not None:
+            raise first_error
+
+
+# Loaded local readers, by (weights fingerprint, dtype, device).
+_LOADED_READERS: dict[tuple[str, str, str], tuple] = {}
 
 
 class HFChatClient:
@@ -182,29 +268,35 @@ class HFChatClient:
         self.batch_size = batch_size
         self.max_tokens = max_tokens
         self.dtype = dtype
-        self.fingerprint = f"hf:{model_fingerprint(model)}|dtype={dtype}|max_tokens={max_tokens}"
-        self._loaded = None
+        self._weights = model_fingerprint(model)
+        self.fingerprint = f"hf:{self._weights}|dtype={dtype}|max_tokens={max_tokens}"
 
     def _load(self):
-        if self._loaded is None:
-            import torch
+        import torch
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # One copy per process: every task of a run (and every task a rescore regroups)
+        # builds its own filter, and each would otherwise load the reader again.
+        key = (self._weights, self.dtype, device)
+        if key not in _LOADED_READERS:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(self.model_name, padding_side="left")
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
             model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=self.dtype).eval()
-            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._loaded = tokenizer, model.to(device), device
-        return self._loaded
+            _LOADED_READERS[key] = tokenizer, model.to(device), device
+        return _LOADED_READERS[key]
 
     def format(self, prompt: str) -> str:
         """The text the model reads: the prompt as a user turn when the tokenizer has a chat template."""
         tokenizer, _, _ = self._load()
         if not tokenizer.chat_template:
             return prompt
+        # enable_thinking=False: templates with a reasoning switch (Qwen3) answer at once;
+        # the others ignore it.
         return tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, enable_thinking=False
         )
 
     def complete(self, prompts: Sequence[str]) -> Iterator[tuple[int, str]]:

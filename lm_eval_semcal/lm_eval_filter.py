@@ -55,12 +55,6 @@ def _check_settings(
     if collapse_args is not None and not isinstance(collapse_args, dict):
         raise ValueError(f"semcal_classes: collapse_args={collapse_args!r} must be a mapping of options")
     check_collapser(collapse, **(collapse_args or {}))
-    if collapse == "llm" and (collapse_args or {}).get("judge") and gold_match == "contains":
-        raise ValueError(
-            "semcal_classes: collapse llm with judge=true grades the answers itself, but gold_match=contains "
-            "would judge them by string; set gold_match=same_class (--metadata gold_match=same_class, "
-            "or semcal rescore/agree --gold-match same_class)"
-        )
 
 
 @register_filter(FILTER_NAME)
@@ -74,7 +68,9 @@ class SemanticClassesFilter(Filter):
         collapse_args: options passed to the collapsing function.
         gold_match: `same_class` (the gold, pushed through B, lands in the plurality
             class) or `contains` (a gold alias occurs in the plurality class's
-            representative sentence; for sentence responses under a string B).
+            representative sentence; for sentence responses under a string B). A B
+            that extracts short answers itself (`llm`) is always judged `same_class`:
+            the sentence tasks' `contains` would pass "Paris or Lyon" for "Paris".
     """
 
     def __init__(
@@ -89,8 +85,8 @@ class SemanticClassesFilter(Filter):
         _check_settings(style, answer_type, collapse, collapse_args, gold_match)
         self.style = style
         self.answer_type = answer_type
-        self.gold_match = gold_match
         self.collapser = get_collapser(collapse, **(collapse_args or {}))
+        self.gold_match = "same_class" if self.collapser.short_answers else gold_match
 
     @classmethod
     def check_settings(cls, **settings: Any) -> None:

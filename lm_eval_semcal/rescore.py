@@ -106,9 +106,10 @@ def regrouping_settings(
 def regroup(saved: SavedTask, settings: dict[str, Any]) -> Regrouped:
     """The saved questions, their raw responses grouped again under the filter `settings`."""
     samples = saved.samples
-    records = SemanticClassesFilter(**settings).apply(
-        [sample["resps"][0] for sample in samples], [sample["doc"] for sample in samples]
-    )
+    grouping = SemanticClassesFilter(**settings)
+    records = grouping.apply([sample["resps"][0] for sample in samples], [sample["doc"] for sample in samples])
+    # Record the rule the filter applied (a B that extracts short answers is judged by class).
+    settings = settings | {"gold_match": grouping.gold_match}
     return Regrouped(saved.run, settings["collapse"], settings, samples, records)
 
 

@@ -9,13 +9,16 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 Reply = tuple[int, object]
+# A body that is cut off: the headers promise more bytes than are sent before the connection closes.
+DROPPED = object()
 
 
 class FakeServer:
     """An endpoint at `path` in a daemon thread; `behaviour` answers each POST.
 
     `failures` are (status, body) replies served, in order, before `behaviour` is asked.
-    A str body is sent as is (for garbage replies), anything else as JSON.
+    A str body is sent as is (for garbage replies), DROPPED is cut off mid-reply, anything
+    else is sent as JSON. `gets` maps a path to the (status, body) a GET of it receives.
     """
 
     def __init__(self, path: str, behaviour: Callable[[dict], Reply]) -> None:
@@ -24,6 +27,7 @@ class FakeServer:
         self.headers: list[dict[str, str]] = []
         self.behaviour = behaviour
         self.failures: deque[Reply] = deque()
+        self.gets: dict[str, Reply] = {}
         self.stop = threading.Event()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -45,12 +49,14 @@ class FakeServer:
 
         class Handler(BaseHTTPRequestHandler):
             def _send(self, status: int, body: object) -> None:
-                data = (body if isinstance(body, str) else json.dumps(body)).encode()
+                data = b'{"choices": [' if body is DROPPED else (body if isinstance(body, str) else json.dumps(body)).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(len(data) + (100 if body is DROPPED else 0)))
                 self.end_headers()
                 self.wfile.write(data)
+                if body is DROPPED:
+                    self.close_connection = True
 
             def do_POST(self) -> None:
                 if self.path != server.path:
@@ -64,7 +70,7 @@ class FakeServer:
                     pass  # the client gave up (timeout test)
 
             def do_GET(self) -> None:
-                self._send(404, {"error": "not found"})
+                self._send(*server.gets.get(self.path, (404, {"error": "not found"})))
 
             def log_message(self, *args) -> None:
                 pass

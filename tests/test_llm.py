@@ -17,7 +17,7 @@ import time
 
 import pytest
 from conftest import save_scripted_run
-from fake_server import FakeServer, Reply
+from fake_server import DROPPED, FakeServer, Reply
 
 from lm_eval_semcal import cli
 from lm_eval_semcal.collapsing import GoldRequest, GroupingRequest, check_collapser, get_collapser
@@ -30,6 +30,7 @@ from lm_eval_semcal.llm import (
     parse_extraction,
     parse_grade,
 )
+from lm_eval_semcal import llm_clients
 from lm_eval_semcal.llm_clients import HFChatClient, LlmServerError, OpenAIChatClient
 from lm_eval_semcal.report import load_run
 from lm_eval_semcal.tasks import TASKS_DIR
@@ -126,8 +127,34 @@ def test_the_short_answer_is_read_from_a_reply(reply, answer):
 
 
 @pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ("(NO_ANSWER)", None),
+        ("<NO_ANSWER>", None),
+        ("NO_ANSWER - the response is cut off", None),
+        ("NO_ANSWER: the response says it does not know", None),
+        ("**Answer:** Paris", "Paris"),
+        ("**Paris**", "Paris"),
+        ("Answer:\nParis", "Paris"),
+        ("Short final answer:\n\nParis", "Paris"),
+        ("<think>The response names", None),  # cut off while reasoning: no answer
+        ("Okay, the response says Paris.\n</think>\n\nParis", "Paris"),  # the template opened <think>
+    ],
+)
+def test_reader_replies_that_peers_write(reply, answer):
+    assert parse_extraction(reply) == answer
+
+
+@pytest.mark.parametrize(
     ("reply", "grade"),
     [
+        ("Grade (A, B or C): B", "INCORRECT"),  # the prompt's last line echoed
+        ("Grade (A, B or C): C", "NOT_ATTEMPTED"),
+        ("Grade(A/B/C): B", "INCORRECT"),
+        ("A wrong answer: the gold target is Rome, so B.", None),
+        ("A predicted answer of Milan contradicts the gold target.</think>\nB", "INCORRECT"),
+        ("<think>Milan is not Rome", None),
+        ("A\nBecause it names the gold target.", "CORRECT"),
         ("A", "CORRECT"),
         ("B: the city is wrong", "INCORRECT"),
         ("**C**", "NOT_ATTEMPTED"),
@@ -150,7 +177,8 @@ def test_a_grade_is_read_strictly(reply, grade):
 def test_the_prompts_carry_the_question_response_and_every_alias():
     prompt = extraction_prompt("Capital of France?", "  It is Paris.\n")
     assert prompt.endswith("Question: Capital of France?\nResponse: It is Paris.\nShort final answer:")
-    assert "NO_ANSWER" in prompt
+    assert "NO_ANSWER" in prompt and "digits" not in prompt
+    assert "A number answer is written in digits" in extraction_prompt("How much?", "eighteen dollars", "number")
     grading = grading_prompt("Capital of France?", ["Paris", "City of Light"], "paris")
     assert "Gold target: Paris\nAlso accepted: City of Light\nPredicted answer: paris\n" in grading
     assert "Also accepted" not in grading_prompt("Q?", ["Paris"], "paris")
@@ -278,7 +306,13 @@ def test_replies_received_before_a_failure_are_kept(tmp_path):
         ({"model": "m", "num_concurrent": 0}, "num_concurrent=0 must be a whole number > 0"),
         ({"model": "m", "timeout": 0}, "timeout=0 must be a number > 0"),
         ({"model": "m", "base_url": "localhost:8000/v1"}, "must be an http:// or https:// URL"),
-        ({"model": "m", "api_key_env": KEY_ENV}, "api_key_env is for an endpoint; set base_url"),
+        ({"model": "m", "api_key_env": KEY_ENV}, r"api_key_env only applies to an endpoint \(base_url\)"),
+        ({"model": "m", "num_concurrent": 4}, r"num_concurrent only applies to an endpoint"),
+        ({"model": "m", "base_url": "http://127.0.0.1:9/v1", "batch_size": 32, "dtype": "float16"},
+         r"batch_size, dtype only applies to a local reader \(no base_url\)"),
+        ({"model": "m", "dtype": "fp16"}, "dtype='fp16'; use auto or a torch dtype name"),
+        ({"model": "m", "device": "gpu"}, "device='gpu' is not a torch device"),
+        ({"model": "m", "device": "cuda"}, "device='cuda' but this machine has no CUDA device"),
         (
             {"model": "m", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "SEMCAL_TEST_UNSET_KEY"},
             "the environment variable SEMCAL_TEST_UNSET_KEY \\(api_key_env\\) holding the API key is not set",
@@ -510,19 +544,17 @@ def test_rescore_with_llm_and_the_judge(tmp_path, server, capsys):
     out = save_scripted_run(tmp_path / "out", SENTENCES, "semcal_triviaqa_sentence", "0")
     args = {"model": "reader", "base_url": base_url(server), "cache": str(tmp_path / "c.sqlite"), "judge": True}
     rescore = ["rescore", str(out), "--classes", "llm", "--classes-args", json.dumps(args), "--bootstrap-iters", "0"]
-    with pytest.raises(SystemExit):  # the sentence task judges by string: the judge needs same_class
-        cli.main(rescore)
-    assert "set gold_match=same_class" in capsys.readouterr().err and server.payloads == []
-    assert cli.main([*rescore, "--gold-match", "same_class"]) == 0
+    assert cli.main(rescore) == 0
     capsys.readouterr()
     rescored = json.loads(next(out.rglob("rescored-llm/results_*.json")).read_text())
     check_llm_metrics(rescored["results"]["semcal_triviaqa_sentence"])
     # 13 responses read, then one grade per answered class: 1 + 2 + 1 + 2.
     assert len(server.payloads) == 13 + 6
     (step,) = rescored["configs"]["semcal_triviaqa_sentence"]["filter_list"][0]["filter"]
+    # The sentence task's `contains` gives way: llm's short answers are judged by class.
     assert step["collapse_args"] == args and step["gold_match"] == "same_class"
     payloads = len(server.payloads)
-    assert cli.main([*rescore, "--gold-match", "same_class"]) == 0
+    assert cli.main(rescore) == 0
     assert len(server.payloads) == payloads  # every reply and grade came from the cache
 
 
@@ -549,3 +581,105 @@ def test_agree_sets_options_per_b_and_the_gold_rule(tmp_path, server, capsys):
         cli.main([*command, "--classes-args", json.dumps({"nli": {}})])
     assert "options given for ['nli'], which are not among --classes" in capsys.readouterr().err
 
+
+
+def test_a_reply_cut_off_while_reasoning_is_no_answer_with_a_warning(caplog):
+    class Thinker(ScriptedClient):
+        def complete(self, prompts):
+            for index, prompt in enumerate(prompts):
+                self.prompts.append(prompt)
+                yield index, "<think>The response says" if "Milan" in prompt else "</think>Rome"
+
+    b, _ = scripted(client=Thinker())
+    with caplog.at_level(logging.WARNING):
+        grouping = group(b, ["It was Rome.", "Milan."])
+    assert grouping.answers == ("Rome", None) and grouping.no_answer_class == 1
+    assert "1 of 2 replies stopped inside <think> before any answer and count as no answer" in caplog.text
+
+
+def test_a_short_answer_is_judged_by_class_even_on_a_sentence_task(server):
+    # "contains" would pass "Paris or Lyon" for the gold "Paris".
+    READS_HEDGE = {"It is Paris or Lyon.": "Paris or Lyon"}
+    server.behaviour = lambda payload: (200, chat_reply(READS_HEDGE.get(
+        RESPONSE_RE.search(payload["messages"][0]["content"]).group(1), "NO_ANSWER")))
+    options = {"model": "reader", "base_url": base_url(server), "cache": None}
+    grouping = SemanticClassesFilter(style="sentence", collapse="llm", collapse_args=options, gold_match="contains")
+    assert grouping.gold_match == "same_class"
+    doc = {"semcal_question": "Capital of France?", "semcal_golds": ["Paris"]}
+    (record,) = grouping.apply([["It is Paris or Lyon."] * 2], [doc])
+    assert record["answers"] == ["Paris or Lyon"] * 2 and record["correct"] is False
+
+
+# --- the endpoint client: keys, failures part way, served weights -----------------------------
+
+
+@pytest.mark.parametrize("value", [f"{SECRET} extra", SECRET + "\x07", f"{SECRET}\r\nX-Other: 1"])
+def test_a_malformed_key_is_refused_without_showing_it(server, monkeypatch, value):
+    monkeypatch.setenv(KEY_ENV, value)
+    with pytest.raises(ValueError, match=f"the key in \\${KEY_ENV} holds spaces or control characters") as caught:
+        check_collapser("llm", model="reader", base_url=base_url(server), api_key_env=KEY_ENV)
+    assert SECRET not in str(caught.value)
+    monkeypatch.setenv(KEY_ENV, f"  {SECRET}\n")  # padding around a key is dropped
+    dict(client(server, api_key_env=KEY_ENV).complete(["x"]))
+    assert server.headers[-1]["Authorization"] == f"Bearer {SECRET}"
+
+
+def test_a_key_given_where_its_variables_name_goes_is_not_echoed():
+    with pytest.raises(ValueError, match="api_key_env must be the name of an environment variable") as caught:
+        check_collapser("llm", model="reader", base_url="http://127.0.0.1:9/v1", api_key_env=SECRET)
+    assert SECRET not in str(caught.value)
+
+
+def test_replies_received_before_a_request_fails_for_good_are_kept(server, tmp_path):
+    def one_bad(payload):
+        prompt = payload["messages"][0]["content"]
+        if "Response: Milan." in prompt:
+            return 400, {"error": "prompt too long"}
+        time.sleep(0.2)  # the others are still in flight when the 400 arrives
+        return reader(payload)
+
+    server.behaviour = one_bad
+    options = {"model": "reader", "base_url": base_url(server), "cache": str(tmp_path / "c.sqlite"), "num_concurrent": 4}
+    b = get_collapser("llm", **options)
+    responses = ["Milan.", "Rome was the capital.", "The capital was Milan.", "It was Rome.", "Lisbon.", "It is Paris."]
+    with pytest.raises(LlmServerError, match="answered HTTP 400"):
+        group(b, responses)
+    sent = len(server.payloads)
+    assert sent == 4  # nothing new is sent after the failure
+    server.behaviour = reader
+    again = get_collapser("llm", **options)
+    assert group(again, responses).answers == ("Milan", "Rome", "Milan", "Rome", "Lisbon", "paris.")
+    assert len(server.payloads) - sent == 3  # the 3 in flight were kept; only the failed one and the 2 unsent are asked
+
+
+def test_a_connection_dropped_mid_reply_is_retried(server):
+    server.failures.append((200, DROPPED))
+    assert dict(client(server).complete([extraction_prompt("Q?", "Milan.")])) == {0: "Milan"}
+    assert len(server.payloads) == 2
+    server.behaviour = lambda payload: (200, DROPPED)
+    with pytest.raises(LlmServerError, match=r"failed 2 times in a row; the last: connection failed or dropped"):
+        dict(client(server).complete(["x"]))
+
+
+def test_the_served_weights_are_part_of_the_cache_key(server, tmp_path):
+    options = {"model": "reader", "base_url": base_url(server), "cache": str(tmp_path / "c.sqlite")}
+    server.gets["/v1/models"] = (200, {"data": [{"id": "reader", "root": "/models/qwen-7b"}]})
+    get_collapser("llm", **options).group([GroupingRequest("Q?", [None], ["Milan."])])
+    assert len(server.payloads) == 1
+    get_collapser("llm", **options).group([GroupingRequest("Q?", [None], ["Milan."])])
+    assert len(server.payloads) == 1  # same weights behind the name: from the cache
+    server.gets["/v1/models"] = (200, {"data": [{"id": "reader", "root": "/models/llama-8b"}]})
+    get_collapser("llm", **options).group([GroupingRequest("Q?", [None], ["Milan."])])
+    assert len(server.payloads) == 2  # other weights behind the same name: asked again
+
+
+def test_an_unreachable_endpoint_fails_before_any_generation():
+    with pytest.raises(LlmServerError, match="cannot reach http://127.0.0.1:9/v1/models"):
+        SemanticClassesFilter(collapse="llm", collapse_args={"model": "reader", "base_url": "http://127.0.0.1:9/v1"})
+
+
+def test_every_task_shares_one_loaded_local_reader(tiny_reader, monkeypatch):
+    monkeypatch.setattr(llm_clients, "_LOADED_READERS", {})
+    for _ in range(3):  # three tasks, three filters
+        dict(HFChatClient(tiny_reader, "cpu", max_tokens=2).complete(["x"]))
+    assert len(llm_clients._LOADED_READERS) == 1
