@@ -9,7 +9,8 @@ to the reserved no-answer class. The short answers are then grouped by `group_by
 text), `normalize`, `numeric` or `exact`.
 
 Correctness, by default, pushes the gold answer through the same string B (any alias
-equal to the plurality class's short answer). With `judge: true` the reader model also
+equal to the plurality class's short answer); the classes hold short answers, so they
+are judged by class even on sentence tasks (never by containment). With `judge: true` the reader model also
 grades each class's short answer against the gold aliases in the manner of SimpleQA's
 grader (CORRECT / INCORRECT / NOT_ATTEMPTED; only CORRECT counts as correct). A grade
 the model writes in no readable form counts as not correct and is reported in a
@@ -277,7 +278,8 @@ def check_options(
     _check_positive("timeout", timeout, (int, float))
     if base_url is not None and not (isinstance(base_url, str) and base_url.startswith(("http://", "https://"))):
         raise ValueError(f"llm: base_url={base_url!r} must be an http:// or https:// URL")
-    given = locals()
+    given = {"device": device, "batch_size": batch_size, "dtype": dtype, "api_key_env": api_key_env,
+             "num_concurrent": num_concurrent, "max_retries": max_retries, "timeout": timeout}
     defaults = {name: p.default for name, p in inspect.signature(make_llm_collapser).parameters.items()}
     unread, reader = (LOCAL_ONLY, "a local reader (no base_url)") if base_url else (ENDPOINT_ONLY, "an endpoint (base_url)")
     if wasted := [name for name in unread if given[name] != defaults[name]]:
