@@ -107,15 +107,20 @@ def _normalize_key(answer: str) -> str | None:
 _FACTORIES: dict[str, Callable[..., Collapser]] = {}
 # Option values a model-based B checks before generation, without loading its model.
 _OPTION_CHECKS: dict[str, Callable[..., None]] = {}
+# What a model-based B's options point at outside the process, checked before generation.
+_PREFLIGHTS: dict[str, Callable[..., None]] = {}
 
 
 def register_collapser(
-    name: str, check: Callable[..., None] | None = None
+    name: str, check: Callable[..., None] | None = None, preflight: Callable[..., None] | None = None
 ) -> Callable[[Callable[..., Collapser]], Callable[..., Collapser]]:
     """Register a factory `factory(**options) -> Collapser` under `name`.
 
     `check(**options)`, given every option with the factory's defaults filled in, raises
-    ValueError for values that cannot work; it must not load a model.
+    ValueError for values that cannot work; it must not load a model. `preflight(**options)`
+    (same arguments) raises when what the options point at cannot be used (a model that
+    cannot be resolved, an endpoint that cannot be reached); it runs once before
+    generation and must not load weights either.
     """
 
     def decorate(factory: Callable[..., Collapser]) -> Callable[..., Collapser]:
@@ -124,6 +129,8 @@ def register_collapser(
         _FACTORIES[name] = factory
         if check is not None:
             _OPTION_CHECKS[name] = check
+        if preflight is not None:
+            _PREFLIGHTS[name] = preflight
         return factory
 
     return decorate
@@ -169,6 +176,19 @@ def check_collapser(name: str, **options: Any) -> None:
     if name in _OPTION_CHECKS:
         bound.apply_defaults()
         _OPTION_CHECKS[name](**bound.arguments)
+
+
+def preflight_collapser(name: str, **options: Any) -> None:
+    """`check_collapser`, then whether the models or endpoints `options` name can be used.
+
+    lm-eval builds filters only when it applies them, after generation; a task calls
+    this before it generates, so an unreachable reader costs no sampling.
+    """
+    check_collapser(name, **options)
+    if name in _PREFLIGHTS:
+        bound = inspect.signature(_FACTORIES[name]).bind(**options)
+        bound.apply_defaults()
+        _PREFLIGHTS[name](**bound.arguments)
 
 
 def get_collapser(name: str, **options: Any) -> Collapser:

@@ -289,7 +289,26 @@ def check_options(
     api_key(api_key_env)
 
 
-@register_collapser("llm", check=check_options)
+def make_reader(
+    model: str,
+    base_url: str | None,
+    api_key_env: str | None,
+    device: str | None,
+    batch_size: int,
+    dtype: str,
+    num_concurrent: int,
+    max_retries: int,
+    timeout: float,
+    max_tokens: int,
+    **_: object,
+) -> ChatClient:
+    """The reader the options name; an endpoint is asked what it serves, local weights are not loaded."""
+    if base_url is not None:
+        return OpenAIChatClient(base_url, model, api_key_env, max_tokens, num_concurrent, max_retries, timeout)
+    return HFChatClient(model, device, batch_size, max_tokens, dtype)
+
+
+@register_collapser("llm", check=check_options, preflight=make_reader)
 def make_llm_collapser(
     model: str | None = None,
     base_url: str | None = None,
@@ -313,10 +332,7 @@ def make_llm_collapser(
     `cache`: an SQLite file, "default" (~/.cache/lm_eval_semcal/judgements.sqlite) or
     None (memory only).
     """
-    if base_url is not None:
-        client: ChatClient = OpenAIChatClient(
-            base_url, model, api_key_env, max_tokens, num_concurrent, max_retries, timeout
-        )
-    else:
-        client = HFChatClient(model, device, batch_size, max_tokens, dtype)
+    client = make_reader(
+        model, base_url, api_key_env, device, batch_size, dtype, num_concurrent, max_retries, timeout, max_tokens
+    )
     return LlmCollapser(client, group_by, judge, JudgementCache(cache_file(cache), f"llm:{client.fingerprint}"))

@@ -20,7 +20,13 @@ from typing import Any
 from lm_eval.api.filter import Filter
 from lm_eval.api.registry import register_filter
 
-from lm_eval_semcal.collapsing import GoldRequest, GroupingRequest, check_collapser, get_collapser
+from lm_eval_semcal.collapsing import (
+    GoldRequest,
+    GroupingRequest,
+    check_collapser,
+    get_collapser,
+    preflight_collapser,
+)
 from lm_eval_semcal.extraction import ANSWER_TYPES, STYLES, extract_answer
 from lm_eval_semcal.normalization import normalize_text
 from lm_eval_semcal.records import question_record
@@ -98,6 +104,16 @@ class SemanticClassesFilter(Filter):
         bound = inspect.signature(cls).bind(**settings)
         bound.apply_defaults()
         _check_settings(**bound.arguments)
+
+    @classmethod
+    def preflight(cls, **settings: Any) -> None:
+        """`check_settings`, then whether the model or endpoint of a model-based B can be used.
+
+        lm-eval builds filters when it applies them, after generation: a task calls this
+        before it generates. Loads no weights.
+        """
+        cls.check_settings(**settings)
+        preflight_collapser(settings.get("collapse", "normalize"), **(settings.get("collapse_args") or {}))
 
     def apply(self, resps: Iterable[Sequence[str]], docs: Sequence[dict]) -> list[dict]:
         resps = list(resps)

@@ -149,7 +149,20 @@ class SemcalTask(ConfigurableTask):
     def build_all_requests(self, **kwargs: Any) -> None:
         # --gen_kwargs is applied after the task is built: check again before generating.
         self._check_run_settings()
+        self._preflight_filters()
         super().build_all_requests(**kwargs)
+
+    def _preflight_filters(self) -> None:
+        """Can each model-based B's model be resolved, its endpoint reached? Before any sampling."""
+        for pipeline in self.config.filter_list or []:
+            for step in pipeline.get("filter") or []:
+                if step.get("function") != FILTER_NAME:
+                    continue
+                try:
+                    SemanticClassesFilter.preflight(**{k: v for k, v in step.items() if k != "function"})
+                except Exception as err:  # noqa: BLE001 - any failure here would recur after generation
+                    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                    raise SemcalConfigError(f"{self.config.task}: {first_line}") from err
 
     def apply_filters(self) -> None:
         self._drop_padding_responses()

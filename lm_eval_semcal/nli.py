@@ -162,7 +162,12 @@ def hf_judge(model: str, device: str | None, batch_size: int) -> Judge:
     return judge
 
 
-@register_collapser("nli", check=check_options)
+def resolve_model(model: str, **_: object) -> None:
+    """Fails when `model` is neither a folder nor a reachable hub id; loads no weights."""
+    model_fingerprint(model)
+
+
+@register_collapser("nli", check=check_options, preflight=resolve_model)
 def make_nli_collapser(
     model: str = DEFAULT_MODEL,
     mode: str = "strict",

@@ -683,3 +683,22 @@ def test_every_task_shares_one_loaded_local_reader(tiny_reader, monkeypatch):
     for _ in range(3):  # three tasks, three filters
         dict(HFChatClient(tiny_reader, "cpu", max_tokens=2).complete(["x"]))
     assert len(llm_clients._LOADED_READERS) == 1
+
+
+def test_a_run_with_an_unreachable_reader_stops_before_it_samples(scripted_lm):
+    # lm-eval builds filters only to apply them, after generation: the task checks first.
+    from conftest import FIXTURES
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from lm_eval_semcal.lm_eval_task import SemcalConfigError
+
+    manager = TaskManager(
+        include_path=str(TASKS_DIR), include_defaults=False,
+        metadata={"data_files": str(FIXTURES / "triviaqa.jsonl"), "repeats": 2, "collapse": "llm",
+                  "collapse_args": {"model": "reader", "base_url": "http://127.0.0.1:9/v1"}},
+    )
+    lm = scripted_lm(SENTENCES)
+    with pytest.raises(SemcalConfigError, match="semcal_triviaqa_sentence: llm: cannot reach http://127.0.0.1:9/v1/models"):
+        simple_evaluate(model=lm, tasks=["semcal_triviaqa_sentence"], task_manager=manager, bootstrap_iters=0)
+    assert lm.requests == []
