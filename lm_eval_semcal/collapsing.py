@@ -199,4 +199,4 @@ def get_collapser(name: str, **options: Any) -> Collapser:
 
 # Model-based B live in modules of their own and register themselves on import; their
 # models load only when a collapser is built.
-from lm_eval_semcal import embedding, llm, nli  # noqa: E402,F401
+from lm_eval_semcal import embedding, llm, nli, synthetic  # noqa: E402,F401

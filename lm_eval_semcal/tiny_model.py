@@ -34,12 +34,14 @@ def build_tiny_model(
     n_positions: int = 2048,
     model_vocab_size: int | None = None,
     seed: int = 0,
+    texts: list[str] | None = None,
 ) -> Path:
     """Save a tokenizer and a random-weight GPT-2-style LM in `out_dir`; return it.
 
     `vocab_size` is the tokenizer's target; `model_vocab_size` (default: the tokenizer's
     size) lets a benchmark give the model GPT-2's 50257-row output layer. Ids the
-    tokenizer does not know decode to nothing.
+    tokenizer does not know decode to nothing. `texts` replaces the built-in text the
+    tokenizer is trained on (the demo trains it on its own corpus).
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -57,7 +59,7 @@ def build_tiny_model(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_training_text(), trainer=trainer)
+    tokenizer.train_from_iterator(texts if texts is not None else _training_text(), trainer=trainer)
     hf_tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token=SPECIAL_TOKENS["eos"],
