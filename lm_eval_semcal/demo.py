@@ -1,0 +1,312 @@
+"""`semcal demo`: semantic calibration shown on a world whose answers are known.
+
+Trains (or finds in the cache) the demo's two models (`demo_model`), samples M answers per
+question from each through lm-eval itself (task `semcal_synthetic`, backend `hf-semcal`),
+and compares, per model:
+
+- the metrics under the entity grouping (a town's three surface forms one class) and
+  under the raw-string grouping `exact`;
+- the sampled confidence (plurality share of M samples) with the model's exact top-class
+  probability, computed by teacher forcing, per question, in aggregate, and as M grows;
+- the smECE of a perfectly calibrated predictor with the same questions and M (the
+  world's own answer distribution, sampled the same way): the noise floor.
+
+It writes the lm-eval run, `semcal report`'s reliability diagrams and tables,
+`demo.md` / `demo.json` with everything printed, and `per_question.jsonl` with each
+question's exact and sampled confidence per model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from lm_eval_semcal import calibration, demo_model, synthetic
+
+M_STEPS = (5, 10, 20, 50)
+NOISE_FLOOR_RUNS = 200
+# The findings the demo checks (and the test suite with it).
+BASE_SMECE_MAX = 0.06
+SAMPLED_EXACT_SMECE_GAP_MAX = 0.03
+TUNED_OVERCONFIDENCE_MIN = 0.10
+
+
+@dataclass
+class ModelResult:
+    """One model's numbers: per grouping, and against its exact probabilities."""
+
+    name: str
+    model_dir: str
+    metrics: dict[str, dict[str, float]]  # grouping -> metric -> value
+    intervals: dict[str, dict[str, tuple[float, float]]]
+    exact_smece: float
+    exact_confidence: float
+    mean_abs_error: float  # mean over questions of |plurality share - exact top probability|
+    convergence: dict[int, dict[str, float]] = field(default_factory=dict)  # M -> smece, mean_abs_error
+
+
+@dataclass
+class DemoResult:
+    config: demo_model.DemoConfig
+    samples: int
+    n_questions: int
+    models: dict[str, ModelResult]
+    noise_floor: dict[str, float]
+    findings: list[tuple[str, bool]]
+    out_dir: Path
+
+
+def plurality(class_ids: Sequence[int]) -> tuple[int, float]:
+    """The plurality class of `class_ids` and its share; ties go to the lower id, which
+    (ids being numbered by first appearance) is the class that appeared first."""
+    counts: dict[int, int] = {}
+    for k in class_ids:
+        counts[k] = counts.get(k, 0) + 1
+    best = max(counts, key=lambda k: (counts[k], -k))
+    return best, counts[best] / len(class_ids)
+
+
+def first_m(records: Sequence[dict], m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence and correctness when each question keeps only its first `m` samples."""
+    confidence, correct = [], []
+    for record in records:
+        k, share = plurality(record["class_ids"][:m])
+        confidence.append(share)
+        correct.append(bool(record["class_correct"][k]))
+    return np.array(confidence), np.array(correct)
+
+
+def noise_floor(world: synthetic.World, samples: int, runs: int = NOISE_FLOOR_RUNS, seed: int = 0) -> dict[str, float]:
+    """smECE of a perfectly calibrated predictor: the world's own answer distribution,
+    sampled `samples` times per question, judged against a fresh gold draw, `runs` times."""
+    rng = np.random.default_rng(seed)
+    probabilities = [np.array([c for _, c in q.counts]) / synthetic.LINES_PER_QUESTION for q in world.questions]
+    values = []
+    for _ in range(runs):
+        confidence, correct = [], []
+        for p in probabilities:
+            counts = rng.multinomial(samples, p)
+            top = int(np.argmax(counts))  # the towns are listed largest first: ties go to the first
+            confidence.append(counts[top] / samples)
+            correct.append(rng.choice(len(p), p=p) == top)
+        values.append(calibration.smece(np.array(confidence), np.array(correct)))
+    return {"median": float(np.median(values)), "p95": float(np.quantile(values, 0.95))}
+
+
+def _evaluate(model_dir: Path, config: demo_model.DemoConfig, samples: int, out_dir: Path, device: str,
+              batch_size: int, seed: int) -> None:
+    """Sample through lm-eval (hf-semcal) and save the run as `lm_eval --output_path --log_samples` does."""
+    from lm_eval import simple_evaluate
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    import lm_eval_semcal.lm_eval_models  # noqa: F401 - registers hf-semcal
+    from lm_eval_semcal.lm_eval_metrics import BOOTSTRAP_ITERS_ENV
+    from lm_eval_semcal.tasks import TASKS_DIR
+
+    manager = TaskManager(
+        include_path=str(TASKS_DIR), include_defaults=False,
+        metadata={"repeats": samples, "world_seed": config.world_seed, "n_questions": config.n_questions},
+    )
+    tracker = EvaluationTracker(output_path=str(out_dir))
+    saved = os.environ.get(BOOTSTRAP_ITERS_ENV)
+    os.environ[BOOTSTRAP_ITERS_ENV] = "0"  # the demo's intervals come from `semcal report`
+    try:
+        results = simple_evaluate(
+            model="hf-semcal",
+            model_args=f"pretrained={model_dir},dtype=float32",
+            tasks=["semcal_synthetic"],
+            task_manager=manager,
+            device=device,
+            batch_size=batch_size,
+            log_samples=True,
+            bootstrap_iters=0,
+            evaluation_tracker=tracker,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+        )
+    finally:
+        if saved is None:
+            os.environ.pop(BOOTSTRAP_ITERS_ENV, None)
+        else:
+            os.environ[BOOTSTRAP_ITERS_ENV] = saved
+    samples_by_task = results.pop("samples")
+    tracker.save_results_aggregated(results=results, samples=samples_by_task)
+    tracker.save_results_samples(task_name="semcal_synthetic", samples=samples_by_task["semcal_synthetic"])
+
+
+def run_demo(
+    config: demo_model.DemoConfig = demo_model.DemoConfig(),
+    samples: int = 50,
+    out_dir: str | Path = "semcal_demo",
+    device: str = "cpu",
+    batch_size: int = 500,
+    bootstrap_iters: int = 1000,
+    seed: int = 1234,
+) -> DemoResult:
+    """Train or load the two models, sample, score and write everything under `out_dir`."""
+    from lm_eval_semcal.report import load_run, summarize, write_reports
+
+    if samples < max(M_STEPS):
+        raise ValueError(f"semcal demo: --samples {samples}; at least {max(M_STEPS)} to show the convergence over M")
+    out_dir = Path(out_dir)
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.setdefault(stage, tqdm(total=total, desc=f"semcal demo: {stage}", unit="step"))
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    models = dict(zip(("base", "tuned"), demo_model.trained_models(config, progress), strict=True))
+    world = synthetic.build_world(config.world_seed, config.n_questions)
+    synthetic.write_evaluation_file(world, out_dir / "world.jsonl")
+    run_dir = out_dir / "lm_eval"
+    for model_dir in models.values():
+        _evaluate(model_dir, config, samples, run_dir, device, batch_size, seed)
+    write_reports(run_dir, out_dir / "report", bootstrap_iters=bootstrap_iters)
+
+    runs = {(run.model_dir, run.filter): run for run in load_run(run_dir)}
+    gold = np.array([q.gold for q in world.questions])
+    results: dict[str, ModelResult] = {}
+    per_question: list[dict] = []
+    for name, model_dir in models.items():
+        probabilities = demo_model.town_probabilities(model_dir, world, device=device)
+        exact_confidence = probabilities.max(1)
+        exact_correct = probabilities.argmax(1) == gold
+        by_grouping = {
+            grouping: next(run for (folder, filt), run in runs.items() if filt == pipeline and folder.endswith(name))
+            for grouping, pipeline in (("towns", "semcal"), ("strings", "semcal_exact"))
+        }
+        metrics, intervals = {}, {}
+        for grouping, run in by_grouping.items():
+            report = summarize(run, f"{name}-{grouping}", bootstrap_iters=bootstrap_iters)
+            metrics[grouping] = {key: float(value) for key, value in report.values.items()}
+            intervals[grouping] = {key: tuple(map(float, bounds)) for key, bounds in report.intervals.items()}
+        towns = by_grouping["towns"]
+        per_question += [
+            {
+                "model": name,
+                "question": q.text,
+                "gold": world.towns[q.gold].name,
+                "true_top_probability": q.true_top_probability,
+                "exact_top_town": world.towns[int(row.argmax())].name,
+                "exact_top_probability": float(row.max()),
+                "sampled_confidence": float(share),
+                "correct": bool(right),
+            }
+            for q, row, share, right in zip(world.questions, probabilities, towns.confidence, towns.correct, strict=True)
+        ]
+        convergence = {}
+        for m in M_STEPS:
+            confidence, correct = first_m(towns.records, m)
+            convergence[m] = {
+                "smece": calibration.smece(confidence, correct),
+                "mean_abs_error": float(np.mean(np.abs(confidence - exact_confidence))),
+            }
+        results[name] = ModelResult(
+            name=name,
+            model_dir=str(model_dir),
+            metrics=metrics,
+            intervals=intervals,
+            exact_smece=calibration.smece(exact_confidence, exact_correct),
+            exact_confidence=float(exact_confidence.mean()),
+            mean_abs_error=float(np.mean(np.abs(towns.confidence - exact_confidence))),
+            convergence=convergence,
+        )
+    floor = noise_floor(world, samples)
+    result = DemoResult(config, samples, len(world.questions), results, floor, findings(results), out_dir)
+    (out_dir / "demo.md").write_text(markdown(result), encoding="utf-8")
+    (out_dir / "demo.json").write_text(json.dumps(as_json(result), indent=2), encoding="utf-8")
+    (out_dir / "per_question.jsonl").write_text("".join(json.dumps(row) + "\n" for row in per_question), encoding="utf-8")
+    return result
+
+
+def findings(models: dict[str, ModelResult]) -> list[tuple[str, bool]]:
+    """The three findings, each with whether this run shows it."""
+    base, tuned = models["base"], models["tuned"]
+    base_towns, base_strings, tuned_towns = base.metrics["towns"], base.metrics["strings"], tuned.metrics["towns"]
+    return [
+        (
+            f"base model calibrated: smECE {base_towns['smece']:.3f} <= {BASE_SMECE_MAX}, and within "
+            f"{SAMPLED_EXACT_SMECE_GAP_MAX} of the exact smECE {base.exact_smece:.3f}",
+            base_towns["smece"] <= BASE_SMECE_MAX
+            and abs(base_towns["smece"] - base.exact_smece) <= SAMPLED_EXACT_SMECE_GAP_MAX,
+        ),
+        (
+            f"tuned model overconfident: conf - acc = {tuned_towns['conf'] - tuned_towns['acc']:+.3f} "
+            f">= {TUNED_OVERCONFIDENCE_MIN}",
+            tuned_towns["conf"] - tuned_towns["acc"] >= TUNED_OVERCONFIDENCE_MIN,
+        ),
+        (
+            f"string classes make the base model look underconfident: conf - acc = "
+            f"{base_strings['conf'] - base_strings['acc']:+.3f} under exact strings, "
+            f"{base_towns['conf'] - base_towns['acc']:+.3f} under towns",
+            base_strings["conf"] - base_strings["acc"] < min(0.0, base_towns["conf"] - base_towns["acc"]),
+        ),
+    ]
+
+
+def _cell(result: ModelResult, grouping: str, metric: str) -> str:
+    value = result.metrics[grouping][metric]
+    low, high = result.intervals[grouping].get(metric, (float("nan"), float("nan")))
+    return f"{value:.3f}" if np.isnan(low) else f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def markdown(result: DemoResult) -> str:
+    """Everything the demo shows, as Markdown (what it prints)."""
+    lines = [
+        f"# semcal demo: {result.n_questions} questions, M = {result.samples} samples each",
+        "",
+        "| model | classes | acc | conf | ece | smece | brier | auroc |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, model in result.models.items():
+        for grouping in ("towns", "strings"):
+            lines.append(
+                f"| {name} | {grouping} | {model.metrics[grouping]['acc']:.3f} | {model.metrics[grouping]['conf']:.3f} | "
+                + " | ".join(_cell(model, grouping, metric) for metric in ("ece", "smece", "brier", "auroc"))
+                + " |"
+            )
+    lines += [
+        "",
+        f"Noise floor: a perfectly calibrated predictor with these questions and M scores smECE "
+        f"{result.noise_floor['median']:.3f} (median of {NOISE_FLOOR_RUNS} runs; 95th percentile "
+        f"{result.noise_floor['p95']:.3f}).",
+        "",
+        "Sampled against exact (towns; exact = the model's own top-town probability, by teacher forcing):",
+        "",
+        "| model | exact conf | exact smECE | " + " | ".join(f"smECE, M={m}" for m in M_STEPS)
+        + " | " + " | ".join(f"mean abs error, M={m}" for m in M_STEPS) + " |",
+        "|---|---:|---:|" + "---:|" * (2 * len(M_STEPS)),
+    ]
+    for name, model in result.models.items():
+        lines.append(
+            f"| {name} | {model.exact_confidence:.3f} | {model.exact_smece:.3f} | "
+            + " | ".join(f"{model.convergence[m]['smece']:.3f}" for m in M_STEPS) + " | "
+            + " | ".join(f"{model.convergence[m]['mean_abs_error']:.3f}" for m in M_STEPS) + " |"
+        )
+    lines += ["", "Findings:", ""]
+    lines += [f"- [{'x' if shown else ' '}] {text}" for text, shown in result.findings]
+    lines += ["", f"Reliability diagrams and per-task tables: {result.out_dir / 'report'}", ""]
+    return "\n".join(lines)
+
+
+def as_json(result: DemoResult) -> dict:
+    from dataclasses import asdict
+
+    return {
+        "config": asdict(result.config),
+        "samples": result.samples,
+        "n_questions": result.n_questions,
+        "models": {name: asdict(model) for name, model in result.models.items()},
+        "noise_floor": result.noise_floor,
+        "findings": [{"finding": text, "shown": shown} for text, shown in result.findings],
+    }
