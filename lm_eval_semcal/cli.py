@@ -148,14 +148,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "demo",
         help="semantic calibration on a synthetic world with known answers, offline, on a CPU",
         description="Trains (first run only; cached in ~/.cache/lm_eval_semcal/demo) a tiny model on a "
-        "synthetic world whose answer distributions are known, and a tuned variant of it; samples M answers "
+        "synthetic world whose answer distributions are known, and a tuned variant of it ($SEMCAL_DEMO_CACHE "
+        "moves the cache); samples M answers "
         "per question from both through lm-eval (task semcal_synthetic, backend hf-semcal); prints the "
         "metrics under town and string classes, the noise floor of a perfectly calibrated predictor, the "
         "sampled confidence against the exact one as M grows, and the three findings; writes the run, "
         "reliability diagrams and tables to --out.",
     )
     demo.add_argument("--out", default="semcal_demo", help="where to write everything (default ./semcal_demo)")
-    demo.add_argument("--samples", type=_positive_int(50), default=50, help="M, samples per question (default 50)")
+    demo.add_argument(
+        "--samples", type=_positive_int(50), default=50, help="M, samples per question (at least 50; default 50)"
+    )
     demo.add_argument("--device", default="cpu", help="torch device for sampling (default cpu)")
     demo.add_argument("--batch-size", type=_positive_int(1), default=500, help="sampled rows per pass (default 500)")
     demo.add_argument(
@@ -277,10 +280,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "demo":
         from lm_eval_semcal.demo import markdown, run_demo
 
-        result = run_demo(
-            samples=args.samples, out_dir=args.out, device=args.device, batch_size=args.batch_size,
-            bootstrap_iters=args.bootstrap_iters,
-        )
+        try:
+            result = run_demo(
+                samples=args.samples, out_dir=args.out, device=args.device, batch_size=args.batch_size,
+                bootstrap_iters=args.bootstrap_iters,
+            )
+        except ValueError as err:
+            parser.exit(1, f"{err}\n")  # run_demo's messages name it already
         print(markdown(result))
     elif args.command == "tiny-model":
         from lm_eval_semcal.tiny_model import build_tiny_model

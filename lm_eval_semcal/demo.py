@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lm_eval_semcal import calibration, demo_model, synthetic
+from lm_eval_semcal.torch_devices import check_device
 
 M_STEPS = (5, 10, 20, 50)
 NOISE_FLOOR_RUNS = 200
@@ -83,18 +85,26 @@ def first_m(records: Sequence[dict], m: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def noise_floor(world: synthetic.World, samples: int, runs: int = NOISE_FLOOR_RUNS, seed: int = 0) -> dict[str, float]:
-    """smECE of a perfectly calibrated predictor: the world's own answer distribution,
-    sampled `samples` times per question, judged against a fresh gold draw, `runs` times."""
+    """smECE of a perfectly calibrated predictor on these questions, `runs` times.
+
+    The predictor is the world's own answer distribution, sampled `samples` times per
+    question, its plurality chosen as the model's is (ties: the answer sampled first) and
+    judged against the same gold answers the models face.
+    """
     rng = np.random.default_rng(seed)
-    probabilities = [np.array([c for _, c in q.counts]) / synthetic.LINES_PER_QUESTION for q in world.questions]
     values = []
     for _ in range(runs):
         confidence, correct = [], []
-        for p in probabilities:
-            counts = rng.multinomial(samples, p)
-            top = int(np.argmax(counts))  # the towns are listed largest first: ties go to the first
-            confidence.append(counts[top] / samples)
-            correct.append(rng.choice(len(p), p=p) == top)
+        for q in world.questions:
+            towns = [town for town, _ in q.counts]
+            weights = np.array([count for _, count in q.counts]) / synthetic.LINES_PER_QUESTION
+            drawn = rng.choice(len(towns), size=samples, p=weights)
+            # Number the sampled towns by first appearance, as the model's classes are.
+            order = {town: k for k, town in enumerate(dict.fromkeys(drawn.tolist()))}
+            top, share = plurality([order[t] for t in drawn.tolist()])
+            first_seen = next(t for t, k in order.items() if k == top)
+            confidence.append(share)
+            correct.append(towns[first_seen] == q.gold)
         values.append(calibration.smece(np.array(confidence), np.array(correct)))
     return {"median": float(np.median(values)), "p95": float(np.quantile(values, 0.95))}
 
@@ -156,11 +166,14 @@ def run_demo(
 
     if samples < max(M_STEPS):
         raise ValueError(f"semcal demo: --samples {samples}; at least {max(M_STEPS)} to show the convergence over M")
+    check_device(device, "semcal demo")
     out_dir = Path(out_dir)
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.setdefault(stage, tqdm(total=total, desc=f"semcal demo: {stage}", unit="step"))
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc=f"semcal demo: {stage}", unit="step")
+        bar = bars[stage]
         bar.update(done - bar.n)
         if done == total:
             bar.close()
@@ -169,6 +182,9 @@ def run_demo(
     world = synthetic.build_world(config.world_seed, config.n_questions)
     synthetic.write_evaluation_file(world, out_dir / "world.jsonl")
     run_dir = out_dir / "lm_eval"
+    # This run's files only: a folder left by an earlier demo would mix its runs into the tables.
+    for own in (run_dir, out_dir / "report"):
+        shutil.rmtree(own, ignore_errors=True)
     for model_dir in models.values():
         _evaluate(model_dir, config, samples, run_dir, device, batch_size, seed)
     write_reports(run_dir, out_dir / "report", bootstrap_iters=bootstrap_iters)
@@ -224,7 +240,7 @@ def run_demo(
     floor = noise_floor(world, samples)
     result = DemoResult(config, samples, len(world.questions), results, floor, findings(results), out_dir)
     (out_dir / "demo.md").write_text(markdown(result), encoding="utf-8")
-    (out_dir / "demo.json").write_text(json.dumps(as_json(result), indent=2), encoding="utf-8")
+    (out_dir / "demo.json").write_text(json.dumps(_no_nan(as_json(result)), indent=2), encoding="utf-8")
     (out_dir / "per_question.jsonl").write_text("".join(json.dumps(row) + "\n" for row in per_question), encoding="utf-8")
     return result
 
@@ -277,7 +293,8 @@ def markdown(result: DemoResult) -> str:
             )
     lines += [
         "",
-        f"Noise floor: a perfectly calibrated predictor with these questions and M scores smECE "
+        f"Noise floor: a perfectly calibrated predictor (the world's own answer distribution) with these "
+        f"questions, gold answers and M scores smECE "
         f"{result.noise_floor['median']:.3f} (median of {NOISE_FLOOR_RUNS} runs; 95th percentile "
         f"{result.noise_floor['p95']:.3f}).",
         "",
@@ -297,6 +314,17 @@ def markdown(result: DemoResult) -> str:
     lines += [f"- [{'x' if shown else ' '}] {text}" for text, shown in result.findings]
     lines += ["", f"Reliability diagrams and per-task tables: {result.out_dir / 'report'}", ""]
     return "\n".join(lines)
+
+
+def _no_nan(value):
+    """JSON has no NaN (an interval with --bootstrap-iters 0): null instead."""
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _no_nan(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_no_nan(item) for item in value]
+    return value
 
 
 def as_json(result: DemoResult) -> dict:

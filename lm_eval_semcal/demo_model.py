@@ -28,6 +28,9 @@ from lm_eval_semcal import synthetic
 from lm_eval_semcal.tiny_model import build_tiny_model
 
 CACHE_ENV = "SEMCAL_DEMO_CACHE"
+# Bump when the training code changes what a given configuration trains.
+TRAINING_VERSION = 1
+DONE_MARKER = "complete"
 END_OF_ANSWER = "\n"
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -49,7 +52,18 @@ class DemoConfig:
     train_seed: int = 0
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """Names everything the models depend on: these settings, the world's corpus itself
+        (so a change to the world's generator retrains), the training code's version and
+        the libraries that run it."""
+        import tokenizers
+        import torch
+        import transformers
+
+        world = synthetic.build_world(self.world_seed, self.n_questions)
+        corpus = hashlib.sha256(json.dumps(synthetic.training_lines(world)).encode()).hexdigest()
+        versions = [TRAINING_VERSION, torch.__version__, transformers.__version__, tokenizers.__version__]
+        payload = json.dumps({"config": asdict(self), "corpus": corpus, "versions": versions}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def cache_dir(config: DemoConfig) -> Path:
@@ -185,24 +199,39 @@ def favourite_answers(probabilities: np.ndarray, world: synthetic.World) -> list
 
 
 def trained_models(config: DemoConfig = DemoConfig(), progress: Progress | None = None) -> tuple[Path, Path]:
-    """The (base, tuned) model folders of `config`, trained now unless already cached."""
+    """The (base, tuned) model folders of `config`, trained now unless already cached.
+
+    Training happens in a fresh scratch folder, under a lock on the cache entry, and the
+    finished folder is renamed into place with a completion marker written last, so two
+    demos started at once train once and a half-trained folder is never taken for a
+    cached one.
+    """
+    import fcntl
+    import tempfile
+
     folder = cache_dir(config)
     base, tuned = folder / "base", folder / "tuned"
-    if (base / "config.json").is_file() and (tuned / "config.json").is_file():
-        return base, tuned
-    world = synthetic.build_world(config.world_seed, config.n_questions)
-    pairs = synthetic.training_lines(world)
-    scratch = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(scratch, ignore_errors=True)
-    build_tiny_model(
-        scratch / "base", vocab_size=config.vocab_size, n_layer=config.n_layer, n_embd=config.n_embd,
-        n_head=config.n_head, n_positions=64, seed=config.train_seed,
-        texts=[prompt + answer + END_OF_ANSWER for prompt, answer in pairs],
-    )
-    train(scratch / "base", pairs, config.epochs, config, "training the base model", progress)
-    shutil.copytree(scratch / "base", scratch / "tuned")
-    favourites = favourite_answers(town_probabilities(scratch / "base", world), world)
-    train(scratch / "tuned", favourites, config.tuned_epochs, config, "tuning on its own answers", progress)
-    shutil.rmtree(folder, ignore_errors=True)
-    scratch.rename(folder)  # a half-trained folder is never taken for a cached one
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / DONE_MARKER).is_file():
+            return base, tuned
+        world = synthetic.build_world(config.world_seed, config.n_questions)
+        pairs = synthetic.training_lines(world)
+        scratch = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+        try:
+            build_tiny_model(
+                scratch / "base", vocab_size=config.vocab_size, n_layer=config.n_layer, n_embd=config.n_embd,
+                n_head=config.n_head, n_positions=64, seed=config.train_seed,
+                texts=[prompt + answer + END_OF_ANSWER for prompt, answer in pairs],
+            )
+            train(scratch / "base", pairs, config.epochs, config, "training the base model", progress)
+            shutil.copytree(scratch / "base", scratch / "tuned")
+            favourites = favourite_answers(town_probabilities(scratch / "base", world), world)
+            train(scratch / "tuned", favourites, config.tuned_epochs, config, "tuning on its own answers", progress)
+            (scratch / DONE_MARKER).write_text(json.dumps(asdict(config)), encoding="utf-8")
+            shutil.rmtree(folder, ignore_errors=True)  # an unfinished entry of an older version
+            scratch.rename(folder)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return base, tuned

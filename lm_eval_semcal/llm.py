@@ -44,6 +44,7 @@ from lm_eval_semcal.collapsing import (
 from lm_eval_semcal.judgement_cache import JudgementCache, cache_file
 from lm_eval_semcal.llm_clients import ChatClient, HFChatClient, OpenAIChatClient, api_key
 from lm_eval_semcal.semantic_classes import SemanticClasses
+from lm_eval_semcal.torch_devices import check_device
 
 log = logging.getLogger(__name__)
 
@@ -234,12 +235,7 @@ def _check_local_settings(device: str | None, dtype: str) -> None:
     if dtype != "auto" and not isinstance(getattr(torch, str(dtype), None), torch.dtype):
         raise ValueError(f"llm: dtype={dtype!r}; use auto or a torch dtype name (float32, bfloat16, float16)")
     if device is not None:
-        try:
-            kind = torch.device(device).type
-        except (RuntimeError, TypeError):
-            raise ValueError(f"llm: device={device!r} is not a torch device (cpu, cuda, cuda:1, mps)") from None
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"llm: device={device!r} but this machine has no CUDA device")
+        check_device(device, "llm")
 
 
 # Options that only one kind of reader reads.

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -96,10 +95,11 @@ def _counts(rng: random.Random, spread: int) -> list[int]:
             return counts
 
 
-@lru_cache(maxsize=8)
-def towns(seed: int = 0) -> tuple[Town, ...]:
-    """The world's towns; they depend on the seed alone, not on the number of questions."""
-    rng = random.Random(f"towns-{seed}")
+@lru_cache(maxsize=1)
+def towns() -> tuple[Town, ...]:
+    """The towns, the same in every world: a world's seed draws its people and answers, so
+    B = synthetic_entity knows every town's forms whatever the seed."""
+    rng = random.Random("towns")
     return tuple(Town(name, rng.choice(REGIONS)) for name in _distinct_words(rng, N_TOWNS, (2,)))
 
 
@@ -108,7 +108,7 @@ def build_world(seed: int = 0, n_questions: int = 300) -> World:
     if not isinstance(n_questions, int) or n_questions < 1:
         raise ValueError(f"n_questions={n_questions!r} must be a whole number >= 1")
     rng = random.Random(f"people-{seed}")
-    town_list = towns(seed)
+    town_list = towns()
     firsts = _distinct_words(rng, n_questions, (2, 3))
     lasts = _distinct_words(rng, n_questions, (1, 2))
     rng.shuffle(lasts)
@@ -175,13 +175,18 @@ def load_synthetic(data_files: str | Path | None = None, world_seed: int = 0, n_
     return datasets.DatasetDict({"validation": add_semcal_fields("triviaqa", rows)})
 
 
-_FORM_RE = re.compile(rf"^(?:the town of\s+)?([A-Za-z]+)(?:\s*,\s*in the\s+(?:{'|'.join(REGIONS)}))?\.?$", re.IGNORECASE)
+@lru_cache(maxsize=1)
+def _town_of_form() -> dict[str, str]:
+    return {normalize_text(form): town.name for town in towns() for form in town.forms}
 
 
 def town_of(answer: str) -> str | None:
-    """The town a surface form names ("the town of Marrow" -> "marrow"), or None for any other text."""
-    match = _FORM_RE.match(answer.strip())
-    return match.group(1).lower() if match else None
+    """The town a surface form names ("the town of Marrow", "Marrow!" -> "Marrow"), or None.
+
+    Compared after normalisation, so case, punctuation and articles do not matter; a
+    wrong region ("Marrow, in the south" for a town in the north) is no form of the town.
+    """
+    return _town_of_form().get(normalize_text(answer))
 
 
 def _entity_key(answer: str) -> tuple[str, str] | None:

@@ -73,6 +73,6 @@ def test_the_files_agree_with_an_independent_recomputation(demo_run):
 
 def test_the_noise_floor_of_a_perfect_predictor_by_hand():
     # One question with a certain answer: every simulated run has confidence 1, correct.
-    world = synthetic.World(0, synthetic.towns(0), (synthetic.Question("q", "Q?", ((3, 20),), 3),))
+    world = synthetic.World(0, synthetic.towns(), (synthetic.Question("q", "Q?", ((3, 20),), 3),))
     assert demo.noise_floor(world, 10, runs=5) == {"median": 0.0, "p95": 0.0}
     assert demo.plurality([0, 1, 1, 0, 2]) == (0, 0.4)  # a tie goes to the class seen first

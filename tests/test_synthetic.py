@@ -28,7 +28,7 @@ WORLD = synthetic.build_world(0, 300)
 def test_the_world_is_deterministic_and_covers_the_range():
     again = synthetic.build_world(0, 300)
     assert again == WORLD and synthetic.build_world(1, 300) != WORLD
-    assert synthetic.build_world(0, 50).towns == WORLD.towns  # towns depend on the seed alone
+    assert synthetic.build_world(1, 50).towns == WORLD.towns  # the same towns in every world
     tops = [q.true_top_probability for q in WORLD.questions]
     assert min(tops) <= 0.3 and max(tops) == 1.0
     assert {len(q.counts) for q in WORLD.questions} == {1, 2, 3, 4}
@@ -48,7 +48,7 @@ def test_the_corpus_states_each_answer_exactly_as_often_as_its_weight():
     for prompt, answer in lines:
         by_prompt[prompt][synthetic.town_of(answer)] += 1
     for q in WORLD.questions:
-        expected = {WORLD.towns[t].name.lower(): c for t, c in q.counts}
+        expected = {WORLD.towns[t].name: c for t, c in q.counts}
         assert dict(by_prompt[synthetic.prompt(q.text)]) == expected
     forms = collections.Counter(answer.strip().split(",")[0].startswith("the town") for _, answer in lines)
     assert 0.3 < forms[True] / len(lines) < 0.37  # forms taken in turn: about a third each
@@ -69,10 +69,13 @@ def test_the_evaluation_rows_name_every_form_of_the_gold_town(tmp_path):
 
 def test_the_entity_b_groups_the_forms_of_a_town():
     town, other = WORLD.towns[0], WORLD.towns[1]
-    answers = [*town.forms, f"{town.name}.", other.name, "the town of", "", None]
+    wrong_region = next(r for r in synthetic.REGIONS if r != town.region)
+    answers = [*town.forms, f"{town.name}!", f"the {town.name}", f"{town.name} in the {town.region}",
+               other.name, f"{town.name}, in the {wrong_region}", "east", "the town of", "", None]
     (grouping,) = get_collapser("synthetic_entity").group([GroupingRequest("Q?", answers)])
     no_answer = grouping.no_answer_class
-    assert list(grouping.class_ids) == [0, 0, 0, 0, 1, 2, no_answer, no_answer]
+    # Case, punctuation and articles do not matter; a wrong region or a stray word is no town.
+    assert list(grouping.class_ids) == [0, 0, 0, 0, 0, 0, 1, 2, 3, 4, no_answer, no_answer]
     (exact,) = get_collapser("exact").group([GroupingRequest("Q?", list(town.forms))])
     assert list(exact.class_ids) == [0, 1, 2]
 
@@ -115,6 +118,25 @@ def test_training_reports_its_progress_and_caches_by_configuration(small_models)
     assert stages["training the base model"] == SMALL.epochs * steps
     assert stages["tuning on its own answers"] == SMALL.tuned_epochs * 1
     assert demo_model.DemoConfig(epochs=5).key() != demo_model.DemoConfig().key()
+
+
+def test_the_cache_key_follows_the_world_not_only_the_settings(monkeypatch):
+    before = demo_model.DemoConfig().key()
+    monkeypatch.setattr(synthetic, "TEMPLATES", ("Where did {} die?",) * 4)  # another world, same settings
+    assert demo_model.DemoConfig().key() != before
+    monkeypatch.undo()
+    monkeypatch.setattr(demo_model, "TRAINING_VERSION", demo_model.TRAINING_VERSION + 1)
+    assert demo_model.DemoConfig().key() != before
+
+
+def test_a_bad_device_stops_the_demo_before_it_trains(tmp_path, capsys, monkeypatch):
+    from lm_eval_semcal import cli
+
+    monkeypatch.setenv(demo_model.CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--device", "gpu", "--out", str(tmp_path / "out")])
+    assert "semcal demo: device='gpu' is not a torch device" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
 
 
 def test_exact_town_probabilities_match_one_sequence_at_a_time(small_models):
