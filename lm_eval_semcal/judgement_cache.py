@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable
 from pathlib import Path
 
 # Several processes (a distributed run, a rescore beside a run) may share one file.
@@ -52,10 +51,6 @@ class JudgementCache:
         if row is not None:
             self.memory[key] = row[0]
         return self.memory.get(key)
-
-    def missing(self, keys: Iterable[str]) -> list[str]:
-        """The distinct `keys` with no answer yet, in first-appearance order."""
-        return [key for key in dict.fromkeys(keys) if self.get(key) is None]
 
     def put(self, answers: dict[str, str]) -> None:
         self.memory.update(answers)

@@ -125,16 +125,20 @@ class SemcalTask(ConfigurableTask):
                         f"`{step['function']}` before {FILTER_NAME}, which would leave it one "
                         f"response instead of M; drop that step"
                     )
-            for step in steps:
-                if step.get("function") != FILTER_NAME:
-                    continue
-                settings = {key: value for key, value in step.items() if key != "function"}
-                try:
-                    SemanticClassesFilter.check_settings(**settings)
-                except TypeError as err:
-                    raise SemcalConfigError(f"{self.config.task}: {FILTER_NAME}: {err}") from None
-                except ValueError as err:
-                    raise SemcalConfigError(f"{self.config.task}: {err}") from None
+        for settings in self._semcal_filter_settings():
+            try:
+                SemanticClassesFilter.check_settings(**settings)
+            except TypeError as err:
+                raise SemcalConfigError(f"{self.config.task}: {FILTER_NAME}: {err}") from None
+            except ValueError as err:
+                raise SemcalConfigError(f"{self.config.task}: {err}") from None
+
+    def _semcal_filter_settings(self) -> Iterable[dict[str, Any]]:
+        """The settings of every `semcal_classes` step of the task's filter pipelines."""
+        for pipeline in self.config.filter_list or []:
+            for step in pipeline.get("filter") or []:
+                if step.get("function") == FILTER_NAME:
+                    yield {key: value for key, value in step.items() if key != "function"}
 
     def _check_run_settings(self) -> None:
         problems = sampling_problems(self.config.repeats, self.config.generation_kwargs)
@@ -154,15 +158,12 @@ class SemcalTask(ConfigurableTask):
 
     def _preflight_filters(self) -> None:
         """Can each model-based B's model be resolved, its endpoint reached? Before any sampling."""
-        for pipeline in self.config.filter_list or []:
-            for step in pipeline.get("filter") or []:
-                if step.get("function") != FILTER_NAME:
-                    continue
-                try:
-                    SemanticClassesFilter.preflight(**{k: v for k, v in step.items() if k != "function"})
-                except Exception as err:  # noqa: BLE001 - any failure here would recur after generation
-                    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-                    raise SemcalConfigError(f"{self.config.task}: {first_line}") from err
+        for settings in self._semcal_filter_settings():
+            try:
+                SemanticClassesFilter.preflight(**settings)
+            except Exception as err:  # noqa: BLE001 - any failure here would recur after generation
+                first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise SemcalConfigError(f"{self.config.task}: {first_line}") from err
 
     def apply_filters(self) -> None:
         self._drop_padding_responses()
