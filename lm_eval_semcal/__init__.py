@@ -1,8 +1,75 @@
-"""lm-eval-semcal: semantic calibration of language models in lm-evaluation-harness.
+"""lm-eval-semcal: semantic calibration of language models, in lm-evaluation-harness or alone.
 
-The lm-eval parts (tasks, filter, metric adapters) live in the `lm_eval_*` modules and
-are loaded by the task YAMLs; `calibration`, `extraction`, `normalization`,
-`collapsing` and `semantic_classes` are plain Python usable without the harness.
+The package is layered, each folder importing only the folders listed before it:
+
+    core/      the math and the per-question scorer (numpy and relplot only)
+    grouping/  the collapsing functions B and their registry
+    harness/   the lm-eval adapters: tasks, filter, metrics, backends (the only lm_eval imports)
+    runs/      saved runs read back: report, rescore, agree
+    demo/      `semcal demo`: a synthetic world with known answers
+    cli.py     the `semcal` command
+
+The public API below is plain Python; `import lm_eval_semcal` imports none of it until a
+name is used, and none of it imports lm_eval, torch, transformers or tenacity:
+
+    from lm_eval_semcal import corpus_metrics, get_collapser, score_question
+    record = score_question("Capital of France?", ["Paris", "paris.", "Lyon"], ["Paris"], get_collapser("normalize"))
+    record.confidence, record.correct          # (0.666..., True)
 """
 
+from __future__ import annotations
+
+import importlib
+
+from lm_eval_semcal import _moved
+
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    # the per-question scorer and its record
+    "Question": "core.scoring",
+    "score_question": "core.scoring",
+    "score_questions": "core.scoring",
+    "QuestionRecord": "core.records",
+    "SemanticClasses": "core.semantic_classes",
+    "extract_answer": "core.extraction",
+    "normalize_text": "core.normalization",
+    "parse_number": "core.normalization",
+    # corpus metrics
+    "CorpusMetrics": "core.metrics",
+    "corpus_metrics": "core.metrics",
+    "accuracy": "core.calibration",
+    "auroc": "core.calibration",
+    "binned_ece": "core.calibration",
+    "bootstrap_ci": "core.calibration",
+    "brier": "core.calibration",
+    "mean_confidence": "core.calibration",
+    "smece": "core.calibration",
+    "split_half_estimates": "core.estimators",
+    # collapsing functions B
+    "Collapser": "grouping.base",
+    "GoldRequest": "core.scoring",
+    "GroupingRequest": "core.scoring",
+    "KeyCollapser": "grouping.base",
+    "available_collapsers": "grouping.registry",
+    "get_collapser": "grouping.registry",
+    "register_collapser": "grouping.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+_moved.install()

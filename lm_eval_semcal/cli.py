@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 
-from lm_eval_semcal.lm_eval_filter import GOLD_MATCHES
-from lm_eval_semcal.lm_eval_metrics import BOOTSTRAP_ITERS_ENV, DEFAULT_BOOTSTRAP_ITERS
-from lm_eval_semcal.lm_eval_models import MODELS as SEMCAL_MODELS
+# Only what `semcal --help` and `semcal tasks-dir` need is imported here (no numpy, no
+# lm_eval): each command imports its own layer when it runs.
+from lm_eval_semcal.core.scoring import GOLD_MATCHES
+from lm_eval_semcal.core.settings import DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.tasks import TASKS_DIR
 
 
@@ -124,7 +124,8 @@ def _build_parser() -> argparse.ArgumentParser:
     rescore.add_argument(
         "--bootstrap-iters",
         type=_positive_int(0),
-        help=f"bootstrap resamples for the 95%% intervals (default {DEFAULT_BOOTSTRAP_ITERS}; 0: none)",
+        help="bootstrap resamples for the 95%% intervals (default: the count the run used, else "
+        f"{DEFAULT_BOOTSTRAP_ITERS}; 0: none)",
     )
 
     agree = commands.add_parser(
@@ -190,6 +191,8 @@ def fixed_seed_problem(model: str) -> str | None:
     from lm_eval.api.registry import get_model
     from lm_eval.models.api_models import TemplateAPI
 
+    from lm_eval_semcal.harness.models import MODELS as SEMCAL_MODELS
+
     backend = get_model(model)
     if not issubclass(backend, TemplateAPI) or model in SEMCAL_MODELS:
         return None
@@ -201,7 +204,9 @@ def fixed_seed_problem(model: str) -> str | None:
     )
 
 
-def run_lm_eval(lm_eval_args: Sequence[str], repeats: int | None, allow_fixed_seed: bool = False) -> None:
+def run_lm_eval(
+    lm_eval_args: Sequence[str], repeats: int | None, allow_fixed_seed: bool = False, bootstrap_iters: int | None = None
+) -> None:
     """lm-eval's own CLI, in this process, with the semcal tasks on the include path.
 
     Problems that would waste the generation (a fixed-seed backend, a task that cannot
@@ -210,7 +215,7 @@ def run_lm_eval(lm_eval_args: Sequence[str], repeats: int | None, allow_fixed_se
     from lm_eval._cli import HarnessCLI
     from lm_eval.utils import setup_logging
 
-    from lm_eval_semcal.lm_eval_task import SemcalConfigError
+    from lm_eval_semcal.harness.task import SemcalConfigError
 
     setup_logging()
     argv = list(lm_eval_args)
@@ -227,8 +232,12 @@ def run_lm_eval(lm_eval_args: Sequence[str], repeats: int | None, allow_fixed_se
         sys.exit(f"semcal run: error: {problem}")
     user_path = getattr(args, "include_path", None)
     args.include_path = [str(TASKS_DIR), user_path] if user_path else str(TASKS_DIR)
-    if repeats is not None:
-        args.metadata = {**(getattr(args, "metadata", None) or {}), "repeats": repeats}
+    run_settings = {"repeats": repeats, "bootstrap_iters": bootstrap_iters}
+    if any(value is not None for value in run_settings.values()):
+        args.metadata = {
+            **(getattr(args, "metadata", None) or {}),
+            **{key: value for key, value in run_settings.items() if value is not None},
+        }
     try:
         harness.execute(args)
     except SemcalConfigError as err:
@@ -244,11 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "tasks-dir":
         print(TASKS_DIR)
     elif args.command == "run":
-        if args.bootstrap_iters is not None:
-            os.environ[BOOTSTRAP_ITERS_ENV] = str(args.bootstrap_iters)
-        run_lm_eval(rest, args.repeats, allow_fixed_seed=args.allow_fixed_seed)
+        run_lm_eval(rest, args.repeats, allow_fixed_seed=args.allow_fixed_seed, bootstrap_iters=args.bootstrap_iters)
     elif args.command == "report":
-        from lm_eval_semcal.report import RunDirError, write_reports
+        from lm_eval_semcal.runs.report import write_reports
+        from lm_eval_semcal.runs.saved import RunDirError
 
         try:
             written = write_reports(args.run_dir, out_dir=args.out, bootstrap_iters=args.bootstrap_iters)
@@ -257,15 +265,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in written:
             print(path)
     elif args.command in ("rescore", "agree"):
-        from lm_eval_semcal.llm_clients import LlmServerError
-        from lm_eval_semcal.report import RunDirError
-        from lm_eval_semcal.rescore import agreement, agreement_markdown, rescore_run
+        from lm_eval_semcal.grouping.llm_clients import LlmServerError
+        from lm_eval_semcal.runs.agree import agreement, agreement_markdown
+        from lm_eval_semcal.runs.rescore import rescore_run
+        from lm_eval_semcal.runs.saved import RunDirError
 
-        if getattr(args, "bootstrap_iters", None) is not None:
-            os.environ[BOOTSTRAP_ITERS_ENV] = str(args.bootstrap_iters)
         try:
             if args.command == "rescore":
-                for path in rescore_run(args.run_dir, args.classes, args.classes_args, args.gold_match):
+                written = rescore_run(
+                    args.run_dir, args.classes, args.classes_args, args.gold_match, bootstrap_iters=args.bootstrap_iters
+                )
+                for path in written:
                     print(path)
             else:
                 collapses = [name.strip() for name in args.classes.split(",") if name.strip()]
@@ -278,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
             parser.exit(1, f"semcal {args.command}: error: {first_line}\n")
     elif args.command == "demo":
-        from lm_eval_semcal.demo import markdown, run_demo
+        from lm_eval_semcal.demo.run import markdown, run_demo
 
         try:
             result = run_demo(
@@ -289,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.exit(1, f"{err}\n")  # run_demo's messages name it already
         print(markdown(result))
     elif args.command == "tiny-model":
-        from lm_eval_semcal.tiny_model import build_tiny_model
+        from lm_eval_semcal.demo.tiny_model import build_tiny_model
 
         print(build_tiny_model(args.dir))
     return 0

@@ -5,7 +5,7 @@ Builds two corpora of N questions (default 1,000,000) with confidence on the gri
 calibrated one, correct ~ Bernoulli(confidence), whose small smECE makes relplot pick a
 small bandwidth and fine grids (the slow case for smECE). For each it times:
 
-1. every point metric of `lm_eval_semcal.calibration` and its bootstrap interval;
+1. every point metric of `lm_eval_semcal.core.calibration` and its bootstrap interval;
 2. the registered lm-eval aggregations as the harness calls them: one Python list of
    per-question items per metric, every metric and both interval bounds.
 
@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from lm_eval_semcal.calibration import (
+from lm_eval_semcal.core.calibration import (
     accuracy,
     auroc,
     binned_ece,
@@ -55,7 +55,7 @@ def bench_lm_eval_aggregation(conf: np.ndarray, correct: np.ndarray, iters: int)
     from lm_eval.api.metrics import mean
     from lm_eval.api.registry import get_aggregation
 
-    import lm_eval_semcal.lm_eval_metrics  # noqa: F401  (registers the aggregations)
+    import lm_eval_semcal.harness.metrics  # noqa: F401  (registers the aggregations)
 
     pairs = list(zip(conf.tolist(), correct.tolist()))
     print(f"\n{'lm-eval aggregation':<28}{'value':>10}{'s':>9}")

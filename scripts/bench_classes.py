@@ -34,12 +34,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from lm_eval_semcal.collapsing import GroupingRequest
-from lm_eval_semcal.judgement_cache import JudgementCache
-from lm_eval_semcal.llm import LlmCollapser, extraction_prompt
-from lm_eval_semcal.llm_clients import HFChatClient, OpenAIChatClient
-from lm_eval_semcal.nli import NliCollapser, hf_judge
-from lm_eval_semcal.tiny_model import build_tiny_model
+from lm_eval_semcal.core.scoring import GroupingRequest
+from lm_eval_semcal.grouping.judgement_cache import JudgementCache
+from lm_eval_semcal.grouping.llm import LlmCollapser, extraction_prompt
+from lm_eval_semcal.grouping.llm_clients import HFChatClient, OpenAIChatClient
+from lm_eval_semcal.grouping.nli import NliCollapser, hf_judge
+from lm_eval_semcal.demo.tiny_model import build_tiny_model
 
 MEANING_FORMS = [
     ["Paris", "Paris, France", "the city of Paris"],
@@ -65,7 +65,7 @@ def synthetic_questions(n_questions: int, samples: int, seed: int = 0) -> tuple[
 
 
 def oracle_judge(meaning_of: dict, calls: list[int]):
-    from lm_eval_semcal.normalization import normalize_text
+    from lm_eval_semcal.core.normalization import normalize_text
 
     meaning = {normalize_text(form): m for form, m in meaning_of.items()}
 

@@ -21,7 +21,7 @@ from lm_eval import simple_evaluate
 from lm_eval.api.instance import Instance
 from lm_eval.tasks import TaskManager
 
-from lm_eval_semcal.api_model import ServerReplyError, SemcalCompletionsAPI, completions_from_reply
+from lm_eval_semcal.harness.api_model import ServerReplyError, SemcalCompletionsAPI, completions_from_reply
 from lm_eval_semcal.tasks import TASKS_DIR
 
 COMPLETIONS_PATH = "/v1/completions"
@@ -336,14 +336,14 @@ def test_triviaqa_through_simple_evaluate(server):
     assert all(p["n"] == 4 and "seed" not in p for p in server.payloads)
     samples = {s["doc"]["semcal_id"]: s for s in results["samples"]["semcal_triviaqa"]}
     assert samples["tc_1"]["resps"][0] == TRIVIAQA_REPLIES["What is the capital city of France?"]
-    assert samples["tc_4"]["filtered_resps"][0]["representatives"] == ["Lisbon", "Madrid", "Lisboa", "Porto"]
+    assert samples["tc_4"]["filtered_resps"][0].to_dict()["representatives"] == ["Lisbon", "Madrid", "Lisboa", "Porto"]
 
 
 # --- registry and CLI -------------------------------------------------------------
 
 
 def test_registered_and_not_flagged_as_fixed_seed():
-    import lm_eval_semcal.lm_eval_models  # noqa: F401
+    import lm_eval_semcal.harness.models  # noqa: F401
     from lm_eval.api.registry import get_model
 
     from lm_eval_semcal.cli import fixed_seed_problem
@@ -357,7 +357,7 @@ def test_registered_and_not_flagged_as_fixed_seed():
 def test_token_prompts_are_left_truncated_to_leave_room_for_the_answer(server, tmp_path, caplog):
     from transformers import AutoTokenizer
 
-    from lm_eval_semcal.tiny_model import build_tiny_model
+    from lm_eval_semcal.demo.tiny_model import build_tiny_model
 
     tokenizer_dir = str(build_tiny_model(tmp_path / "tiny"))
     context = "Q: " + " ".join(f"word{i}" for i in range(40)) + "\nA:"

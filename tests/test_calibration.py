@@ -1,4 +1,4 @@
-"""Tests of lm_eval_semcal.calibration: corpus metrics and their bootstrap intervals."""
+"""Tests of lm_eval_semcal.core.calibration: corpus metrics and their bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from lm_eval_semcal import calibration
-from lm_eval_semcal.calibration import (
+from lm_eval_semcal.core import calibration
+from lm_eval_semcal.core.calibration import (
     accuracy,
     auroc,
     binned_ece,
@@ -251,7 +251,7 @@ def test_bootstrap_generic_path_follows_documented_draws():
 def test_weighted_smece_equals_relplot_on_expanded_questions(n, grid):
     # The smECE bootstrap scores resamples on (pair, count) atoms; each must equal relplot
     # on the questions themselves, for grid and for continuous confidences.
-    from lm_eval_semcal.calibration import _atoms, _weighted_smece
+    from lm_eval_semcal.core.calibration import _atoms, _weighted_smece
 
     rng = np.random.default_rng(n)
     conf = rng.integers(1, grid + 1, n) / grid if grid else rng.random(n)

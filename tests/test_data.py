@@ -9,7 +9,7 @@ import datasets
 import pytest
 from conftest import FIXTURES, GSM8K_TEST, shared_file
 
-from lm_eval_semcal import data
+from lm_eval_semcal.harness import data
 
 HUB = {
     "triviaqa": ("mandarjoshi/trivia_qa", "rc.nocontext", "validation"),
@@ -46,7 +46,7 @@ def test_every_task_yaml_names_its_loader_and_split(dataset):
 
     text = (TASKS_DIR / "semcal" / f"_{dataset}.yaml").read_text()
     split = HUB[dataset][2]
-    assert f"lm_eval_semcal.data.load_{dataset}" in text
+    assert f"lm_eval_semcal.harness.data.load_{dataset}" in text
     assert f"{'validation' if split == 'validation' else 'test'}_split: {split}" in text
 
 
@@ -79,7 +79,7 @@ def test_gsm8k_gold_is_the_number_after_the_hashes():
 
 
 def test_rows_without_gold_are_dropped_and_reported(caplog):
-    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal.data"):
+    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal.harness.data"):
         rows = data.load_semcal_dataset("simpleqa", data_files=str(LOCAL["simpleqa"]))["test"]
     assert len(rows) == 2
     assert any("1 of 3 rows have no usable gold answer" in r.getMessage() and "ids: 2" in r.getMessage() for r in caplog.records)

@@ -12,8 +12,12 @@ import json
 import numpy as np
 import pytest
 
-from lm_eval_semcal import calibration, cli, demo, demo_model, synthetic
-from lm_eval_semcal.report import load_run
+from lm_eval_semcal import cli
+from lm_eval_semcal.core import calibration
+from lm_eval_semcal.demo import models as demo_model
+from lm_eval_semcal.demo import run as demo
+from lm_eval_semcal.demo import world as synthetic
+from lm_eval_semcal.runs.saved import load_run
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
-from lm_eval_semcal.records import read_record
-from lm_eval_semcal.tiny_model import build_tiny_model
+from lm_eval_semcal.core.records import QuestionRecord
+from lm_eval_semcal.demo.tiny_model import build_tiny_model
 
 REPEATS = 4
 QUESTIONS = 3  # odd: rank 1 gets one question and lm-eval's padding
@@ -58,7 +58,7 @@ def test_two_cpu_processes_give_the_complete_result_set(tmp_path):
     assert [len(sample["resps"][0]) for sample in samples] == [REPEATS] * len(questions)
     assert {sample["doc"]["question"] for sample in samples} == {q["question"] for q in questions}
 
-    records = [read_record(sample["filtered_resps"][0]) for sample in samples]
+    records = [QuestionRecord.read(sample["filtered_resps"][0]).to_dict() for sample in samples]
     assert [len(record["class_ids"]) for record in records] == [REPEATS] * QUESTIONS
     results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())
     metrics = results["results"]["semcal_triviaqa"]

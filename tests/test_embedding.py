@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from lm_eval_semcal.collapsing import GoldRequest, GroupingRequest, check_collapser, get_collapser
-from lm_eval_semcal.embedding import EmbeddingCollapser
-from lm_eval_semcal.lm_eval_filter import SemanticClassesFilter
+from lm_eval_semcal.grouping import GoldRequest, GroupingRequest, check_collapser, get_collapser
+from lm_eval_semcal.grouping.embedding import EmbeddingCollapser
+from lm_eval_semcal.harness.filter import SemanticClassesFilter
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_through_the_filter(embedding):
     (record,) = SemanticClassesFilter(collapse="embedding", collapse_args={"device": "cpu"}).apply(
         [["Obama", "Barack Obama", "Joe Biden", "Obama."]], [doc]
     )
-    assert record["confidence"] == 3 / 4 and record["correct"] is True and record["collapse"] == "embedding"
+    assert record.confidence == 3 / 4 and record.correct is True and record.collapse == "embedding"
 
 
 @pytest.mark.parametrize(

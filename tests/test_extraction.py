@@ -1,4 +1,4 @@
-"""Tests of lm_eval_semcal.extraction: extract_answer and gsm8k_gold."""
+"""Tests of lm_eval_semcal.core.extraction: extract_answer and gsm8k_gold."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lm_eval_semcal.extraction import ANSWER_TYPES, STYLES, extract_answer, first_sentence, gsm8k_gold
-from lm_eval_semcal.normalization import parse_number
+from lm_eval_semcal.core.extraction import ANSWER_TYPES, STYLES, extract_answer, first_sentence, gsm8k_gold
+from lm_eval_semcal.core.normalization import parse_number
 
 
 def test_choices() -> None:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from lm_eval_semcal.extraction import extract_answer, gsm8k_gold
-from lm_eval_semcal.normalization import parse_number
+from lm_eval_semcal.core.extraction import extract_answer, gsm8k_gold
+from lm_eval_semcal.core.normalization import parse_number
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "gsm8k"

@@ -20,10 +20,10 @@ from lm_eval.api.registry import get_model
 from lm_eval.models.huggingface import HFLM
 from scipy import stats
 
-import lm_eval_semcal.lm_eval_models  # noqa: F401  (registers hf-semcal)
-from lm_eval_semcal.hf_model import SemcalHFLM
-from lm_eval_semcal.records import read_record
-from lm_eval_semcal.tiny_model import build_tiny_model
+import lm_eval_semcal.harness.models  # noqa: F401  (registers hf-semcal)
+from lm_eval_semcal.harness.hf_model import SemcalHFLM
+from lm_eval_semcal.core.records import QuestionRecord
+from lm_eval_semcal.demo.tiny_model import build_tiny_model
 from conftest import FIXTURES
 from test_tasks_end_to_end import semcal_task_manager
 
@@ -256,7 +256,7 @@ def test_a_run_is_reproducible_with_the_same_seed(tmp_path):
     assert first == again
     assert first != other
     assert [len(resps[0]) for resps in first] == [6, 6, 6]
-    record = read_record(results["samples"]["semcal_triviaqa"][0]["filtered_resps"][0])
+    record = QuestionRecord.read(results["samples"]["semcal_triviaqa"][0]["filtered_resps"][0]).to_dict()
     assert len(record["class_ids"]) == 6
 
 

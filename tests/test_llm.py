@@ -20,21 +20,21 @@ from conftest import save_scripted_run
 from fake_server import DROPPED, FakeServer, Reply
 
 from lm_eval_semcal import cli
-from lm_eval_semcal.collapsing import GoldRequest, GroupingRequest, check_collapser, get_collapser
-from lm_eval_semcal.judgement_cache import JudgementCache
-from lm_eval_semcal.lm_eval_filter import SemanticClassesFilter
-from lm_eval_semcal.llm import (
+from lm_eval_semcal.grouping import GoldRequest, GroupingRequest, check_collapser, get_collapser
+from lm_eval_semcal.grouping.judgement_cache import JudgementCache
+from lm_eval_semcal.harness.filter import SemanticClassesFilter
+from lm_eval_semcal.grouping.llm import (
     LlmCollapser,
     extraction_prompt,
     grading_prompt,
     parse_extraction,
     parse_grade,
 )
-from lm_eval_semcal import llm_clients
-from lm_eval_semcal.llm_clients import HFChatClient, LlmServerError, OpenAIChatClient
-from lm_eval_semcal.report import load_run
+from lm_eval_semcal.grouping import llm_clients
+from lm_eval_semcal.grouping.llm_clients import HFChatClient, LlmServerError, OpenAIChatClient
+from lm_eval_semcal.runs.saved import load_run
 from lm_eval_semcal.tasks import TASKS_DIR
-from lm_eval_semcal.tiny_model import build_tiny_model
+from lm_eval_semcal.demo.tiny_model import build_tiny_model
 
 CHAT_PATH = "/v1/chat/completions"
 KEY_ENV = "SEMCAL_TEST_LLM_KEY"
@@ -243,7 +243,7 @@ def test_the_filter_tells_the_reader_a_number_task_from_a_text_task(server):
     for answer_type, class_ids, correct in (("number", [0, 0, 1], True), ("text", [0, 1, 2], False)):
         grouping = SemanticClassesFilter(style="cot", answer_type=answer_type, collapse="llm", collapse_args=options)
         (record,) = grouping.apply([responses], [doc])
-        assert record["class_ids"] == class_ids and record["correct"] is correct
+        assert list(record.classes.class_ids) == class_ids and record.correct is correct
 
 
 def test_without_the_judge_the_gold_goes_through_the_same_string_b():
@@ -493,8 +493,8 @@ def test_the_filter_groups_a_local_readers_own_replies(tiny_reader, tmp_path):
     (record,) = grouping.apply([responses], [doc])
     replies = dict(HFChatClient(tiny_reader, "cpu", max_tokens=4).complete([extraction_prompt(doc["semcal_question"], r) for r in responses]))
     expected = get_collapser("normalize").group([GroupingRequest("", [parse_extraction(replies[i]) for i in range(4)])])[0]
-    assert record["collapse"] == "llm"
-    assert record["answers"] == list(expected.answers) and record["class_ids"] == list(expected.class_ids)
+    assert record.collapse == "llm"
+    assert record.classes.answers == expected.answers and record.classes.class_ids == expected.class_ids
 
 
 # --- a task YAML with collapse: llm, through lm-eval and `semcal rescore` ---------------------------------
@@ -536,7 +536,7 @@ def test_a_task_yaml_with_collapse_llm_runs_through_lm_eval(tmp_path, server):
     (run,) = load_run(out)
     check_llm_metrics(json.loads(run.results_file.read_text())["results"]["semcal_triviaqa_llm"])
     assert len(server.payloads) == 4 + 4 + 1 + 4  # distinct responses per question
-    assert [r["class_ids"] for r in run.records] == [[0, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0]]
+    assert [list(r.classes.class_ids) for r in run.records] == [[0, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0]]
 
 
 def test_rescore_with_llm_and_the_judge(tmp_path, server, capsys):
@@ -561,7 +561,7 @@ def test_rescore_with_llm_and_the_judge(tmp_path, server, capsys):
 def test_agree_sets_options_per_b_and_the_gold_rule(tmp_path, server, capsys):
     from sklearn.metrics import adjusted_rand_score
 
-    from lm_eval_semcal.rescore import agreement
+    from lm_eval_semcal.runs.agree import agreement
 
     out = save_scripted_run(tmp_path / "out", SENTENCES, "semcal_triviaqa_sentence", "0")
     args = {"model": "reader", "base_url": base_url(server), "cache": None}
@@ -607,7 +607,7 @@ def test_a_short_answer_is_judged_by_class_even_on_a_sentence_task(server):
     assert grouping.gold_match == "same_class"
     doc = {"semcal_question": "Capital of France?", "semcal_golds": ["Paris"]}
     (record,) = grouping.apply([["It is Paris or Lyon."] * 2], [doc])
-    assert record["answers"] == ["Paris or Lyon"] * 2 and record["correct"] is False
+    assert record.classes.answers == ("Paris or Lyon",) * 2 and record.correct is False
 
 
 # --- the endpoint client: keys, failures part way, served weights -----------------------------
@@ -691,7 +691,7 @@ def test_a_run_with_an_unreachable_reader_stops_before_it_samples(scripted_lm):
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    from lm_eval_semcal.lm_eval_task import SemcalConfigError
+    from lm_eval_semcal.harness.task import SemcalConfigError
 
     manager = TaskManager(
         include_path=str(TASKS_DIR), include_defaults=False,

@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lm_eval_semcal.collapsing import GoldRequest, GroupingRequest, check_collapser, get_collapser
-from lm_eval_semcal.judgement_cache import JudgementCache
-from lm_eval_semcal.lm_eval_filter import SemanticClassesFilter
-from lm_eval_semcal.nli import NliCollapser, hf_judge
-from lm_eval_semcal.tiny_model import build_tiny_model
+from lm_eval_semcal.grouping import GoldRequest, GroupingRequest, check_collapser, get_collapser
+from lm_eval_semcal.grouping.judgement_cache import JudgementCache
+from lm_eval_semcal.harness.filter import SemanticClassesFilter
+from lm_eval_semcal.grouping.nli import NliCollapser, hf_judge
+from lm_eval_semcal.demo.tiny_model import build_tiny_model
 
 BOTH_WAYS = {("paris", "paris france"), ("paris france", "city of light"), ("rome", "roma")}
 ONE_WAY = {("paris france", "france")}  # the first entails the second, not back
@@ -153,8 +153,8 @@ def test_the_filter_runs_nli_from_task_options(tiny_nli_model, tmp_path):
     grouping = SemanticClassesFilter(collapse="nli", collapse_args=options)
     doc = {"semcal_question": "Capital of France?", "semcal_golds": ["Paris"]}
     (record,) = grouping.apply([["Paris", "Lyon", "Paris", "Marseille"]], [doc])
-    assert len(record["class_ids"]) == 4 and record["collapse"] == "nli"
-    assert record["class_ids"][0] == record["class_ids"][2] == 0
+    assert len(record.classes.class_ids) == 4 and record.collapse == "nli"
+    assert record.classes.class_ids[0] == record.classes.class_ids[2] == 0
 
 
 def test_a_model_without_nli_labels_is_refused(tmp_path):
@@ -173,7 +173,7 @@ def test_a_model_without_nli_labels_is_refused(tmp_path):
 
 def test_the_cache_tells_two_models_in_the_same_folder_name_apart(tmp_path, monkeypatch):
     # Two different models both reached as "nli" (relative path) must not share judgements.
-    from lm_eval_semcal.judgement_cache import model_fingerprint
+    from lm_eval_semcal.grouping.judgement_cache import model_fingerprint
 
     for seed, folder in ((0, "a"), (1, "b")):
         from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification

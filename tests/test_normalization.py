@@ -1,4 +1,4 @@
-"""Tests of lm_eval_semcal.normalization: normalize_text and parse_number."""
+"""Tests of lm_eval_semcal.core.normalization: normalize_text and parse_number."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lm_eval_semcal.normalization import (
+from lm_eval_semcal.core.normalization import (
     find_number_spans,
     first_number_span,
     last_number_span,

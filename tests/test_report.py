@@ -18,15 +18,13 @@ import pytest
 from conftest import save_scripted_run
 from matplotlib import image
 
-from lm_eval_semcal import calibration, cli
-from lm_eval_semcal.report import (
-    RunDirError,
-    load_run,
-    split_half_choice,
-    split_half_estimates,
-    summarize,
-    write_reports,
-)
+from lm_eval_semcal import cli
+from lm_eval_semcal.core import calibration
+from lm_eval_semcal.core.estimators import split_half_choice, split_half_estimates
+from lm_eval_semcal.core.records import QuestionRecord
+from lm_eval_semcal.core.semantic_classes import SemanticClasses
+from lm_eval_semcal.runs.report import summarize, write_reports
+from lm_eval_semcal.runs.saved import RunDirError, load_run
 
 TASK = "semcal_triviaqa"
 MODEL = "scripted/lm"
@@ -111,8 +109,8 @@ def test_load_run_reads_back_the_per_question_records(run_dir):
     assert run.doc_ids == (0, 1, 2, 3)
     np.testing.assert_array_equal(run.confidence, CONFIDENCE)
     np.testing.assert_array_equal(run.correct, CORRECT)
-    assert [r["class_ids"] for r in run.records] == [[0, 1, 1, 1], [0, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 0]]
-    assert run.records[2]["no_answer_class"] == 0
+    assert [list(r.classes.class_ids) for r in run.records] == [[0, 1, 1, 1], [0, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 0]]
+    assert run.records[2].classes.no_answer_class == 0
     assert run.reported["acc"] == pytest.approx(0.5)
     assert run.reported["ece"] == pytest.approx(HAND_ECE)
     assert math.isnan(run.reported["ece_ci_low"])
@@ -139,7 +137,9 @@ def test_split_k_star_is_scored_by_its_own_class_verdict():
     # Paris, Paris, Lyon, Lyon, Lyon: wrong Lyon (class 1) wins the full sample; the first
     # half [Paris, Paris] picks Paris (class 0), whose share of the second half
     # [Lyon, Lyon, Lyon] is 0, and Paris is right.
-    record = {"class_ids": [0, 0, 1, 1, 1], "plurality_class": 1, "class_correct": [True, False]}
+    classes = SemanticClasses.from_keys(["Paris", "Paris", "Lyon", "Lyon", "Lyon"], ["paris", "paris", "lyon", "lyon", "lyon"])
+    record = QuestionRecord(classes, (True, False), "normalize")
+    assert record.plurality_class == 1
     split = split_half_estimates([record])
     assert split.confidence.tolist() == [0.0]
     assert split.correct.tolist() == [1.0]
@@ -156,7 +156,7 @@ def test_split_half_estimates_of_the_scripted_run(run_dir):
 
 def test_report_numbers_equal_hand_values(run_dir, caplog):
     (run,) = load_run(run_dir)
-    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal.report"):
+    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal"):
         report = summarize(run, TASK, bootstrap_iters=200)
     assert report.values["acc"] == pytest.approx(0.5)
     assert report.values["conf"] == pytest.approx(0.75)
@@ -262,10 +262,10 @@ def test_newest_run_wins(run_dir, tmp_path):
     lines = []
     for line in samples.read_text().splitlines():
         sample = json.loads(line)
-        record = json.loads(sample["filtered_resps"][0])
         if sample["doc_id"] == 3:
-            record["confidence"] = 0.5
-        sample["filtered_resps"] = [json.dumps(record)]
+            portugal = QuestionRecord.read(sample["filtered_resps"][0])
+            half = SemanticClasses.from_keys(["Madrid", "Madrid", "Lisbon", "Lisbon"], ["madrid", "madrid", "lisbon", "lisbon"])
+            sample["filtered_resps"] = [str(QuestionRecord(half, (False, True), portugal.collapse))]
         lines.append(json.dumps(sample))
     (folder / f"samples_{TASK}_{later}.jsonl").write_text("\n".join(lines) + "\n")
     (run,) = load_run(copy)
@@ -283,7 +283,7 @@ def test_other_tasks_are_skipped_with_a_log_line(run_dir, tmp_path, caplog):
     results.write_text(json.dumps(data))
     line = {"doc_id": 0, "filter": "none", "filtered_resps": ["Paris"], "resps": [["Paris"]]}
     (model_folder(copy) / f"samples_harness_qa_{date}.jsonl").write_text(json.dumps(line) + "\n")
-    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal.report"):
+    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal"):
         runs = load_run(copy)
     assert [run.task for run in runs] == [TASK]
     assert any("skipping harness_qa: not a semcal task" in r.getMessage() for r in caplog.records)
@@ -295,7 +295,7 @@ def test_disagreement_with_lm_eval_is_named(run_dir, tmp_path, caplog):
     data = json.loads(results.read_text())
     data["results"][TASK]["brier,semcal"] += 0.01
     results.write_text(json.dumps(data))
-    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal.report"):
+    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal"):
         paths = write_reports(copy, bootstrap_iters=0)
     warnings = [r.getMessage() for r in caplog.records if "lm-eval reported" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].startswith(f"{TASK}: brier recomputed")
@@ -321,6 +321,20 @@ def test_several_models_get_their_own_files(run_dir, tmp_path):
     assert rows[0][-1] == f"[base__{TASK}.md](base__{TASK}.md)"
 
 
+def test_an_edited_record_is_refused_with_its_line(run_dir, tmp_path):
+    copy = copy_run(run_dir, tmp_path)
+    samples = only_file(model_folder(copy), "samples_*.jsonl")
+    lines = samples.read_text().splitlines()
+    sample = json.loads(lines[1])
+    record = json.loads(sample["filtered_resps"][0])
+    record["confidence"] = 0.5  # its class ids say 3/4
+    sample["filtered_resps"] = [json.dumps(record)]
+    lines[1] = json.dumps(sample)
+    samples.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunDirError, match=r"jsonl:2: damaged semcal record: it stores confidence=0.5 but its classes give 0.75"):
+        load_run(copy)
+
+
 def test_questions_with_different_m_are_reported_as_such(run_dir, tmp_path, caplog):
     copy = copy_run(run_dir, tmp_path)
     samples = only_file(model_folder(copy), "samples_*.jsonl")
@@ -328,12 +342,12 @@ def test_questions_with_different_m_are_reported_as_such(run_dir, tmp_path, capl
     for line in samples.read_text().splitlines():
         sample = json.loads(line)
         if sample["doc_id"] == 3:
-            record = json.loads(sample["filtered_resps"][0])
-            record["class_ids"] = [0] * 5
-            sample["filtered_resps"] = [json.dumps(record)]
+            record = QuestionRecord.read(sample["filtered_resps"][0])
+            five = SemanticClasses.from_keys(["Madrid"] * 5, ["madrid"] * 5)
+            sample["filtered_resps"] = [str(QuestionRecord(five, record.class_correct, record.collapse))]
         lines.append(json.dumps(sample))
     samples.write_text("\n".join(lines) + "\n")
-    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal.report"):
+    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal"):
         paths = write_reports(copy, bootstrap_iters=0)
     assert any("different numbers of samples, M = 4-5" in r.getMessage() for r in caplog.records)
     text = paths[1].read_text()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lm_eval_semcal.request_groups import RequestGroup, group_identical_requests, pack_groups, settings_key
+from lm_eval_semcal.harness.request_groups import RequestGroup, group_identical_requests, pack_groups, settings_key
 
 SAMPLING = {"until": ["\n"], "do_sample": True, "temperature": 1.0}
 

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 
 from lm_eval_semcal import cli
-from lm_eval_semcal.report import RunDirError, load_run
-from lm_eval_semcal.rescore import adjusted_rand_index, agreement, rescore_run
+from lm_eval_semcal.runs.saved import RunDirError, load_run
+from lm_eval_semcal.runs.agree import adjusted_rand_index, agreement
+from lm_eval_semcal.runs.rescore import rescore_run
 from lm_eval_semcal.tasks import TASKS_DIR
 
 TASK = "semcal_triviaqa"
@@ -66,7 +67,7 @@ def test_the_same_b_reproduces_every_reported_number(run_dir, bootstrap_as_the_r
     assert all(same(before[key], after[key]) for key in before), {k: (before[k], after[k]) for k in before}
     assert isinstance(after["ece_ci_low,semcal"], float) and after["ece_ci_low,semcal"] <= after["ece,semcal"]
     (rescored,) = load_run(written[0])
-    assert [dict(r) for r in rescored.records] == [dict(r) for r in original.records]
+    assert rescored.records == original.records
     assert results["semcal_rescore"]["collapse"] == "normalize"
 
 
@@ -77,8 +78,8 @@ def test_another_b_regroups_the_saved_responses(run_dir, bootstrap_as_the_run):
     assert results["acc,semcal"] == pytest.approx(EXACT["acc"])
     assert results["conf,semcal"] == pytest.approx(EXACT["conf"])
     (rescored,) = load_run(written[0])
-    assert [list(r["class_ids"]) for r in rescored.records] == CLASS_IDS["exact"]
-    assert {r["collapse"] for r in rescored.records} == {"exact"}
+    assert [list(r.classes.class_ids) for r in rescored.records] == CLASS_IDS["exact"]
+    assert {r.collapse for r in rescored.records} == {"exact"}
     config = json.loads(written[0].read_text())["configs"][TASK]["filter_list"][0]["filter"][0]
     assert config["collapse"] == "exact"
     # The original run is untouched.
@@ -180,4 +181,4 @@ def test_every_filter_of_a_task_keeps_its_samples(tmp_path, bootstrap_as_the_run
     rescored = {run.filter: run for run in load_run(written[0])}
     assert sorted(rescored) == ["semcal", "semcal_exact"]
     assert all(run.n_questions == 4 for run in rescored.values())
-    assert [list(r["class_ids"]) for r in rescored["semcal"].records] == CLASS_IDS["exact"]
+    assert [list(r.classes.class_ids) for r in rescored["semcal"].records] == CLASS_IDS["exact"]

@@ -8,16 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lm_eval_semcal.collapsing import (
+from lm_eval_semcal.grouping import (
     GoldRequest,
     GroupingRequest,
     available_collapsers,
     get_collapser,
     register_collapser,
 )
-from lm_eval_semcal.lm_eval_filter import SemanticClassesFilter, gold_in_sentence
-from lm_eval_semcal.records import read_record
-from lm_eval_semcal.semantic_classes import SemanticClasses
+from lm_eval_semcal.core.scoring import gold_in_sentence
+from lm_eval_semcal.harness.filter import SemanticClassesFilter
+from lm_eval_semcal.core.records import QuestionRecord
+from lm_eval_semcal.core.semantic_classes import SemanticClasses
 
 
 def test_classes_numbered_by_first_appearance_with_no_answer_reserved():
@@ -122,7 +123,7 @@ def test_filter_emits_one_json_record_per_question():
     ]
     resps = [[" Paris", "Lyon\nQ: next", " paris"], ["", "Milan", "  "]]
     records = SemanticClassesFilter(style="concise", collapse="normalize").apply(resps, docs)
-    first, second = (read_record(str(record)) for record in records)
+    first, second = (QuestionRecord.read(str(record)).to_dict() for record in records)
     assert first["answers"] == ["Paris", "Lyon", "paris"]
     assert first["class_ids"] == [0, 1, 0] and first["correct"] is True
     assert first["confidence"] == pytest.approx(2 / 3)
@@ -154,7 +155,7 @@ def test_filter_refuses_a_single_string_per_question():
 )
 def test_filter_records_are_consistent_for_any_responses(resps):
     docs = [{"semcal_question": f"q{i}", "semcal_golds": ["Paris"]} for i in range(len(resps))]
-    records = SemanticClassesFilter(style="concise", collapse="normalize").apply(resps, docs)
+    records = [r.to_dict() for r in SemanticClassesFilter(style="concise", collapse="normalize").apply(resps, docs)]
     assert len(records) == len(resps)
     for record, doc_resps in zip(records, resps):
         m = len(doc_resps)

@@ -18,8 +18,10 @@ from conftest import ScriptedLM
 from lm_eval import simple_evaluate
 from lm_eval.tasks import TaskManager
 
-from lm_eval_semcal import demo_model, synthetic
-from lm_eval_semcal.collapsing import GroupingRequest, get_collapser
+from lm_eval_semcal.demo import models as demo_model
+from lm_eval_semcal.demo import entity
+from lm_eval_semcal.demo import world as synthetic
+from lm_eval_semcal.grouping import GroupingRequest, get_collapser
 from lm_eval_semcal.tasks import TASKS_DIR
 
 WORLD = synthetic.build_world(0, 300)
@@ -46,7 +48,7 @@ def test_the_corpus_states_each_answer_exactly_as_often_as_its_weight():
     assert len(lines) == 300 * synthetic.LINES_PER_QUESTION
     by_prompt = collections.defaultdict(collections.Counter)
     for prompt, answer in lines:
-        by_prompt[prompt][synthetic.town_of(answer)] += 1
+        by_prompt[prompt][entity.town_of(answer)] += 1
     for q in WORLD.questions:
         expected = {WORLD.towns[t].name: c for t, c in q.counts}
         assert dict(by_prompt[synthetic.prompt(q.text)]) == expected
@@ -72,7 +74,7 @@ def test_the_entity_b_groups_the_forms_of_a_town():
     wrong_region = next(r for r in synthetic.REGIONS if r != town.region)
     answers = [*town.forms, f"{town.name}!", f"the {town.name}", f"{town.name} in the {town.region}",
                other.name, f"{town.name}, in the {wrong_region}", "east", "the town of", "", None]
-    (grouping,) = get_collapser("synthetic_entity").group([GroupingRequest("Q?", answers)])
+    (grouping,) = get_collapser("lm_eval_semcal.demo.entity:ENTITY").group([GroupingRequest("Q?", answers)])
     no_answer = grouping.no_answer_class
     # Case, punctuation and articles do not matter; a wrong region or a stray word is no town.
     assert list(grouping.class_ids) == [0, 0, 0, 0, 0, 0, 1, 2, 3, 4, no_answer, no_answer]

@@ -17,7 +17,7 @@ from conftest import FIXTURES, GSM8K_TEST, ScriptedLM, shared_file
 from lm_eval import simple_evaluate
 from lm_eval.tasks import TaskManager
 
-from lm_eval_semcal.lm_eval_task import SemcalConfigError
+from lm_eval_semcal.harness.task import SemcalConfigError
 from lm_eval_semcal.tasks import TASKS_DIR
 
 NINE_METRICS = ("acc", "conf", "ece", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer")
@@ -88,13 +88,13 @@ def test_triviaqa_concise_metrics_match_hand_computation():
     assert gen_kwargs["top_k"] == 0 and gen_kwargs["top_p"] == 1.0
 
     samples = {s["doc"]["semcal_id"]: s for s in results["samples"]["semcal_triviaqa"]}
-    record = samples["tc_1"]["filtered_resps"][0]
+    record = samples["tc_1"]["filtered_resps"][0].to_dict()
     assert record["class_ids"] == [0, 0, 1, 0]
     assert record["representatives"] == ["Paris", "Lyon"]
     assert record["answers"] == ["Paris", "paris.", "Lyon", "The Paris"]
-    assert samples["tc_3"]["filtered_resps"][0]["class_ids"] == [0, 0, 1, 0]
-    assert samples["tc_3"]["filtered_resps"][0]["representatives"] == [None, "Berlin"]
-    assert samples["tc_3"]["filtered_resps"][0]["correct"] is False
+    assert samples["tc_3"]["filtered_resps"][0].to_dict()["class_ids"] == [0, 0, 1, 0]
+    assert samples["tc_3"]["filtered_resps"][0].to_dict()["representatives"] == [None, "Berlin"]
+    assert samples["tc_3"]["filtered_resps"][0].to_dict()["correct"] is False
     assert samples["tc_1"]["resps"][0] == TRIVIAQA_SCRIPT["What is the capital city of France?"]
 
 
@@ -136,7 +136,7 @@ def test_gsm8k_numeric_classes_on_real_test_rows():
     assert got["conf"] == pytest.approx((3 / 5 + 3 / 5) / 2)
     assert got["n_classes"] == pytest.approx(2.0)
     assert got["brier"] == pytest.approx(((0.6 - 1) ** 2 + 0.6**2) / 2)
-    records = [s["filtered_resps"][0] for s in results["samples"]["semcal_gsm8k"]]
+    records = [s["filtered_resps"][0].to_dict() for s in results["samples"]["semcal_gsm8k"]]
     assert records[0]["class_ids"] == [0, 0, 0, 1, 1]
     assert records[1]["class_ids"] == [0, 1, 1, 0, 1]
 
@@ -282,7 +282,7 @@ def test_hostile_responses_never_break_aggregation():
     # "", whitespace and "\x00..." (no word characters survive) are no-answer or a class;
     # either way every sample is counted and the record is complete.
     for sample in results["samples"]["semcal_triviaqa"]:
-        record = sample["filtered_resps"][0]
+        record = sample["filtered_resps"][0].to_dict()
         assert len(record["class_ids"]) == len(hostile)
         assert sum(record["counts"]) == len(hostile)
     assert math.isnan(got["auroc"])
@@ -320,9 +320,9 @@ def test_gold_match_override_from_metadata():
 
 
 def test_a_failing_grouping_keeps_every_generated_response(tmp_path, monkeypatch):
-    from lm_eval_semcal import collapsing
+    from lm_eval_semcal.grouping import Collapser, CollapserSpec, registry
 
-    class BrokenJudge(collapsing.Collapser):
+    class BrokenJudge(Collapser):
         name = "broken_judge"
 
         def group(self, requests):
@@ -332,7 +332,7 @@ def test_a_failing_grouping_keeps_every_generated_response(tmp_path, monkeypatch
             raise AssertionError("never reached")
 
     # Registered for this test only, so other tests see the stock registry.
-    monkeypatch.setitem(collapsing._FACTORIES, "broken_judge", BrokenJudge)
+    monkeypatch.setitem(registry._REGISTRY, "broken_judge", CollapserSpec(BrokenJudge))
     monkeypatch.setenv("SEMCAL_RESCUE_DIR", str(tmp_path))
     task_manager = semcal_task_manager(
         data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=4, collapse="broken_judge"

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lm_eval_semcal.collapsing import Collapser, GoldRequest, GroupingRequest, register_collapser
-from lm_eval_semcal.normalization import normalize_text
-from lm_eval_semcal.semantic_classes import SemanticClasses
+from lm_eval_semcal.core.normalization import normalize_text
+from lm_eval_semcal.core.scoring import GoldRequest, GroupingRequest
+from lm_eval_semcal.core.semantic_classes import SemanticClasses
+from lm_eval_semcal.grouping.base import Collapser, CollapserSpec, group_by_first_appearance
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_THRESHOLD = 0.85
@@ -79,26 +80,16 @@ class EmbeddingCollapser(Collapser):
     def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]:
         normalized = [[normalize_text(a) or None if a is not None else None for a in r.answers] for r in requests]
         vectors = self.embed([text for texts in normalized for text in texts if text is not None])
-        grouped = []
-        for request, texts in zip(requests, normalized, strict=True):
-            class_of: dict[str, int] = {}
-            representatives: list[np.ndarray] = []
-            keys: list[int | None] = []
-            for text in texts:
-                if text is None:
-                    keys.append(None)
-                    continue
-                if text not in class_of:
-                    similarities = [float(vectors[text] @ rep) for rep in representatives]
-                    best = int(np.argmax(similarities)) if similarities else -1
-                    if best >= 0 and similarities[best] >= self.threshold:
-                        class_of[text] = best
-                    else:
-                        class_of[text] = len(representatives)
-                        representatives.append(vectors[text])
-                keys.append(class_of[text])
-            grouped.append(SemanticClasses.from_keys(request.answers, keys))
-        return grouped
+
+        def join(pending: Sequence[tuple[int, str, Sequence[str]]]) -> list[int | None]:
+            matches: list[int | None] = []
+            for _, text, representatives in pending:
+                similarities = [float(vectors[text] @ vectors[rep]) for rep in representatives]
+                best = int(np.argmax(similarities)) if similarities else -1
+                matches.append(best if best >= 0 and similarities[best] >= self.threshold else None)
+            return matches
+
+        return group_by_first_appearance(requests, normalized, join)
 
     def matches_gold(self, requests: Sequence[GoldRequest]) -> list[bool]:
         representatives = [normalize_text(r.representative) for r in requests]
@@ -113,7 +104,6 @@ class EmbeddingCollapser(Collapser):
         ]
 
 
-@register_collapser("embedding", check=check_options)
 def make_embedding_collapser(
     model: str = DEFAULT_MODEL,
     threshold: float = DEFAULT_THRESHOLD,
@@ -122,3 +112,6 @@ def make_embedding_collapser(
 ) -> Collapser:
     """Sentence-embedding cosine similarity of at least `threshold` (sentence-transformers)."""
     return EmbeddingCollapser(model, threshold, device, batch_size)
+
+
+EMBEDDING = CollapserSpec(make_embedding_collapser, check=check_options)

@@ -9,8 +9,8 @@ by module path and imported on first use, so this import does not load torch.
 from __future__ import annotations
 
 MODELS = {
-    "hf-semcal": "lm_eval_semcal.hf_model:SemcalHFLM",
-    "semcal-completions": "lm_eval_semcal.api_model:SemcalCompletionsAPI",
+    "hf-semcal": "lm_eval_semcal.harness.hf_model:SemcalHFLM",
+    "semcal-completions": "lm_eval_semcal.harness.api_model:SemcalCompletionsAPI",
 }
 
 

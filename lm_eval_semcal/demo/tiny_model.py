@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lm_eval_semcal import exemplars
+from lm_eval_semcal.harness import exemplars
 
 SPECIAL_TOKENS = {"eos": "<|endoftext|>", "pad": "<|pad|>"}
 

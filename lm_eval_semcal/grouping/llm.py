@@ -33,18 +33,13 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from lm_eval_semcal.collapsing import (
-    Collapser,
-    GoldRequest,
-    GroupingRequest,
-    KeyCollapser,
-    get_collapser,
-    register_collapser,
-)
-from lm_eval_semcal.judgement_cache import JudgementCache, cache_file
-from lm_eval_semcal.llm_clients import ChatClient, HFChatClient, OpenAIChatClient, api_key
-from lm_eval_semcal.semantic_classes import SemanticClasses
-from lm_eval_semcal.torch_devices import check_device
+from lm_eval_semcal.core.scoring import GoldRequest, GroupingRequest
+from lm_eval_semcal.core.semantic_classes import SemanticClasses
+from lm_eval_semcal.grouping.base import Collapser, CollapserSpec, KeyCollapser
+from lm_eval_semcal.grouping.judgement_cache import JudgementCache, cache_file
+from lm_eval_semcal.grouping.llm_clients import ChatClient, HFChatClient, OpenAIChatClient, api_key
+from lm_eval_semcal.grouping.registry import get_collapser
+from lm_eval_semcal.grouping.torch_devices import check_device
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +299,6 @@ def make_reader(
     return HFChatClient(model, device, batch_size, max_tokens, dtype)
 
 
-@register_collapser("llm", check=check_options, preflight=make_reader)
 def make_llm_collapser(
     model: str | None = None,
     base_url: str | None = None,
@@ -332,3 +326,6 @@ def make_llm_collapser(
         model, base_url, api_key_env, device, batch_size, dtype, num_concurrent, max_retries, timeout, max_tokens
     )
     return LlmCollapser(client, group_by, judge, JudgementCache(cache_file(cache), f"llm:{client.fingerprint}"))
+
+
+LLM = CollapserSpec(make_llm_collapser, check=check_options, preflight=make_reader)

@@ -28,8 +28,8 @@ from lm_eval.models.openai_completions import LocalCompletionsAPI
 from tenacity import retry, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
-from lm_eval_semcal.lm_eval_task import write_rescue_file
-from lm_eval_semcal.request_groups import RequestGroup, group_identical_requests
+from lm_eval_semcal.harness.rescue import write_rescue_file
+from lm_eval_semcal.harness.request_groups import RequestGroup, group_identical_requests
 
 # Under lm-eval's logger, so the harness's --verbosity shows or hides these lines.
 logger = logging.getLogger(f"lm_eval.models.{__name__}")

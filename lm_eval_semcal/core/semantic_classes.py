@@ -9,8 +9,24 @@ the class of every sample and each class's representative text.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+
+
+def plurality(class_ids: Sequence[int]) -> tuple[int, float]:
+    """The plurality class of samples and its share of them (SPEC: argmax of the counts).
+
+    `class_ids` are numbered by first appearance (as `SemanticClasses` numbers them, or
+    any prefix of such a numbering), so a tie goes to the smallest id: the class that
+    appeared first. Every estimator of this package picks its class here.
+    """
+    if not class_ids:
+        raise ValueError("the plurality of no samples is undefined: pass at least one class id")
+    counts = Counter(class_ids)
+    best = min(counts, key=lambda k: (-counts[k], k))
+    return best, counts[best] / len(class_ids)
 
 
 @dataclass(frozen=True)
@@ -89,10 +105,10 @@ class SemanticClasses:
         """Distinct classes among the samples, the no-answer class included."""
         return len(self.counts)
 
-    @property
+    @cached_property
     def plurality_class(self) -> int:
-        """argmax of the counts; a tie goes to the class that appeared first."""
-        return max(range(self.n_classes), key=lambda k: (self.counts[k], -k))
+        """argmax of the counts; a tie goes to the class that appeared first (`plurality`)."""
+        return plurality(self.class_ids)[0]
 
     @property
     def plurality_answer(self) -> str | None:

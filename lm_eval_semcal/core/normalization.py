@@ -7,7 +7,7 @@ Two public functions, both total (they never raise on any `str`):
   no number), so that `18 == 18.0 == 18.00 == $18 == 18.` compare equal.
 
 `find_number_spans`, `first_number_span` and `last_number_span` expose the number scanner
-that `parse_number` uses, for answer extraction (`lm_eval_semcal.extraction`).
+that `parse_number` uses, for answer extraction (`lm_eval_semcal.core.extraction`).
 
 Decisions the SPEC leaves open (all covered by tests):
 

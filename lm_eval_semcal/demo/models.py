@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lm_eval_semcal import synthetic
-from lm_eval_semcal.tiny_model import build_tiny_model
+from lm_eval_semcal.demo import world as synthetic
+from lm_eval_semcal.demo.tiny_model import build_tiny_model
 
 CACHE_ENV = "SEMCAL_DEMO_CACHE"
 # Bump when the training code changes what a given configuration trains.

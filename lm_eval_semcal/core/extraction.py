@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 
-from lm_eval_semcal.normalization import NumberSpan, first_number_span, last_number_span
+from lm_eval_semcal.core.normalization import NumberSpan, first_number_span, last_number_span
 
 __all__ = ["ANSWER_TYPES", "STYLES", "extract_answer", "first_sentence", "gsm8k_gold"]
 

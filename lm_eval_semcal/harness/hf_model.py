@@ -31,7 +31,7 @@ from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, po
 from tqdm import tqdm
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from lm_eval_semcal.request_groups import RequestGroup, group_identical_requests, pack_groups
+from lm_eval_semcal.harness.request_groups import RequestGroup, group_identical_requests, pack_groups
 
 # Under lm-eval's logger, so the harness's --verbosity shows or hides these lines.
 logger = logging.getLogger(f"lm_eval.models.{__name__}")

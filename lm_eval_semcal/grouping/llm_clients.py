@@ -29,7 +29,7 @@ from typing import Protocol
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_exponential
 
-from lm_eval_semcal.judgement_cache import model_fingerprint
+from lm_eval_semcal.grouping.judgement_cache import model_fingerprint
 
 CHAT_PATH = "/chat/completions"
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from lm_eval_semcal.collapsing import Collapser, GoldRequest, GroupingRequest, register_collapser
-from lm_eval_semcal.judgement_cache import JudgementCache, cache_file, model_fingerprint
-from lm_eval_semcal.normalization import normalize_text
-from lm_eval_semcal.semantic_classes import SemanticClasses
+from lm_eval_semcal.core.normalization import normalize_text
+from lm_eval_semcal.core.scoring import GoldRequest, GroupingRequest
+from lm_eval_semcal.core.semantic_classes import SemanticClasses
+from lm_eval_semcal.grouping.base import Collapser, CollapserSpec, group_by_first_appearance
+from lm_eval_semcal.grouping.judgement_cache import JudgementCache, cache_file, model_fingerprint
 
 DEFAULT_MODEL = "microsoft/deberta-large-mnli"
 MODES = ("strict", "lenient")
@@ -78,33 +79,25 @@ class NliCollapser(Collapser):
 
     def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]:
         texts = [[(normalize_text(a) or None) if a is not None else None for a in r.answers] for r in requests]
-        distinct = [[t for t in dict.fromkeys(ts) if t is not None] for ts in texts]
-        class_of: list[dict[str, int]] = [{} for _ in requests]
-        representatives: list[list[str]] = [[] for _ in requests]
-        for step in range(max((len(d) for d in distinct), default=0)):
-            # Round `step`: each question's step-th distinct answer against its classes.
-            pending = [(i, d[step]) for i, d in enumerate(distinct) if step < len(d)]
-            pairs = [
+
+        def join(pending: Sequence[tuple[int, str, Sequence[str]]]) -> list[int | None]:
+            # The whole round's pairs go to the model together.
+            labels = self.labels([
                 pair
-                for i, text in pending
-                for rep in representatives[i]
+                for i, text, representatives in pending
+                for rep in representatives
                 for pair in ((requests[i].question, text, rep), (requests[i].question, rep, text))
-            ]
-            labels = self.labels(pairs)
-            for i, text in pending:
-                match = next(
-                    (k for k, rep in enumerate(representatives[i])
+            ])
+            return [
+                next(
+                    (k for k, rep in enumerate(representatives)
                      if self._equivalent(labels, requests[i].question, text, rep)),
                     None,
                 )
-                if match is None:
-                    match = len(representatives[i])
-                    representatives[i].append(text)
-                class_of[i][text] = match
-        return [
-            SemanticClasses.from_keys(r.answers, [None if t is None else class_of[i][t] for t in ts])
-            for i, (r, ts) in enumerate(zip(requests, texts, strict=True))
-        ]
+                for i, text, representatives in pending
+            ]
+
+        return group_by_first_appearance(requests, texts, join)
 
     def matches_gold(self, requests: Sequence[GoldRequest]) -> list[bool]:
         candidates = [
@@ -167,7 +160,6 @@ def resolve_model(model: str, **_: object) -> None:
     model_fingerprint(model)
 
 
-@register_collapser("nli", check=check_options, preflight=resolve_model)
 def make_nli_collapser(
     model: str = DEFAULT_MODEL,
     mode: str = "strict",
@@ -182,3 +174,6 @@ def make_nli_collapser(
     """
     judge = hf_judge(model, device, batch_size)
     return NliCollapser(judge, mode, JudgementCache(cache_file(cache), f"nli:{model_fingerprint(model)}"))
+
+
+NLI = CollapserSpec(make_nli_collapser, check=check_options, preflight=resolve_model)

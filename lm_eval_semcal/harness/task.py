@@ -7,35 +7,37 @@ It is lm-eval's ConfigurableTask with four additions a sampling-based metric nee
   `gold_match=same_class|contains` its rule for judging the gold answer;
 - checks, before any generation, that the task really samples M >= 2 answers per
   question (`repeats >= 2`, `do_sample: true`, `temperature > 0`), that its filters end
-  in a valid `semcal_classes` step, and that SEMCAL_BOOTSTRAP_ITERS is readable, with a
+  in a valid `semcal_classes` step, and that the bootstrap resample count
+  (`--metadata bootstrap_iters=N` or SEMCAL_BOOTSTRAP_ITERS) is readable, with a
   one-line error naming the task and the fix;
 - a warning when every question's samples fell into a single class (the fixed-seed
   pitfall of some servers makes all M samples identical);
 - if grouping the answers fails, the raw responses are written to a JSONL file before the
-  error propagates, so no generated text is lost (see `write_rescue_file`).
+  error propagates, so no generated text is lost (see `harness.rescue`).
+
+Its aggregations are `harness.metrics`' own, bound to the run's bootstrap resample count.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import os
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from lm_eval.api.task import ConfigurableTask
 
+from lm_eval_semcal.core.records import QuestionRecord
+
 # Importing these modules registers the `semcal_classes` filter and the `semcal_*`
 # aggregations that the task YAMLs name, before a task is built.
-from lm_eval_semcal.lm_eval_filter import FILTER_NAME, SemanticClassesFilter
-from lm_eval_semcal.lm_eval_metrics import bootstrap_iters
+from lm_eval_semcal.harness.filter import FILTER_NAME, SemanticClassesFilter
+from lm_eval_semcal.harness.metrics import BOOTSTRAP_ITERS_KEY, aggregations, bootstrap_iters
+from lm_eval_semcal.harness.rescue import write_rescue_file
 
 log = logging.getLogger(__name__)
 
-RESCUE_DIR_ENV = "SEMCAL_RESCUE_DIR"
 # The harness's filters that turn a question's M responses into one.
 LIST_REDUCING_FILTERS = ("take_first", "majority_vote")
 
@@ -80,17 +82,6 @@ def sampling_problems(repeats: int, generation_kwargs: dict[str, Any] | None) ->
             "returns the same sample every time; remove it and use --seed for reproducibility"
         )
     return problems
-
-
-def write_rescue_file(name: str, rows: Iterable[dict]) -> Path:
-    """Save generated text that an error is about to strand: JSON lines in $SEMCAL_RESCUE_DIR."""
-    directory = Path(os.environ.get(RESCUE_DIR_ENV, "semcal_rescue"))
-    path = directory / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    return path
 
 
 class SemcalTask(ConfigurableTask):
@@ -143,12 +134,19 @@ class SemcalTask(ConfigurableTask):
     def _check_run_settings(self) -> None:
         problems = sampling_problems(self.config.repeats, self.config.generation_kwargs)
         try:
-            bootstrap_iters()
+            iters = bootstrap_iters(self.config.metadata)
         except ValueError as err:
             # Read again by the aggregations, after generation: refuse it now instead.
             problems.append(str(err))
+        else:
+            # The results JSON then says how the intervals were made; `semcal rescore` reads it.
+            self.config.metadata = {**(self.config.metadata or {}), BOOTSTRAP_ITERS_KEY: iters}
         if problems:
             raise SemcalConfigError(f"{self.config.task}: " + "; ".join(problems))
+
+    def aggregation(self) -> dict[str, Callable]:
+        # The registered `semcal_*` aggregations, bound to this run's resample count.
+        return {**super().aggregation(), **aggregations(bootstrap_iters(self.config.metadata))}
 
     def build_all_requests(self, **kwargs: Any) -> None:
         # --gen_kwargs is applied after the task is built: check again before generating.
@@ -194,9 +192,9 @@ class SemcalTask(ConfigurableTask):
             record
             for instance in self._instances
             for record in instance.filtered_resps.values()
-            if isinstance(record, dict) and "confidence" in record
+            if isinstance(record, QuestionRecord)
         ]
-        if len(records) > 1 and all(record["confidence"] == 1.0 for record in records):
+        if len(records) > 1 and all(record.confidence == 1.0 for record in records):
             log.warning(
                 "%s: every question's %d samples fell into one class (confidence 1.0 "
                 "everywhere). The samples look identical: check that sampling is on and "

@@ -25,7 +25,7 @@ from typing import Any
 
 import datasets
 
-from lm_eval_semcal.extraction import gsm8k_gold
+from lm_eval_semcal.core.extraction import gsm8k_gold
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Made-up people and made-up towns. Each question ("Where was Velorin Quast born?"
 true distribution over one to four towns, with weights in twentieths, so that the true
 top-class probability ranges from about 0.3 to 1. Each town has three surface forms ("Marrow",
 "the town of Marrow", "Marrow, in the north"): string classes split one town over three
-strings, the entity classes of B = `synthetic_entity` (registered here) do not.
+strings, the entity classes of the demo's B (`demo.entity`) do not.
 
 - `build_world(seed, n_questions)` is deterministic: the same seed gives the same world.
 - `training_lines(world)` states every question's answer `LINES_PER_QUESTION` times, each
@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from lm_eval_semcal.collapsing import KeyCollapser, register_collapser
-from lm_eval_semcal.normalization import normalize_text
+from lm_eval_semcal.core.normalization import normalize_text
 
 LINES_PER_QUESTION = 20
 N_TOWNS = 40
@@ -98,7 +97,7 @@ def _counts(rng: random.Random, spread: int) -> list[int]:
 @lru_cache(maxsize=1)
 def towns() -> tuple[Town, ...]:
     """The towns, the same in every world: a world's seed draws its people and answers, so
-    B = synthetic_entity knows every town's forms whatever the seed."""
+    the demo's entity B knows every town's forms whatever the seed."""
     rng = random.Random("towns")
     return tuple(Town(name, rng.choice(REGIONS)) for name in _distinct_words(rng, N_TOWNS, (2,)))
 
@@ -167,37 +166,9 @@ def load_synthetic(data_files: str | Path | None = None, world_seed: int = 0, n_
     """lm-eval's `custom_dataset` for `semcal_synthetic`: a written file, or the world built in memory."""
     import datasets
 
-    from lm_eval_semcal.data import add_semcal_fields, load_semcal_dataset
+    from lm_eval_semcal.harness.data import add_semcal_fields, load_semcal_dataset
 
     if data_files is not None:
         return load_semcal_dataset("triviaqa", data_files=data_files)
     rows = datasets.Dataset.from_list(evaluation_rows(build_world(int(world_seed), int(n_questions))))
     return datasets.DatasetDict({"validation": add_semcal_fields("triviaqa", rows)})
-
-
-@lru_cache(maxsize=1)
-def _town_of_form() -> dict[str, str]:
-    return {normalize_text(form): town.name for town in towns() for form in town.forms}
-
-
-def town_of(answer: str) -> str | None:
-    """The town a surface form names ("the town of Marrow", "Marrow!" -> "Marrow"), or None.
-
-    Compared after normalisation, so case, punctuation and articles do not matter; a
-    wrong region ("Marrow, in the south" for a town in the north) is no form of the town.
-    """
-    return _town_of_form().get(normalize_text(answer))
-
-
-def _entity_key(answer: str) -> tuple[str, str] | None:
-    town = town_of(answer)
-    if town is not None:
-        return ("town", town)
-    text = normalize_text(answer)
-    return ("other", text) if text else None
-
-
-@register_collapser("synthetic_entity")
-def make_entity_collapser() -> KeyCollapser:
-    """The synthetic world's towns: the three forms of a town are one class, any other text its own."""
-    return KeyCollapser("synthetic_entity", _entity_key)

@@ -19,17 +19,22 @@ question's exact and sampled confidence per model.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from lm_eval_semcal import calibration, demo_model, synthetic
-from lm_eval_semcal.torch_devices import check_device
+from lm_eval_semcal.core import calibration
+from lm_eval_semcal.core.estimators import first_m_estimates
+from lm_eval_semcal.core.metrics import corpus_metrics
+from lm_eval_semcal.core.semantic_classes import plurality
+from lm_eval_semcal.demo import models as demo_model
+from lm_eval_semcal.demo import world as synthetic
+from lm_eval_semcal.grouping.torch_devices import check_device
+from lm_eval_semcal.runs.report import write_reports
+from lm_eval_semcal.runs.saved import TaskRun, load_run
 
 M_STEPS = (5, 10, 20, 50)
 NOISE_FLOOR_RUNS = 200
@@ -64,26 +69,6 @@ class DemoResult:
     out_dir: Path
 
 
-def plurality(class_ids: Sequence[int]) -> tuple[int, float]:
-    """The plurality class of `class_ids` and its share; ties go to the lower id, which
-    (ids being numbered by first appearance) is the class that appeared first."""
-    counts: dict[int, int] = {}
-    for k in class_ids:
-        counts[k] = counts.get(k, 0) + 1
-    best = max(counts, key=lambda k: (counts[k], -k))
-    return best, counts[best] / len(class_ids)
-
-
-def first_m(records: Sequence[dict], m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Confidence and correctness when each question keeps only its first `m` samples."""
-    confidence, correct = [], []
-    for record in records:
-        k, share = plurality(record["class_ids"][:m])
-        confidence.append(share)
-        correct.append(bool(record["class_correct"][k]))
-    return np.array(confidence), np.array(correct)
-
-
 def noise_floor(world: synthetic.World, samples: int, runs: int = NOISE_FLOOR_RUNS, seed: int = 0) -> dict[str, float]:
     """smECE of a perfectly calibrated predictor on these questions, `runs` times.
 
@@ -116,40 +101,97 @@ def _evaluate(model_dir: Path, config: demo_model.DemoConfig, samples: int, out_
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
-    import lm_eval_semcal.lm_eval_models  # noqa: F401 - registers hf-semcal
-    from lm_eval_semcal.lm_eval_metrics import BOOTSTRAP_ITERS_ENV
+    import lm_eval_semcal.harness.models  # noqa: F401 - registers hf-semcal
     from lm_eval_semcal.tasks import TASKS_DIR
 
     manager = TaskManager(
         include_path=str(TASKS_DIR), include_defaults=False,
-        metadata={"repeats": samples, "world_seed": config.world_seed, "n_questions": config.n_questions},
+        metadata={
+            "repeats": samples, "world_seed": config.world_seed, "n_questions": config.n_questions,
+            # The demo's intervals come from the scoring below, not from lm-eval's aggregations.
+            "bootstrap_iters": 0,
+        },
     )
     tracker = EvaluationTracker(output_path=str(out_dir))
-    saved = os.environ.get(BOOTSTRAP_ITERS_ENV)
-    os.environ[BOOTSTRAP_ITERS_ENV] = "0"  # the demo's intervals come from `semcal report`
-    try:
-        results = simple_evaluate(
-            model="hf-semcal",
-            model_args=f"pretrained={model_dir},dtype=float32",
-            tasks=["semcal_synthetic"],
-            task_manager=manager,
-            device=device,
-            batch_size=batch_size,
-            log_samples=True,
-            bootstrap_iters=0,
-            evaluation_tracker=tracker,
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-        )
-    finally:
-        if saved is None:
-            os.environ.pop(BOOTSTRAP_ITERS_ENV, None)
-        else:
-            os.environ[BOOTSTRAP_ITERS_ENV] = saved
+    results = simple_evaluate(
+        model="hf-semcal",
+        model_args=f"pretrained={model_dir},dtype=float32",
+        tasks=["semcal_synthetic"],
+        task_manager=manager,
+        device=device,
+        batch_size=batch_size,
+        log_samples=True,
+        bootstrap_iters=0,
+        evaluation_tracker=tracker,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+    )
     samples_by_task = results.pop("samples")
     tracker.save_results_aggregated(results=results, samples=samples_by_task)
     tracker.save_results_samples(task_name="semcal_synthetic", samples=samples_by_task["semcal_synthetic"])
+
+
+def _progress_bars():
+    """A `demo_model.Progress` callback drawing one tqdm bar per training stage."""
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = tqdm(total=total, desc=f"semcal demo: {stage}", unit="step")
+        bar = bars[stage]
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    return progress
+
+
+def _score_model(
+    name: str, model_dir: Path, by_grouping: dict[str, TaskRun], world: synthetic.World, device: str,
+    bootstrap_iters: int,
+) -> tuple[ModelResult, list[dict]]:
+    """One model's numbers against its exact probabilities, and its per-question rows."""
+    probabilities = demo_model.town_probabilities(model_dir, world, device=device)
+    exact_confidence = probabilities.max(1)
+    exact_correct = probabilities.argmax(1) == np.array([q.gold for q in world.questions])
+    metrics, intervals = {}, {}
+    for grouping, run in by_grouping.items():
+        scored = corpus_metrics(run.records, bootstrap_iters=bootstrap_iters, label=f"{name}-{grouping}")
+        metrics[grouping] = dict(scored.values)
+        intervals[grouping] = dict(scored.intervals)
+    towns = by_grouping["towns"]
+    rows = [
+        {
+            "model": name,
+            "question": q.text,
+            "gold": world.towns[q.gold].name,
+            "true_top_probability": q.true_top_probability,
+            "exact_top_town": world.towns[int(row.argmax())].name,
+            "exact_top_probability": float(row.max()),
+            "sampled_confidence": float(share),
+            "correct": bool(right),
+        }
+        for q, row, share, right in zip(world.questions, probabilities, towns.confidence, towns.correct, strict=True)
+    ]
+    convergence = {}
+    for m in M_STEPS:
+        confidence, correct = first_m_estimates(towns.records, m)
+        convergence[m] = {
+            "smece": calibration.smece(confidence, correct),
+            "mean_abs_error": float(np.mean(np.abs(confidence - exact_confidence))),
+        }
+    result = ModelResult(
+        name=name,
+        model_dir=str(model_dir),
+        metrics=metrics,
+        intervals=intervals,
+        exact_smece=calibration.smece(exact_confidence, exact_correct),
+        exact_confidence=float(exact_confidence.mean()),
+        mean_abs_error=float(np.mean(np.abs(towns.confidence - exact_confidence))),
+        convergence=convergence,
+    )
+    return result, rows
 
 
 def run_demo(
@@ -162,23 +204,11 @@ def run_demo(
     seed: int = 1234,
 ) -> DemoResult:
     """Train or load the two models, sample, score and write everything under `out_dir`."""
-    from lm_eval_semcal.report import load_run, summarize, write_reports
-
     if samples < max(M_STEPS):
         raise ValueError(f"semcal demo: --samples {samples}; at least {max(M_STEPS)} to show the convergence over M")
     check_device(device, "semcal demo")
     out_dir = Path(out_dir)
-    bars: dict[str, tqdm] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if stage not in bars:
-            bars[stage] = tqdm(total=total, desc=f"semcal demo: {stage}", unit="step")
-        bar = bars[stage]
-        bar.update(done - bar.n)
-        if done == total:
-            bar.close()
-
-    models = dict(zip(("base", "tuned"), demo_model.trained_models(config, progress), strict=True))
+    models = dict(zip(("base", "tuned"), demo_model.trained_models(config, _progress_bars()), strict=True))
     world = synthetic.build_world(config.world_seed, config.n_questions)
     synthetic.write_evaluation_file(world, out_dir / "world.jsonl")
     run_dir = out_dir / "lm_eval"
@@ -190,53 +220,15 @@ def run_demo(
     write_reports(run_dir, out_dir / "report", bootstrap_iters=bootstrap_iters)
 
     runs = {(run.model_dir, run.filter): run for run in load_run(run_dir)}
-    gold = np.array([q.gold for q in world.questions])
     results: dict[str, ModelResult] = {}
     per_question: list[dict] = []
     for name, model_dir in models.items():
-        probabilities = demo_model.town_probabilities(model_dir, world, device=device)
-        exact_confidence = probabilities.max(1)
-        exact_correct = probabilities.argmax(1) == gold
         by_grouping = {
             grouping: next(run for (folder, filt), run in runs.items() if filt == pipeline and folder.endswith(name))
             for grouping, pipeline in (("towns", "semcal"), ("strings", "semcal_exact"))
         }
-        metrics, intervals = {}, {}
-        for grouping, run in by_grouping.items():
-            report = summarize(run, f"{name}-{grouping}", bootstrap_iters=bootstrap_iters)
-            metrics[grouping] = {key: float(value) for key, value in report.values.items()}
-            intervals[grouping] = {key: tuple(map(float, bounds)) for key, bounds in report.intervals.items()}
-        towns = by_grouping["towns"]
-        per_question += [
-            {
-                "model": name,
-                "question": q.text,
-                "gold": world.towns[q.gold].name,
-                "true_top_probability": q.true_top_probability,
-                "exact_top_town": world.towns[int(row.argmax())].name,
-                "exact_top_probability": float(row.max()),
-                "sampled_confidence": float(share),
-                "correct": bool(right),
-            }
-            for q, row, share, right in zip(world.questions, probabilities, towns.confidence, towns.correct, strict=True)
-        ]
-        convergence = {}
-        for m in M_STEPS:
-            confidence, correct = first_m(towns.records, m)
-            convergence[m] = {
-                "smece": calibration.smece(confidence, correct),
-                "mean_abs_error": float(np.mean(np.abs(confidence - exact_confidence))),
-            }
-        results[name] = ModelResult(
-            name=name,
-            model_dir=str(model_dir),
-            metrics=metrics,
-            intervals=intervals,
-            exact_smece=calibration.smece(exact_confidence, exact_correct),
-            exact_confidence=float(exact_confidence.mean()),
-            mean_abs_error=float(np.mean(np.abs(towns.confidence - exact_confidence))),
-            convergence=convergence,
-        )
+        results[name], rows = _score_model(name, model_dir, by_grouping, world, device, bootstrap_iters)
+        per_question += rows
     floor = noise_floor(world, samples)
     result = DemoResult(config, samples, len(world.questions), results, floor, findings(results), out_dir)
     (out_dir / "demo.md").write_text(markdown(result), encoding="utf-8")
@@ -328,8 +320,6 @@ def _no_nan(value):
 
 
 def as_json(result: DemoResult) -> dict:
-    from dataclasses import asdict
-
     return {
         "config": asdict(result.config),
         "samples": result.samples,

@@ -1,0 +1,205 @@
+"""The corpus metrics of a set of scored questions: one function for every caller.
+
+`corpus_metrics(records)` gives the SPEC's nine corpus metrics, a 95% bootstrap
+interval for each calibration metric (ece, smece, brier, auroc) and lm-eval's standard
+error for each mean. The lm-eval aggregations, `semcal report`, `semcal rescore`,
+`semcal agree` and the demo all compute through `metric_value` and `metric_interval`
+here, so they cannot disagree.
+
+Means are taken as lm-eval takes them (`sum(values) / len(values)`, in question order),
+so a number recomputed from a saved run equals the one lm-eval wrote to the last digit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from lm_eval_semcal.core import calibration
+from lm_eval_semcal.core.records import QuestionRecord
+from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, CI_LEVEL, DEFAULT_BOOTSTRAP_ITERS
+
+__all__ = [
+    "CALIBRATION_METRICS",
+    "METRICS",
+    "MEAN_METRICS",
+    "CorpusMetrics",
+    "corpus_metrics",
+    "mean",
+    "mean_stderr",
+    "metric_interval",
+    "metric_value",
+    "question_items",
+    "question_values",
+    "warnings_logged",
+]
+
+log = logging.getLogger(__name__)
+
+# The SPEC's corpus metrics, in its order, with the direction that is better.
+METRICS: dict[str, str] = {
+    "acc": "higher",
+    "conf": "-",
+    "ece": "lower",
+    "smece": "lower",
+    "brier": "lower",
+    "auroc": "higher",
+    "sem_entropy": "-",
+    "n_classes": "-",
+    "no_answer": "lower",
+}
+CALIBRATION_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "ece": calibration.binned_ece,
+    "smece": calibration.smece,
+    "brier": calibration.brier,
+    "auroc": calibration.auroc,
+}
+MEAN_METRICS = ("acc", "conf", "sem_entropy", "n_classes", "no_answer")
+
+
+def question_values(record: QuestionRecord) -> dict[str, float]:
+    """One question's value of each mean metric."""
+    return {
+        "acc": float(record.correct),
+        "conf": float(record.confidence),
+        "sem_entropy": float(record.entropy),
+        "n_classes": float(record.n_classes),
+        "no_answer": float(record.no_answer_share),
+    }
+
+
+def question_items(record: QuestionRecord) -> dict[str, float | tuple[float, float]]:
+    """Everything one question contributes to the corpus metrics, keyed as lm-eval logs it.
+
+    The value of each mean metric, and for each calibration metric X (and its interval
+    rows X_ci_low, X_ci_high) the question's (confidence, correct) pair.
+    """
+    items: dict[str, float | tuple[float, float]] = dict(question_values(record))
+    pair = (float(record.confidence), float(record.correct))
+    for name in CALIBRATION_METRICS:
+        items[name] = pair
+        items[f"{name}_ci_low"] = pair
+        items[f"{name}_ci_high"] = pair
+    return items
+
+
+def mean(values: Sequence[float]) -> float:
+    """The mean as lm-eval's `mean` aggregation computes it."""
+    return sum(values) / len(values)
+
+
+def mean_stderr(values: Sequence[float]) -> float:
+    """lm-eval's standard error of the mean: sample standard deviation / sqrt(n); NaN for n < 2."""
+    if len(values) < 2:
+        return math.nan
+    mu = mean(values)
+    return math.sqrt(sum((x - mu) ** 2 for x in values) / (len(values) - 1)) / math.sqrt(len(values))
+
+
+@contextmanager
+def warnings_logged(label: str) -> Iterator[None]:
+    """Log the calibration module's warnings raised inside, once each, led by `label`.
+
+    The calibration functions do not know which task or metric they score: the label
+    names it, where a bare RuntimeWarning would point at the calibration module.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        log.warning("%s: %s", label, message)
+
+
+def metric_value(name: str, confidence: np.ndarray, correct: np.ndarray) -> float:
+    """Calibration metric `name` (ece, smece, brier, auroc) of the questions."""
+    return float(CALIBRATION_METRICS[name](confidence, correct))
+
+
+def metric_interval(
+    name: str,
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> tuple[float, float]:
+    """The percentile bootstrap interval of calibration metric `name`; (nan, nan) for 0 resamples."""
+    low, high = calibration.bootstrap_ci(
+        CALIBRATION_METRICS[name], confidence, correct, iters=bootstrap_iters, seed=seed, level=level
+    )
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class CorpusMetrics:
+    """The metrics of n questions.
+
+    `values` holds the nine metrics of `METRICS`; `intervals` the bootstrap interval of
+    each calibration metric ((nan, nan) when the bootstrap is off); `stderrs` lm-eval's
+    standard error of each mean metric.
+    """
+
+    n: int
+    values: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    stderrs: dict[str, float]
+    bootstrap_iters: int
+
+
+def corpus_metrics(
+    records: Sequence[QuestionRecord],
+    bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+    label: str = "semcal",
+) -> CorpusMetrics:
+    """The SPEC's corpus metrics of scored questions, with intervals and standard errors.
+
+    Parameters
+    ----------
+    records : sequence of QuestionRecord
+        One per question (from `score_questions`, or read back from a saved run).
+    bootstrap_iters : int, default 1000
+        Resamples of the questions for the 95% intervals; 0 leaves them out (NaN).
+    seed, level
+        The bootstrap's seed and coverage.
+    label : str
+        Names the questions in the warnings logged (an undefined AUROC, say).
+
+    Returns
+    -------
+    CorpusMetrics
+        acc, conf, sem_entropy, n_classes and no_answer are means over questions;
+        ece, smece, brier and auroc come from `lm_eval_semcal.core.calibration` with
+        confidence = each record's plurality share, correct = its verdict.
+    """
+    if not records:
+        raise ValueError("no questions to score: pass at least one record")
+    per_question = [question_values(record) for record in records]
+    values: dict[str, float] = {}
+    stderrs: dict[str, float] = {}
+    for name in MEAN_METRICS:
+        column = [row[name] for row in per_question]
+        values[name] = mean(column)
+        stderrs[name] = mean_stderr(column)
+    confidence = np.array([row["conf"] for row in per_question])
+    correct = np.array([row["acc"] for row in per_question])
+    intervals: dict[str, tuple[float, float]] = {}
+    for name in CALIBRATION_METRICS:
+        with warnings_logged(f"{label} {name} over {len(records)} questions"):
+            values[name] = metric_value(name, confidence, correct)
+        with warnings_logged(f"{label} {name} interval over {len(records)} questions"):
+            intervals[name] = metric_interval(name, confidence, correct, bootstrap_iters, seed, level)
+    return CorpusMetrics(
+        n=len(records),
+        values={name: values[name] for name in METRICS},
+        intervals=intervals,
+        stderrs=stderrs,
+        bootstrap_iters=bootstrap_iters,
+    )

@@ -1,0 +1,205 @@
+"""The per-question scorer: extract each response's answer, group, judge every class, record.
+
+One function does it for every caller (the lm-eval filter, `semcal rescore`, the demo,
+a Python user):
+
+    records = score_questions(questions, collapser, style="concise", answer_type="text")
+
+All questions go to the collapsing function B in one batch, and so do all their classes
+when they are judged against the gold answers, so a model-based B (NLI, embeddings, an
+LLM reader) batches its work across questions. B is any object with the `Grouper`
+interface; `lm_eval_semcal.grouping` holds the built-in ones and their registry.
+
+Correctness (SPEC, "Definitions"): every answered class is judged, the no-answer class
+never is. `gold_match="same_class"` pushes the gold aliases through B
+(`matches_gold`); `"contains"` asks whether a normalised gold alias occurs as a
+whole-word span of the class's representative sentence (the rule for `sentence`
+responses under a string B). A B whose classes hold short answers it extracted itself
+(`short_answers`, the `llm` reader) is always judged by class: containment would pass
+"Paris or Lyon" for "Paris".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from lm_eval_semcal.core.extraction import ANSWER_TYPES, STYLES, extract_answer
+from lm_eval_semcal.core.normalization import normalize_text
+from lm_eval_semcal.core.records import QuestionRecord
+from lm_eval_semcal.core.semantic_classes import SemanticClasses
+
+__all__ = [
+    "GOLD_MATCHES",
+    "GoldRequest",
+    "Grouper",
+    "GroupingRequest",
+    "Question",
+    "check_scoring_settings",
+    "gold_in_sentence",
+    "judged_by",
+    "score_question",
+    "score_questions",
+]
+
+GOLD_MATCHES: tuple[str, ...] = ("same_class", "contains")
+
+
+@dataclass(frozen=True)
+class GroupingRequest:
+    """One question's extracted answers (None = no answer) to be grouped.
+
+    `responses`, when given, are the raw sampled texts the answers were extracted from,
+    for a B that reads whole responses itself (`llm`); `answer_type` is the task's
+    (text or number), for a B that compares the two kinds differently.
+    """
+
+    question: str
+    answers: Sequence[str | None]
+    responses: Sequence[str] | None = None
+    answer_type: str = "text"
+
+
+@dataclass(frozen=True)
+class GoldRequest:
+    """Does any of `golds` fall in the class that `representative` stands for?"""
+
+    question: str
+    representative: str
+    golds: Sequence[str]
+    answer_type: str = "text"
+
+
+class Grouper(Protocol):
+    """What the scorer needs of a collapsing function B (see `lm_eval_semcal.grouping`)."""
+
+    name: str
+    short_answers: bool
+
+    def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]: ...
+
+    def matches_gold(self, requests: Sequence[GoldRequest]) -> list[bool]: ...
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question to score: its text, the model's M raw responses and the gold aliases."""
+
+    text: str
+    responses: Sequence[str]
+    golds: Sequence[str]
+
+
+def check_scoring_settings(style: str, answer_type: str, gold_match: str) -> None:
+    """Raise ValueError, naming the choices, for a style, answer type or gold rule that does not exist."""
+    for name, value, choices in (
+        ("style", style, STYLES),
+        ("answer_type", answer_type, ANSWER_TYPES),
+        ("gold_match", gold_match, GOLD_MATCHES),
+    ):
+        if value not in choices:
+            raise ValueError(f"semcal_classes: {name}={value!r}; choose one of {', '.join(choices)}")
+
+
+def judged_by(collapser: Grouper, gold_match: str) -> str:
+    """The gold rule the scorer applies with `collapser`: by class for a B of short answers."""
+    return "same_class" if collapser.short_answers else gold_match
+
+
+def gold_in_sentence(sentence: str, golds: Sequence[str]) -> bool:
+    """Whether a normalised gold alias occurs as a whole-word span of the sentence.
+
+    The task-specific rule for `sentence` responses under a string B: a whole sentence
+    never equals a short gold answer, but a correct one contains it.
+    """
+    text = f" {normalize_text(sentence)} "
+    return any(
+        (alias := normalize_text(gold)) and re.search(rf" {re.escape(alias)} ", text)
+        for gold in golds
+    )
+
+
+def score_questions(
+    questions: Sequence[Question],
+    collapser: Grouper,
+    *,
+    style: str = "concise",
+    answer_type: str = "text",
+    gold_match: str = "same_class",
+) -> list[QuestionRecord]:
+    """The record of each question: its responses' answers grouped by B, every class judged.
+
+    Parameters
+    ----------
+    questions : sequence of Question
+        Each with at least one response (a list of M strings, not one string).
+    collapser : Grouper
+        The collapsing function B, e.g. ``lm_eval_semcal.get_collapser("normalize")``.
+    style : {"concise", "sentence", "cot"}
+        How an answer is extracted from a response (`extract_answer`).
+    answer_type : {"text", "number"}
+    gold_match : {"same_class", "contains"}
+        How the gold answer is judged (see the module doc); a B of short answers is
+        always judged `same_class`.
+
+    Returns
+    -------
+    list of QuestionRecord
+        One per question, in order. ``record.confidence`` is the plurality class's
+        share of the M samples; ``record.correct`` whether the gold lands in that class.
+    """
+    check_scoring_settings(style, answer_type, gold_match)
+    for question in questions:
+        # A string here would be grouped character by character.
+        if isinstance(question.responses, str) or not isinstance(question.responses, Sequence):
+            raise TypeError(
+                f"the scorer needs each question's M responses as a list, got "
+                f"{type(question.responses).__name__}: did a step before it reduce them to one?"
+            )
+    groupings = collapser.group(
+        [
+            GroupingRequest(
+                question=q.text,
+                answers=[extract_answer(r, style, answer_type) for r in q.responses],
+                responses=list(q.responses),
+                answer_type=answer_type,
+            )
+            for q in questions
+        ]
+    )
+    judged = [
+        (i, k)
+        for i, grouping in enumerate(groupings)
+        for k in range(grouping.n_classes)
+        if k != grouping.no_answer_class
+    ]
+    if judged_by(collapser, gold_match) == "contains":
+        verdicts = [gold_in_sentence(groupings[i].representatives[k], questions[i].golds) for i, k in judged]
+    else:
+        verdicts = collapser.matches_gold(
+            [
+                GoldRequest(
+                    question=questions[i].text,
+                    representative=groupings[i].representatives[k],
+                    golds=questions[i].golds,
+                    answer_type=answer_type,
+                )
+                for i, k in judged
+            ]
+        )
+    class_correct = [[False] * grouping.n_classes for grouping in groupings]
+    for (i, k), verdict in zip(judged, verdicts, strict=True):
+        class_correct[i][k] = bool(verdict)
+    return [
+        QuestionRecord.judged(grouping, verdicts_of_question, collapser.name)
+        for grouping, verdicts_of_question in zip(groupings, class_correct, strict=True)
+    ]
+
+
+def score_question(
+    question: str, responses: Sequence[str], golds: Sequence[str], collapser: Grouper, **settings: str
+) -> QuestionRecord:
+    """`score_questions` for one question: its text, its M responses and its gold aliases."""
+    return score_questions([Question(question, responses, golds)], collapser, **settings)[0]

@@ -1,0 +1,6 @@
+"""Defaults every layer shares, importable without numpy (the CLI reads them for its help)."""
+
+# Bootstrap intervals: resamples of the questions, the generator's seed, the coverage.
+DEFAULT_BOOTSTRAP_ITERS = 1000
+BOOTSTRAP_SEED = 0
+CI_LEVEL = 0.95

@@ -1,0 +1,108 @@
+"""`semcal agree`: how much the choice of B matters, on one run's saved responses.
+
+Every semcal task of a run is scored again under each B given (as `semcal rescore`
+does, nothing written), and compared: the metrics under each, and the mean over
+questions of the adjusted Rand index between each pair's class assignments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lm_eval_semcal.core.metrics import corpus_metrics
+from lm_eval_semcal.runs.rescore import read_and_check, regroup, regrouping_step
+
+__all__ = ["Agreement", "adjusted_rand_index", "agreement", "agreement_markdown"]
+
+
+def adjusted_rand_index(labels_a: Sequence[int], labels_b: Sequence[int]) -> float:
+    """Adjusted Rand index of two groupings of the same items (Hubert and Arabie, 1985).
+
+    ARI = (sum_ij C(n_ij, 2) - E) / (0.5 (sum_i C(a_i, 2) + sum_j C(b_j, 2)) - E), with
+    n_ij the contingency counts, a_i and b_j its margins and E = sum_i C(a_i, 2)
+    sum_j C(b_j, 2) / C(n, 2). 1 for identical groupings; when both put all items in one
+    class, or each item in its own, the groupings agree and the index is 1.
+    """
+    a, b = np.asarray(labels_a), np.asarray(labels_b)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"two label lists of the same length expected, got {a.shape} and {b.shape}")
+    _, a_index = np.unique(a, return_inverse=True)
+    _, b_index = np.unique(b, return_inverse=True)
+    table = np.zeros((a_index.max() + 1, b_index.max() + 1))
+    np.add.at(table, (a_index, b_index), 1)
+
+    def pairs(counts: np.ndarray) -> float:
+        return float((counts * (counts - 1) / 2).sum())
+
+    index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+    expected = rows * cols / (len(a) * (len(a) - 1) / 2) if len(a) > 1 else 0.0
+    maximum = (rows + cols) / 2
+    if maximum == expected:
+        return 1.0
+    return (index - expected) / (maximum - expected)
+
+
+@dataclass
+class Agreement:
+    """Several B on one task's samples: metrics per B, mean per-question ARI per pair."""
+
+    task: str
+    model: str
+    collapses: list[str]
+    metrics: dict[str, dict[str, float]]
+    ari: dict[tuple[str, str], float]
+
+
+def agreement(
+    run_dir: str | Path,
+    collapses: Sequence[str],
+    collapse_args: dict[str, dict] | None = None,
+    gold_match: str | None = None,
+) -> list[Agreement]:
+    """How much the choice of B matters, per semcal task of `run_dir`.
+
+    `collapse_args` maps a B's name to its options (default options for the others).
+    """
+    options = {collapse: (collapse_args or {}).get(collapse) for collapse in collapses}
+    unknown = sorted(set(collapse_args or {}) - set(collapses))
+    if unknown:
+        raise ValueError(f"agree: options given for {unknown}, which are not among --classes {list(collapses)}")
+    found = []
+    for saved in read_and_check(run_dir, options, gold_match):
+        records = {
+            collapse: regroup(saved, regrouping_step(saved, collapse, options[collapse], gold_match))
+            for collapse in collapses
+        }
+        ari = {}
+        for i, first in enumerate(collapses):
+            for second in collapses[i + 1 :]:
+                per_question = [
+                    adjusted_rand_index(x.classes.class_ids, y.classes.class_ids)
+                    for x, y in zip(records[first], records[second], strict=True)
+                ]
+                ari[(first, second)] = float(np.mean(per_question))
+        # The table shows point values only: no intervals to pay for.
+        metrics = {
+            collapse: corpus_metrics(records[collapse], bootstrap_iters=0, label=saved.run.task).values
+            for collapse in collapses
+        }
+        found.append(Agreement(saved.run.task, saved.run.model, list(collapses), metrics, ari))
+    return found
+
+
+def agreement_markdown(found: Sequence[Agreement]) -> str:
+    """A table of acc / conf / ece / smece per B and one of ARIs, per task."""
+    lines = []
+    for one in found:
+        lines += [f"## {one.task} ({one.model})", "", "| B | acc | conf | ece | smece |", "|---|---:|---:|---:|---:|"]
+        for collapse in one.collapses:
+            m = one.metrics[collapse]
+            lines.append(f"| {collapse} | {m['acc']:.4f} | {m['conf']:.4f} | {m['ece']:.4f} | {m['smece']:.4f} |")
+        lines += ["", "| B | B' | mean ARI over questions |", "|---|---|---:|"]
+        lines += [f"| {a} | {b} | {value:.4f} |" for (a, b), value in one.ari.items()]
+        lines.append("")
+    return "\n".join(lines)

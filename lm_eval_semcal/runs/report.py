@@ -1,0 +1,321 @@
+"""`semcal report`: reliability diagrams and Markdown tables from a finished lm-eval run.
+
+The per-question records of a saved run (`runs.saved.load_run`) are all the report
+needs: every number is recomputed from them with `core.metrics.corpus_metrics` (the
+path lm-eval's aggregations take too), checked against the point values lm-eval put in
+the results JSON, and given a 95% bootstrap interval over questions.
+
+For each semcal task the report writes `<task>_reliability.png` (relplot's smoothed
+reliability curve with its bootstrap band) and `<task>.md` (the SPEC's metrics, and the
+split-half estimator that shows how much the plurality confidence is inflated at small M),
+plus one `summary.md` over all tasks. When the folder holds runs of several models, each
+file name starts with the model's folder name (`<model>__<task>...`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import relplot
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from lm_eval_semcal.core import calibration
+from lm_eval_semcal.core.estimators import SplitEstimate, split_half_estimates
+from lm_eval_semcal.core.metrics import CALIBRATION_METRICS, METRICS, corpus_metrics
+from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, DEFAULT_BOOTSTRAP_ITERS
+from lm_eval_semcal.runs.saved import TaskRun, load_run
+
+__all__ = ["TaskReport", "disagreements", "summarize", "write_reports"]
+
+log = logging.getLogger(__name__)
+
+REPORT_DIR_NAME = "semcal_report"
+AGREEMENT_TOLERANCE = 1e-9
+
+# --------------------------------------------------------------------------------------
+# Numbers
+
+
+def disagreements(
+    recomputed: dict[str, float], reported: dict[str, float], tolerance: float = AGREEMENT_TOLERANCE
+) -> list[str]:
+    """Names of the metrics whose recomputed value is more than `tolerance` off the reported one.
+
+    NaN agrees with NaN only; a metric missing from `reported` is not compared.
+    """
+    off = []
+    for name, value in recomputed.items():
+        if name not in reported:
+            continue
+        theirs = reported[name]
+        if math.isnan(value) or math.isnan(theirs):
+            if not (math.isnan(value) and math.isnan(theirs)):
+                off.append(name)
+        elif abs(value - theirs) > tolerance:
+            off.append(name)
+    return off
+
+
+@dataclass(frozen=True, eq=False)
+class TaskReport:
+    """What the report shows for one task: recomputed metrics, intervals, split estimator."""
+
+    run: TaskRun
+    stem: str
+    values: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    bootstrap_iters: int
+    split: SplitEstimate
+    split_ece: float
+    disagreements: list[str]
+
+
+def summarize(run: TaskRun, stem: str, bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS) -> TaskReport:
+    """The numbers of one task's report; logs a warning for each metric lm-eval reported differently."""
+    metrics = corpus_metrics(run.records, bootstrap_iters=bootstrap_iters, label=run.task)
+    split = split_half_estimates(run.records)
+    off = disagreements(metrics.values, run.reported)
+    for name in off:
+        log.warning(
+            "%s: %s recomputed from %s is %r but lm-eval reported %r in %s",
+            run.task, name, run.samples_file.name, metrics.values[name], run.reported[name], run.results_file.name,
+        )
+    return TaskReport(
+        run=run,
+        stem=stem,
+        values=metrics.values,
+        intervals=metrics.intervals,
+        bootstrap_iters=bootstrap_iters,
+        split=split,
+        split_ece=calibration.binned_ece(split.confidence, split.correct),
+        disagreements=off,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+
+
+def _stems(runs: Sequence[TaskRun]) -> list[str]:
+    """A distinct file name stem per run: the task, led by the model folder when there are
+    several models, followed by the filter when a task has several semcal filters."""
+    several_models = len({run.model_dir for run in runs}) > 1
+    filters = Counter((run.model_dir, run.task) for run in runs)
+    stems = []
+    for run in runs:
+        stem = run.task if filters[(run.model_dir, run.task)] == 1 else f"{run.task}_{run.filter}"
+        if several_models:
+            stem = f"{run.model_dir}__{stem}"
+        stems.append(re.sub(r"[^\w.-]+", "_", stem))
+    return stems
+
+
+def _number(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def _interval(bounds: tuple[float, float]) -> str:
+    low, high = bounds
+    return "n/a" if math.isnan(low) or math.isnan(high) else f"[{low:.4f}, {high:.4f}]"
+
+
+def _with_interval(report: TaskReport, name: str) -> str:
+    if name not in report.intervals:
+        return _number(report.values[name])
+    return f"{_number(report.values[name])} {_interval(report.intervals[name])}"
+
+
+@contextmanager
+def _numpy_global_seed(seed: int) -> Iterator[None]:
+    # relplot's bootstrap band is drawn by sklearn's BaggingRegressor from numpy's global
+    # generator: seed it so that a report is reproducible, and give the caller its state back.
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def plot_reliability(report: TaskReport, path: Path) -> None:
+    """Draw the task's reliability diagram (relplot's smoothed curve and 95% band) to a PNG."""
+    run = report.run
+    low, high = report.intervals["smece"]
+    smece_text = f"smECE {report.values['smece']:.3f}"
+    if not (math.isnan(low) or math.isnan(high)):
+        smece_text += f" [{low:.3f}, {high:.3f}]"
+    # relplot styles through matplotlib's global rcParams; rc_context gives them back.
+    with mpl.rc_context(), _numpy_global_seed(0), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Passing a dict to DataFrame.from_records")
+        relplot.diagrams.set_default_style()
+        mpl.rcParams["font.size"] = 11
+        # A Figure on an Agg canvas, not pyplot: no GUI backend, no figure left open.
+        fig = Figure(figsize=(6, 6.4))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        diagram = relplot.prepare_rel_diagram(run.confidence, run.correct, report_CE=False)
+        relplot.plot_rel_diagram(diagram, fig=fig, ax=ax, use_default_style=False)
+        ax.set_xlabel("semantic confidence (share of samples in the plurality class)")
+        ax.set_ylabel("accuracy of the plurality answer")
+        ax.set_title(
+            f"{run.task} | {run.model}\n{run.n_questions} questions, M = {run.m_label}, {smece_text}",
+            fontsize=11,
+        )
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+
+
+_BIAS_SENTENCE = (
+    "The plurality confidence c_k*/M picks the class and measures its share on the same M "
+    "samples, so it is the largest of several noisy shares and overstates the model's "
+    "top-class probability, the more so the smaller M is; the split estimator picks k* on the "
+    "first half of the samples and measures its share on the second half, which is unbiased "
+    "for that class, so the gap between the two mean confidences shows the small-M bias."
+)
+
+
+def _task_markdown(report: TaskReport) -> str:
+    run = report.run
+    half = (run.M // 2) if run.M is not None else None
+    halves = (
+        f"k* on samples 1-{half}, share on samples {half + 1}-{run.M}"
+        if half is not None
+        else "k* on the first floor(M/2) samples, share on the rest"
+    )
+    if report.bootstrap_iters:
+        ci_note = (
+            f"95% intervals: percentile bootstrap over questions, {report.bootstrap_iters} "
+            f"resamples, seed {BOOTSTRAP_SEED}."
+        )
+    else:
+        ci_note = "Bootstrap intervals are off (0 resamples)."
+    if report.disagreements:
+        check = (
+            f"**Differs from lm-eval's results JSON: {', '.join(report.disagreements)}** "
+            f"(by more than {AGREEMENT_TOLERANCE:g}; see the log)."
+        )
+    else:
+        compared = [name for name in METRICS if name in run.reported]
+        check = (
+            f"Recomputed point values agree with lm-eval's results JSON to {AGREEMENT_TOLERANCE:g} "
+            f"({len(compared)} of {len(METRICS)} metrics reported there)."
+        )
+    lines = [
+        f"# {run.task}: {run.model}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| questions (n) | {run.n_questions} |",
+        f"| samples per question (M) | {run.m_label} |",
+        f"| collapsing function (B) | {run.collapse} |",
+        f"| lm-eval filter | {run.filter} |",
+        f"| results | {run.results_file.name} |",
+        f"| samples | {run.samples_file.name} |",
+        "",
+        "## Metrics",
+        "",
+        "| metric | value | 95% CI | better |",
+        "|---|---:|---|---|",
+    ]
+    for name, better in METRICS.items():
+        bounds = _interval(report.intervals[name]) if name in report.intervals else ""
+        lines.append(f"| {name} | {_number(report.values[name])} | {bounds} | {better} |")
+    lines += [
+        "",
+        ci_note + " " + check,
+        "",
+        "## Estimator bias: split-half confidence",
+        "",
+        "| estimator | mean confidence | acc | ECE (10 bins) |",
+        "|---|---:|---:|---:|",
+        f"| plurality: c_k*/M on all M samples | {_number(report.values['conf'])} | "
+        f"{_number(report.values['acc'])} | {_number(report.values['ece'])} |",
+        f"| split: {halves} | {_number(calibration.mean_confidence(report.split.confidence, report.split.correct))} | "
+        f"{_number(calibration.accuracy(report.split.confidence, report.split.correct))} | "
+        f"{_number(report.split_ece)} |",
+        "",
+        _BIAS_SENTENCE,
+        "",
+        f"The split k* differs from the full-sample plurality class on {report.split.switched} of "
+        f"{run.n_questions} questions; each is scored by whether the gold answer lands in it.",
+        "",
+        f"![reliability diagram]({report.stem}_reliability.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _summary_markdown(reports: Sequence[TaskReport]) -> str:
+    lines = [
+        "# Semantic calibration report",
+        "",
+        "Calibration metrics with their 95% bootstrap interval over questions; split: the "
+        "split-half estimator (see each task's page).",
+        "",
+        "| task | model | n | M | B | acc | conf | ece | smece | brier | auroc | split conf | split ECE | details |",
+        "|---|---|---:|---|---|---:|---:|---|---|---|---|---:|---:|---|",
+    ]
+    for report in reports:
+        run = report.run
+        lines.append(
+            f"| {run.task} | {run.model} | {run.n_questions} | {run.m_label} | {run.collapse} | "
+            f"{_number(report.values['acc'])} | {_number(report.values['conf'])} | "
+            + " | ".join(_with_interval(report, name) for name in CALIBRATION_METRICS)
+            + f" | {_number(calibration.mean_confidence(report.split.confidence, report.split.correct))}"
+            f" | {_number(report.split_ece)} | [{report.stem}.md]({report.stem}.md) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(
+    run_dir: str | Path, out_dir: str | Path | None = None, bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS
+) -> list[Path]:
+    """Write the report of every semcal task in an lm-eval output folder.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        What `load_run` accepts: lm-eval's `--output_path` folder, a model folder in it, or
+        a results JSON.
+    out_dir : str or Path, optional
+        Where to write; default `RUN_DIR/semcal_report` (beside the JSON when given one).
+    bootstrap_iters : int, default 1000
+        Resamples for the 95% intervals (seed 0); 0 leaves them out.
+
+    Returns
+    -------
+    list of Path
+        Per task `<task>_reliability.png` and `<task>.md`, then `summary.md`.
+    """
+    run_dir = Path(run_dir)
+    runs = load_run(run_dir)
+    if out_dir is None:
+        out_dir = (run_dir.parent if run_dir.is_file() else run_dir) / REPORT_DIR_NAME
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    written: list[Path] = []
+    reports: list[TaskReport] = []
+    for run, stem in tqdm(list(zip(runs, _stems(runs))), desc="semcal report", unit="task"):
+        report = summarize(run, stem, bootstrap_iters=bootstrap_iters)
+        png = out_dir / f"{stem}_reliability.png"
+        plot_reliability(report, png)
+        markdown = out_dir / f"{stem}.md"
+        markdown.write_text(_task_markdown(report), encoding="utf-8")
+        written += [png, markdown]
+        reports.append(report)
+    summary = out_dir / "summary.md"
+    summary.write_text(_summary_markdown(reports), encoding="utf-8")
+    written.append(summary)
+    return written

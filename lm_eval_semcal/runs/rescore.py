@@ -1,0 +1,161 @@
+"""Regroup a saved run's samples under another collapsing function B, without generating.
+
+Sampling M answers per question is the expensive part of a run. lm-eval's samples files
+(`--log_samples`) keep every raw response and document, so classes, records and every
+metric can be recomputed under any B. `rescore_run` writes the result in lm-eval's own
+layout, in `<model folder>/rescored-<B>/`, so `semcal report` reads it like a run.
+Scoring goes through the same `ScoringStep` as the lm-eval filter, metrics through the
+same `corpus_metrics` as lm-eval's aggregations: the same B reproduces the run's numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lm_eval_semcal.core.metrics import CorpusMetrics, corpus_metrics, question_items
+from lm_eval_semcal.core.records import QuestionRecord
+from lm_eval_semcal.core.scoring import Question
+from lm_eval_semcal.core.settings import DEFAULT_BOOTSTRAP_ITERS
+from lm_eval_semcal.grouping.scoring_step import FILTER_NAME, ScoringStep
+from lm_eval_semcal.runs.saved import RunDirError, TaskRun, load_run, read_samples
+
+__all__ = ["SavedTask", "read_and_check", "regroup", "rescore_run"]
+
+
+@dataclass(frozen=True)
+class SavedTask:
+    """One task's logged samples (doc_id order), its scoring step and its run's resample count."""
+
+    run: TaskRun
+    step: ScoringStep
+    samples: list[dict]
+    bootstrap_iters: int
+
+    def questions(self) -> list[Question]:
+        return [
+            Question(sample["doc"]["semcal_question"], sample["resps"][0], sample["doc"]["semcal_golds"])
+            for sample in self.samples
+        ]
+
+
+def _scoring_step(config: dict, task: str, filter_name: str) -> ScoringStep:
+    """The `semcal_classes` step of `task`'s pipeline `filter_name` in a results JSON's config."""
+    for pipeline in config.get("filter_list") or []:
+        if pipeline.get("name") != filter_name:
+            continue
+        steps = pipeline.get("filter") or []
+        if [step.get("function") for step in steps] != [FILTER_NAME]:
+            raise RunDirError(
+                f"{task}: filter pipeline {filter_name!r} runs {[s.get('function') for s in steps]}; "
+                f"rescoring replays pipelines made of {FILTER_NAME} alone"
+            )
+        try:
+            return ScoringStep(**{key: value for key, value in steps[0].items() if key != "function"})
+        except TypeError as err:
+            raise RunDirError(f"{task}: the run's {FILTER_NAME} settings are not this version's: {err}") from None
+    raise RunDirError(f"{task}: the results JSON has no filter pipeline named {filter_name!r}")
+
+
+def read_saved(run: TaskRun) -> SavedTask:
+    """What a regrouping needs from `run`'s files, read once."""
+    config = json.loads(run.results_file.read_text(encoding="utf-8")).get("configs", {}).get(run.task, {})
+    # A SemcalTask records the resample count its aggregations used.
+    iters = (config.get("metadata") or {}).get("bootstrap_iters", DEFAULT_BOOTSTRAP_ITERS)
+    return SavedTask(run, _scoring_step(config, run.task, run.filter), read_samples(run), int(iters))
+
+
+def regrouping_step(
+    saved: SavedTask, collapse: str, collapse_args: dict | None = None, gold_match: str | None = None
+) -> ScoringStep:
+    """The saved task's step with B (and, when given, the gold rule) replaced."""
+    step = replace(saved.step, collapse=collapse, collapse_args=collapse_args)
+    return step if gold_match is None else replace(step, gold_match=gold_match)
+
+
+def regroup(saved: SavedTask, step: ScoringStep) -> list[QuestionRecord]:
+    """The saved questions, their raw responses scored again by `step`."""
+    return step.score(saved.questions())
+
+
+def read_and_check(run_dir: str | Path, collapses: dict[str, dict | None], gold_match: str | None) -> list[SavedTask]:
+    """Every semcal task of `run_dir`, each B's settings checked on each before any model is asked."""
+    saved = [read_saved(run) for run in load_run(run_dir)]
+    for task in saved:
+        for collapse, collapse_args in collapses.items():
+            try:
+                regrouping_step(task, collapse, collapse_args, gold_match).check()
+            except ValueError as err:
+                raise ValueError(f"{task.run.task}: {err}") from None
+    return saved
+
+
+def _results_rows(metrics: CorpusMetrics) -> dict[str, float]:
+    """The metric rows lm-eval writes for a semcal task, by metric name (filter suffix left off)."""
+    rows = {}
+    for name, value in metrics.values.items():
+        rows[name] = value
+        if name in metrics.stderrs:
+            rows[f"{name}_stderr"] = metrics.stderrs[name]
+        if name in metrics.intervals:
+            rows[f"{name}_ci_low"], rows[f"{name}_ci_high"] = metrics.intervals[name]
+    return rows
+
+
+def rescore_run(
+    run_dir: str | Path,
+    collapse: str,
+    collapse_args: dict | None = None,
+    gold_match: str | None = None,
+    bootstrap_iters: int | None = None,
+) -> list[Path]:
+    """Write every semcal task of `run_dir` regrouped under `collapse`; return the files.
+
+    Each model folder gets `rescored-<collapse>/` with a results JSON (the original's,
+    with the semcal tasks' metrics and filter settings replaced, and a `semcal_rescore`
+    entry naming the source and B) and one samples file per task whose records are the
+    new groupings. The same B reproduces the original numbers exactly. `gold_match`,
+    when given, replaces each task's rule for judging the gold answer;
+    `bootstrap_iters` the resample count of the intervals (default: the run's own).
+    """
+    written: list[Path] = []
+    sample_rows: dict[Path, list[str]] = {}
+    by_results: dict[Path, list[tuple[SavedTask, ScoringStep, list[QuestionRecord]]]] = {}
+    for saved in read_and_check(run_dir, {collapse: collapse_args}, gold_match):
+        step = regrouping_step(saved, collapse, collapse_args, gold_match)
+        by_results.setdefault(saved.run.results_file, []).append((saved, step, regroup(saved, step)))
+    for results_file, regrouped in by_results.items():
+        results = json.loads(results_file.read_text(encoding="utf-8"))
+        out_dir = results_file.parent / f"rescored-{collapse}"
+        out_dir.mkdir(exist_ok=True)
+        rescored = copy.deepcopy(results)
+        rescored["semcal_rescore"] = {
+            "source": str(results_file), "collapse": collapse, "collapse_args": collapse_args, "gold_match": gold_match,
+        }
+        for saved, step, records in regrouped:
+            task, name = saved.run.task, saved.run.filter
+            iters = saved.bootstrap_iters if bootstrap_iters is None else bootstrap_iters
+            task_results = rescored["results"][task]
+            for metric, value in _results_rows(corpus_metrics(records, iters, label=task)).items():
+                key = f"{metric},{name}"
+                # lm-eval writes a standard error only where its --bootstrap_iters allowed one
+                if metric.endswith("_stderr") and not isinstance(task_results.get(key), (int, float)):
+                    continue
+                task_results[key] = value
+            for pipeline in rescored["configs"][task]["filter_list"]:
+                if pipeline.get("name") == name:
+                    pipeline["filter"] = [{"function": FILTER_NAME, **step.settings()}]
+            # A task's filters share one samples file: collect every filter's rows first.
+            rows = sample_rows.setdefault(out_dir / saved.run.samples_file.name, [])
+            for sample, record in zip(saved.samples, records, strict=True):
+                items = question_items(record)
+                rows.append(json.dumps(sample | items | {"filtered_resps": [str(record)]}, ensure_ascii=False))
+        results_path = out_dir / results_file.name
+        results_path.write_text(json.dumps(rescored, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        written.append(results_path)
+    for samples_path, rows in sample_rows.items():
+        samples_path.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
+        written.append(samples_path)
+    return written

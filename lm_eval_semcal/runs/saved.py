@@ -1,0 +1,287 @@
+"""A finished lm-eval run, read back from disk into typed records.
+
+`lm_eval ... --output_path OUT --log_samples` writes, per run, `OUT/<model>/results_<date>.json`
+and one `OUT/<model>/samples_<task>_<date>.jsonl` per task. Each logged sample of a semcal
+task holds its question's record (`QuestionRecord`) as `filtered_resps`: `load_run`
+reads every semcal task of a folder into a `TaskRun`, and `read_samples` gives a task's
+raw logged samples (documents and responses) for regrouping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from lm_eval_semcal.core.records import DamagedRecord, QuestionRecord
+
+__all__ = ["RunDirError", "TaskRun", "load_run", "read_samples"]
+
+log = logging.getLogger(__name__)
+
+# lm-eval stamps every file of a run with datetime.now().isoformat(), ':' made '-'; the
+# stamp is the only link between a results JSON and its samples files.
+_DATE_RE = re.compile(r"_(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?)\.json$")
+
+
+class RunDirError(Exception):
+    """The given path is not a reportable lm-eval run; the message says what to do."""
+
+
+# --------------------------------------------------------------------------------------
+# Reading a run
+
+
+@dataclass(frozen=True, eq=False)
+class TaskRun:
+    """One semcal task (and filter) of an lm-eval run, read back from its results and samples files.
+
+    `doc_ids` and `records` hold one entry per question in doc_id order; `reported`
+    maps each metric name (filter suffix dropped, e.g. "ece", "ece_ci_low") to the value
+    lm-eval wrote into the results JSON.
+    """
+
+    task: str
+    filter: str
+    model: str
+    model_dir: str
+    results_file: Path
+    samples_file: Path
+    doc_ids: tuple[int, ...]
+    records: tuple[QuestionRecord, ...]
+    reported: dict[str, float]
+
+    @property
+    def n_questions(self) -> int:
+        return len(self.records)
+
+    @cached_property
+    def confidence(self) -> np.ndarray:
+        """Each question's semantic confidence (plurality share)."""
+        return np.array([record.confidence for record in self.records])
+
+    @cached_property
+    def correct(self) -> np.ndarray:
+        """Each question's verdict on its plurality class, as 0.0 / 1.0."""
+        return np.array([float(record.correct) for record in self.records])
+
+    @cached_property
+    def sample_counts(self) -> np.ndarray:
+        return np.array([record.n_samples for record in self.records])
+
+    @property
+    def M(self) -> int | None:  # noqa: N802 - the SPEC's name for samples per question
+        """Samples per question, or None when questions were sampled a different number of times."""
+        counts = set(self.sample_counts.tolist())
+        return counts.pop() if len(counts) == 1 else None
+
+    @property
+    def m_label(self) -> str:
+        if self.M is not None:
+            return str(self.M)
+        return f"{self.sample_counts.min()}-{self.sample_counts.max()} (differs between questions)"
+
+    @property
+    def collapse(self) -> str:
+        return ", ".join(sorted({record.collapse for record in self.records}))
+
+
+@dataclass(frozen=True)
+class _ResultsFile:
+    path: Path
+    date: str
+    data: dict
+
+    @property
+    def model_dir(self) -> str:
+        return str(self.data.get("model_name_sanitized") or self.path.parent.name)
+
+    @property
+    def model(self) -> str:
+        return str(self.data.get("model_name") or self.data.get("config", {}).get("model") or self.model_dir)
+
+
+def _read_results_file(path: Path) -> _ResultsFile | None:
+    """The file as a results JSON of lm-eval, or None when it is some other JSON."""
+    match = _DATE_RE.search(path.name)
+    if match is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("configs"), dict):
+        return None
+    return _ResultsFile(path=path, date=match.group(1), data=data)
+
+
+def _results_files(path: Path) -> list[_ResultsFile]:
+    if path.is_file():
+        found = _read_results_file(path)
+        if found is None:
+            raise RunDirError(
+                f"{path} is not an lm-eval results file (results_<date>.json): pass the "
+                "--output_path folder of the run or one of its results JSONs"
+            )
+        return [found]
+    # OUT holds one folder per model; OUT may also be that model folder itself.
+    candidates = sorted({*path.glob("*.json"), *path.glob("*/*.json")})
+    return [found for found in map(_read_results_file, candidates) if found is not None]
+
+
+def _newest_per_task(files: Sequence[_ResultsFile]) -> dict[tuple[str, str], _ResultsFile]:
+    """For each (model folder, task), the newest results file that holds the task."""
+    newest: dict[tuple[str, str], _ResultsFile] = {}
+    # ISO stamps of one fixed layout sort as text in time order.
+    for found in sorted(files, key=lambda f: f.date):
+        for task in found.data["configs"]:
+            newest[(found.model_dir, task)] = found
+    return newest
+
+
+def _records_by_filter(samples_file: Path) -> dict[str, list[tuple[int, QuestionRecord]]]:
+    """Per filter, the (doc_id, record) of every question; filters without records are left out.
+
+    A filter's samples are semcal records either all or not at all; a mix means a damaged
+    file, and is an error rather than a task to skip.
+    """
+    records: dict[str, list[tuple[int, QuestionRecord]]] = defaultdict(list)
+    others: Counter[str] = Counter()
+    with samples_file.open(encoding="utf-8") as lines:
+        for line_no, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                sample = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RunDirError(f"{samples_file}:{line_no} is not JSON ({err}); is the file complete?") from None
+            name = str(sample.get("filter", "none"))
+            responses = sample.get("filtered_resps")
+            try:
+                if not isinstance(responses, list) or len(responses) != 1:
+                    raise ValueError("one record per question expected")
+                record = QuestionRecord.read(responses[0])
+            except DamagedRecord as err:
+                raise RunDirError(f"{samples_file}:{line_no}: {err}") from None
+            except ValueError:
+                others[name] += 1
+                continue
+            records[name].append((int(sample["doc_id"]), record))
+    mixed = sorted(set(records) & set(others))
+    if mixed:
+        raise RunDirError(
+            f"{samples_file}: filter {mixed[0]!r} has {len(records[mixed[0]])} semcal records and "
+            f"{others[mixed[0]]} samples that are not; the file looks damaged"
+        )
+    return dict(records)
+
+
+def _reported_metrics(task_results: dict, filter_name: str) -> dict[str, float]:
+    suffix = f",{filter_name}"
+    return {
+        key[: -len(suffix)]: float(value)
+        for key, value in task_results.items()
+        if key.endswith(suffix)
+        and not key[: -len(suffix)].endswith("_stderr")
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    }
+
+
+def _task_run(
+    task: str, found: _ResultsFile, samples_file: Path, name: str, rows: list[tuple[int, QuestionRecord]]
+) -> TaskRun:
+    rows = sorted(rows, key=lambda row: row[0])
+    return TaskRun(
+        task=task,
+        filter=name,
+        model=found.model,
+        model_dir=found.model_dir,
+        results_file=found.path,
+        samples_file=samples_file,
+        doc_ids=tuple(doc_id for doc_id, _ in rows),
+        records=tuple(record for _, record in rows),
+        reported=_reported_metrics(found.data.get("results", {}).get(task, {}), name),
+    )
+
+
+def load_run(path: str | Path) -> list[TaskRun]:
+    """Every semcal task of an lm-eval output folder, from its newest run.
+
+    Parameters
+    ----------
+    path : str or Path
+        lm-eval's `--output_path` folder (holding one folder per model), one model's folder,
+        or one results JSON.
+
+    Returns
+    -------
+    list of TaskRun
+        One per semcal task (and filter) and model folder, sorted by model folder and task,
+        each read from the newest results JSON holding the task and the samples file with
+        the same date stamp. Tasks whose samples are not semcal records are skipped with a
+        log line.
+
+    Raises
+    ------
+    RunDirError
+        The path is missing, holds no results JSON, its newest results have no samples
+        files, or none of its tasks is a semcal task.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise RunDirError(f"{path} does not exist: pass the --output_path folder of an lm-eval run")
+    newest = _newest_per_task(_results_files(path))
+    if not newest:
+        raise RunDirError(
+            f"no lm-eval results JSON (results_<date>.json) in {path} or its subfolders: "
+            "run lm_eval with --output_path"
+        )
+
+    runs: list[TaskRun] = []
+    without_samples: list[str] = []
+    for (_, task), found in sorted(newest.items()):
+        samples_file = found.path.parent / f"samples_{task}_{found.date}.jsonl"
+        if not samples_file.is_file():
+            without_samples.append(task)
+            log.warning("skipping %s: %s has no samples file %s", task, found.path.name, samples_file.name)
+            continue
+        by_filter = _records_by_filter(samples_file)
+        if not by_filter:
+            log.warning("skipping %s: not a semcal task (its samples hold no semcal question records)", task)
+            continue
+        for name, rows in sorted(by_filter.items()):
+            run = _task_run(task, found, samples_file, name, rows)
+            if run.M is None:
+                log.warning("%s: questions have different numbers of samples, M = %s", task, run.m_label)
+            runs.append(run)
+
+    if runs:
+        return runs
+    if without_samples:
+        raise RunDirError(
+            f"{path} has results but no samples files (for {', '.join(without_samples)}): re-run "
+            "with --log_samples: the report needs per-question records"
+        )
+    raise RunDirError(
+        f"no semcal task in {path}: the samples of {', '.join(sorted(t for _, t in newest))} hold "
+        "no semcal question records (from the semcal_classes filter)"
+    )
+
+
+def read_samples(run: TaskRun) -> list[dict]:
+    """The run's logged samples of its filter (document, arguments, raw responses), in doc_id order."""
+    samples = []
+    with run.samples_file.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip() and (sample := json.loads(line)).get("filter", "none") == run.filter:
+                samples.append(sample)
+    samples.sort(key=lambda sample: int(sample["doc_id"]))
+    return samples
