@@ -180,70 +180,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def fixed_seed_problem(model: str) -> str | None:
-    """Why lm-eval's `model` backend cannot draw M different samples, or None.
-
-    The harness's API backends (local-completions, local-chat-completions, openai-*)
-    send `seed` (1234 unless set) with every request, and a seeded server returns the
-    same completion to the M identical requests of a question. `semcal-completions`
-    sends no seed.
-    """
-    from lm_eval.api.registry import get_model
-    from lm_eval.models.api_models import TemplateAPI
-
-    from lm_eval_semcal.harness.models import MODELS as SEMCAL_MODELS
-
-    backend = get_model(model)
-    if not issubclass(backend, TemplateAPI) or model in SEMCAL_MODELS:
-        return None
-    return (
-        f"--model {model} sends one fixed seed with every request, so a vLLM, SGLang or "
-        "OpenAI server returns the same sample M times (confidence 1.0 everywhere); use "
-        "--model semcal-completions (same options, one request of n=M samples, no seed), "
-        "or pass --allow-fixed-seed if your server ignores the seed"
-    )
-
-
-def run_lm_eval(
-    lm_eval_args: Sequence[str], repeats: int | None, allow_fixed_seed: bool = False, bootstrap_iters: int | None = None
-) -> None:
-    """lm-eval's own CLI, in this process, with the semcal tasks on the include path.
-
-    Problems that would waste the generation (a fixed-seed backend, a task that cannot
-    sample M answers) end the command with one line before any model output is drawn.
-    """
-    from lm_eval._cli import HarnessCLI
-    from lm_eval.utils import setup_logging
-
-    from lm_eval_semcal.harness.task import SemcalConfigError
-
-    setup_logging()
-    argv = list(lm_eval_args)
-    if not argv or argv[0] != "run":
-        argv.insert(0, "run")
-    saved_argv = sys.argv
-    sys.argv = ["lm_eval", *argv]
-    try:
-        harness = HarnessCLI()
-        args = harness.parse_args()
-    finally:
-        sys.argv = saved_argv
-    if not allow_fixed_seed and (problem := fixed_seed_problem(getattr(args, "model", None) or "hf")):
-        sys.exit(f"semcal run: error: {problem}")
-    user_path = getattr(args, "include_path", None)
-    args.include_path = [str(TASKS_DIR), user_path] if user_path else str(TASKS_DIR)
-    run_settings = {"repeats": repeats, "bootstrap_iters": bootstrap_iters}
-    if any(value is not None for value in run_settings.values()):
-        args.metadata = {
-            **(getattr(args, "metadata", None) or {}),
-            **{key: value for key, value in run_settings.items() if value is not None},
-        }
-    try:
-        harness.execute(args)
-    except SemcalConfigError as err:
-        sys.exit(f"semcal run: error: {err}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -253,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "tasks-dir":
         print(TASKS_DIR)
     elif args.command == "run":
+        from lm_eval_semcal.harness.evaluate import run_lm_eval
+
         run_lm_eval(rest, args.repeats, allow_fixed_seed=args.allow_fixed_seed, bootstrap_iters=args.bootstrap_iters)
     elif args.command == "report":
         from lm_eval_semcal.runs.report import write_reports

@@ -346,7 +346,7 @@ def test_registered_and_not_flagged_as_fixed_seed():
     import lm_eval_semcal.harness.models  # noqa: F401
     from lm_eval.api.registry import get_model
 
-    from lm_eval_semcal.cli import fixed_seed_problem
+    from lm_eval_semcal.harness.evaluate import fixed_seed_problem
 
     assert get_model("semcal-completions") is SemcalCompletionsAPI
     assert fixed_seed_problem("semcal-completions") is None

@@ -97,39 +97,25 @@ def noise_floor(world: synthetic.World, samples: int, runs: int = NOISE_FLOOR_RU
 def _evaluate(model_dir: Path, config: demo_model.DemoConfig, samples: int, out_dir: Path, device: str,
               batch_size: int, seed: int) -> None:
     """Sample through lm-eval (hf-semcal) and save the run as `lm_eval --output_path --log_samples` does."""
-    from lm_eval import simple_evaluate
-    from lm_eval.loggers import EvaluationTracker
-    from lm_eval.tasks import TaskManager
+    from lm_eval_semcal.harness.evaluate import evaluate_and_save
 
-    import lm_eval_semcal.harness.models  # noqa: F401 - registers hf-semcal
-    from lm_eval_semcal.tasks import TASKS_DIR
-
-    manager = TaskManager(
-        include_path=str(TASKS_DIR), include_defaults=False,
+    evaluate_and_save(
+        ["semcal_synthetic"],
+        out_dir,
         metadata={
             "repeats": samples, "world_seed": config.world_seed, "n_questions": config.n_questions,
             # The demo's intervals come from the scoring below, not from lm-eval's aggregations.
             "bootstrap_iters": 0,
         },
-    )
-    tracker = EvaluationTracker(output_path=str(out_dir))
-    results = simple_evaluate(
         model="hf-semcal",
         model_args=f"pretrained={model_dir},dtype=float32",
-        tasks=["semcal_synthetic"],
-        task_manager=manager,
         device=device,
         batch_size=batch_size,
-        log_samples=True,
         bootstrap_iters=0,
-        evaluation_tracker=tracker,
         random_seed=seed,
         numpy_random_seed=seed,
         torch_random_seed=seed,
     )
-    samples_by_task = results.pop("samples")
-    tracker.save_results_aggregated(results=results, samples=samples_by_task)
-    tracker.save_results_samples(task_name="semcal_synthetic", samples=samples_by_task["semcal_synthetic"])
 
 
 def _progress_bars():
