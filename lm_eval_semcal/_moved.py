@@ -51,14 +51,17 @@ MOVED: dict[str, str] = {
 class _Alias(importlib.abc.Loader):
     def __init__(self, new_name: str) -> None:
         self.new_name = new_name
+        self.spec = None
 
     def create_module(self, spec):
-        return importlib.import_module(self.new_name)
+        module = importlib.import_module(self.new_name)
+        self.spec = module.__spec__
+        return module
 
     def exec_module(self, module) -> None:
         # The module ran under its new name; importlib has just stamped the alias's spec
         # on it: give it back its own, so reloads and tools see the real module.
-        module.__spec__ = importlib.util.find_spec(self.new_name)
+        module.__spec__ = self.spec
 
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder):

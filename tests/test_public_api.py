@@ -1,0 +1,314 @@
+"""The public API: plain Python, without lm-eval, torch, transformers or tenacity.
+
+`import lm_eval_semcal` exports the scorer, the record, the corpus metrics and the
+registry of B; the README's example runs as printed; the CLI starts without numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+
+import pytest
+from conftest import REPO_ROOT
+from lm_eval.api.metrics import mean as lm_eval_mean
+from lm_eval.api.metrics import mean_stderr as lm_eval_mean_stderr
+
+import lm_eval_semcal
+from lm_eval_semcal import (
+    Collapser,
+    Question,
+    QuestionRecord,
+    SemanticClasses,
+    corpus_metrics,
+    get_collapser,
+    score_question,
+    score_questions,
+)
+from lm_eval_semcal.core.records import DamagedRecord
+from lm_eval_semcal.core.semantic_classes import plurality
+from lm_eval_semcal.grouping.base import group_by_first_appearance
+from lm_eval_semcal.grouping.registry import available_collapsers, check_collapser
+
+BLOCKED = ("lm_eval", "torch", "transformers", "tenacity", "sentence_transformers")
+
+
+def run_python(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_api_works_with_the_heavy_libraries_blocked():
+    out = run_python(f"""
+        import importlib.abc, json, sys
+
+        class Blocker(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {BLOCKED!r}:
+                    raise ImportError(f"blocked: {{name}}")
+
+        sys.meta_path.insert(0, Blocker())
+        import lm_eval_semcal
+        exported = {{name: getattr(lm_eval_semcal, name) for name in lm_eval_semcal.__all__}}
+        from lm_eval_semcal import Question, corpus_metrics, get_collapser, score_questions
+        from lm_eval_semcal.grouping import check_collapser
+        for name in ("embedding", "nli"):
+            check_collapser(name)  # their modules load; their models would only at build
+        records = score_questions(
+            [Question("2+2?", ["4", "4.0", "5"], ["4"]), Question("3+3?", ["7", "6", "$6"], ["6"])],
+            get_collapser("numeric"), answer_type="number",
+        )
+        print(json.dumps({{
+            "exported": len(exported),
+            "records": [[r.confidence, r.correct] for r in records],
+            "acc": corpus_metrics(records, bootstrap_iters=0).values["acc"],
+            "loaded": sorted(m for m in sys.modules if m.split(".")[0] in {BLOCKED!r}),
+        }}))
+    """)
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["exported"] == len(lm_eval_semcal.__all__) > 20
+    assert got["records"] == [[2 / 3, True], [2 / 3, True]]
+    assert got["acc"] == 1.0
+    assert got["loaded"] == []
+
+
+def test_importing_the_package_imports_nothing_numerical():
+    out = run_python("""
+        import sys
+        import lm_eval_semcal
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("numpy", "relplot", "lm_eval", "torch")))
+    """)
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["tasks-dir"], ["report", "--help"]])
+def test_the_cli_starts_without_numerical_libraries(argv):
+    out = run_python(f"""
+        import contextlib, io, sys
+        from lm_eval_semcal.cli import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                main({argv!r})
+            except SystemExit as done:
+                assert done.code in (0, None), done.code
+        heavy = ("numpy", "scipy", "relplot", "matplotlib", "sklearn", "lm_eval", "torch", "transformers", "datasets")
+        print(sorted({{m.split(".")[0] for m in sys.modules}} & set(heavy)))
+    """)
+    assert out.strip() == "[]"
+
+
+def test_the_readme_example_prints_what_it_says():
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- api-example -->\s*```python\n(.*?)```\s*<!-- /api-example -->", readme, re.S)
+    assert block, "README.md needs the <!-- api-example --> block"
+    code = block.group(1)
+    expected = [line.split("#")[-1].strip() for line in code.splitlines() if line.startswith("print(")]
+    printed = run_python(code).strip().splitlines()
+    assert printed[-len(expected):] == expected
+
+
+# ---------------------------------------------------------------------------- the scorer
+
+
+class CountingB(Collapser):
+    """Groups by lower-case text; counts its batches."""
+
+    name = "lower"
+
+    def __init__(self, short_answers: bool = False) -> None:
+        self.short_answers = short_answers
+        self.group_calls: list[int] = []
+        self.gold_calls: list[int] = []
+
+    def group(self, requests):
+        self.group_calls.append(len(requests))
+        return [
+            SemanticClasses.from_keys(r.answers, [a.lower() if a else None for a in r.answers]) for r in requests
+        ]
+
+    def matches_gold(self, requests):
+        self.gold_calls.append(len(requests))
+        return [any(g.lower() == r.representative.lower() for g in r.golds) for r in requests]
+
+
+def test_score_questions_by_hand():
+    b = CountingB()
+    questions = [
+        Question("Q1", ["Paris", "paris", "Lyon", ""], ["Paris"]),  # classes paris 2, lyon 1, none 1
+        Question("Q2", ["", "", "Rome", "Milan"], ["Rome"]),  # none 2 (first seen), rome 1, milan 1
+        Question("Q3", ["Oslo\nQ: next", " oslo "], ["Bergen"]),  # concise: first line, stripped
+    ]
+    records = score_questions(questions, b)
+    assert b.group_calls == [3]
+    # Every answered class is judged, in one batch: 2 + 2 + 1.
+    assert b.gold_calls == [5]
+    assert [r.confidence for r in records] == [0.5, 0.5, 1.0]
+    assert [r.correct for r in records] == [True, False, False]
+    assert [r.class_correct for r in records] == [(True, False, False), (False, True, False), (False,)]
+    assert records[1].plurality_class == records[1].classes.no_answer_class == 0
+    assert records[2].classes.answers == ("Oslo", "oslo")
+    assert records[0].no_answer_share == 0.25
+    assert records[0].entropy == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
+
+
+def test_contains_judges_sentences_unless_b_extracts_short_answers():
+    question = ("Capital of France?", ["It is Paris.", "It is Paris."], ["paris"])
+    assert score_question(*question, CountingB(), style="sentence", gold_match="contains").correct is True
+    # Under same_class the whole sentence is compared with the gold, and differs.
+    assert score_question(*question, CountingB(), style="sentence").correct is False
+    # A B whose classes are short answers is judged by class whatever the rule says.
+    short = CountingB(short_answers=True)
+    assert score_question(*question, short, style="sentence", gold_match="contains").correct is False
+    assert short.gold_calls == [1]
+
+
+def test_the_scorer_refuses_bad_input_before_grouping():
+    b = CountingB()
+    with pytest.raises(TypeError, match="needs each question's M responses as a list, got str"):
+        score_questions([Question("Q", "Paris", ["Paris"])], b)
+    with pytest.raises(ValueError, match="style='essay'; choose one of concise, sentence, cot"):
+        score_questions([Question("Q", ["Paris"], ["Paris"])], b, style="essay")
+    assert b.group_calls == []
+
+
+# ---------------------------------------------------------------------------- records
+
+
+def test_a_record_round_trips_through_its_json_form():
+    record = score_question("Q", ["Paris", "Lyon", "paris", ""], ["Paris"], get_collapser("normalize"))
+    text = str(record)
+    assert json.loads(text) == {
+        "answers": ["Paris", "Lyon", "paris", None],
+        "class_ids": [0, 1, 0, 2],
+        "representatives": ["Paris", "Lyon", None],
+        "no_answer_class": 2,
+        "counts": [2, 1, 1],
+        "class_correct": [True, False, False],
+        "plurality_class": 0,
+        "confidence": 0.5,
+        "correct": True,
+        "entropy": -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)),
+        "no_answer_share": 0.25,
+        "n_classes": 3,
+        "collapse": "normalize",
+    }
+    assert QuestionRecord.read(text) == record == QuestionRecord.read(json.loads(text))
+    with pytest.raises(ValueError, match="not a semcal question record"):
+        QuestionRecord.read('{"answers": []}')
+    edited = json.loads(text) | {"correct": False}
+    with pytest.raises(DamagedRecord, match="stores correct=False but its classes give True"):
+        QuestionRecord.read(edited)
+
+
+def test_the_no_answer_class_is_never_correct():
+    classes = SemanticClasses.from_keys(["", "Paris"], [None, "paris"])
+    assert QuestionRecord(classes, (True, True), "x").class_correct == (False, True)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_corpus_metrics_by_hand_and_against_lm_eval():
+    b = get_collapser("normalize")
+    records = score_questions(
+        [
+            Question("Q1", ["Paris", "paris", "Lyon", "Paris"], ["Paris"]),  # 0.75, right
+            Question("Q2", ["Rome", "Milan", "Milan", ""], ["Rome"]),  # 0.5, wrong
+            Question("Q3", ["Oslo"] * 4, ["Oslo"]),  # 1.0, right
+        ],
+        b,
+    )
+    got = corpus_metrics(records, bootstrap_iters=0)
+    conf, correct = [0.75, 0.5, 1.0], [1.0, 0.0, 1.0]
+    assert got.n == 3
+    assert got.values["acc"] == 2 / 3
+    assert got.values["conf"] == lm_eval_mean(conf) == sum(conf) / 3
+    # bins 7, 5, 9: |0.75 - 1| + |0.5 - 0| + |1 - 1|, each a third
+    assert got.values["ece"] == pytest.approx((0.25 + 0.5 + 0.0) / 3, abs=1e-15)
+    assert got.values["brier"] == pytest.approx((0.25**2 + 0.5**2 + 0.0) / 3, abs=1e-15)
+    # Two right, one wrong, the wrong one below both: every pair ordered.
+    assert got.values["auroc"] == 1.0
+    assert got.values["no_answer"] == pytest.approx(0.25 / 3)
+    assert got.values["n_classes"] == pytest.approx((2 + 3 + 1) / 3)
+    assert list(got.values) == ["acc", "conf", "ece", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer"]
+    assert got.stderrs["acc"] == lm_eval_mean_stderr(correct) == pytest.approx(statistics.stdev(correct) / math.sqrt(3))
+    assert all(math.isnan(low) and math.isnan(high) for low, high in got.intervals.values())
+    low, high = corpus_metrics(records, bootstrap_iters=200).intervals["brier"]
+    assert 0.0 <= low <= got.values["brier"] <= high <= 0.25
+
+
+def test_one_question_has_no_standard_error_and_no_questions_is_an_error():
+    (record,) = score_questions([Question("Q", ["a", "a"], ["a"])], get_collapser("exact"))
+    assert math.isnan(corpus_metrics([record], bootstrap_iters=0).stderrs["acc"])
+    with pytest.raises(ValueError, match="no questions to score"):
+        corpus_metrics([], bootstrap_iters=0)
+
+
+# ---------------------------------------------------------------------------- classes
+
+
+def test_one_tie_rule():
+    assert plurality([0, 1, 1, 0, 2]) == (0, 0.4)  # a tie goes to the class seen first
+    assert plurality([2, 1, 1]) == (1, 2 / 3)
+    assert plurality([3]) == (3, 1.0)
+    with pytest.raises(ValueError, match="at least one class id"):
+        plurality([])
+    classes = SemanticClasses.from_keys(list("abba"), list("abba"))
+    assert (classes.plurality_class, classes.plurality_share) == plurality(classes.class_ids) == (0, 0.5)
+
+
+def test_first_appearance_grouping_with_a_similarity_that_is_not_transitive():
+    # Numbers join a class when within 1 of its representative: 1~2 and 2~3, but not 1~3.
+    from lm_eval_semcal.core.scoring import GroupingRequest
+
+    rounds: list[int] = []
+
+    def join(pending: Sequence[tuple[int, str, Sequence[str]]]) -> list[int | None]:
+        rounds.append(len(pending))
+        return [
+            next((k for k, rep in enumerate(reps) if abs(int(text) - int(rep)) <= 1), None)
+            for _, text, reps in pending
+        ]
+
+    requests = [GroupingRequest("Q1", ["1", "2", "3", "1", None]), GroupingRequest("Q2", ["7"])]
+    first, second = group_by_first_appearance(requests, [r.answers for r in requests], join)
+    # "2" joins "1"; "3" is compared with the representative "1" only, and opens a class.
+    assert first.class_ids == (0, 0, 1, 0, 2) and first.no_answer_class == 2
+    assert first.representatives == ("1", "3", None)
+    assert second.class_ids == (0,)
+    assert rounds == [2, 1, 1]  # each round moves every question one distinct answer on
+
+
+# ---------------------------------------------------------------------------- the registry
+
+
+def test_the_registry_lists_the_users_b_and_loads_them_on_first_use():
+    assert available_collapsers() == ["embedding", "exact", "llm", "nli", "normalize", "numeric"]
+    out = run_python("""
+        import sys
+        from lm_eval_semcal.grouping import get_collapser
+        get_collapser("normalize")
+        print(sorted(m for m in sys.modules if m.startswith("lm_eval_semcal.grouping.")))
+    """)
+    assert eval(out) == [  # noqa: S307 - our own subprocess's printed list
+        "lm_eval_semcal.grouping.base", "lm_eval_semcal.grouping.registry", "lm_eval_semcal.grouping.strings",
+    ]
+
+
+def test_a_b_can_be_named_by_its_path():
+    entity = get_collapser("lm_eval_semcal.demo.entity:ENTITY")
+    assert entity.name == "synthetic_entity"
+    check_collapser("lm_eval_semcal.grouping.strings:make_exact")
+    with pytest.raises(ValueError, match="'lm_eval_semcal.demo.entity:NOPE' cannot be loaded"):
+        check_collapser("lm_eval_semcal.demo.entity:NOPE")
+    with pytest.raises(ValueError, match="unknown collapsing function 'normalise'; choose one of embedding, exact"):
+        check_collapser("normalise")
