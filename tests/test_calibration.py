@@ -99,10 +99,52 @@ def test_binned_ece_matches_loop_on_grid(seed, n_bins):
 # ---------------------------------------------------------------------------- other metrics
 
 
-def test_smece_is_relplot():
-    for seed in range(3):
-        conf, correct = grid_sample(3000, seed=seed, shift=0.1)
-        assert smece(conf, correct) == float(relplot.smECE(conf, correct))
+# smece's input validation (shape, empty, NaN, range, non-binary, dtype) is checked with
+# every other metric in test_input_validation below.
+
+
+@pytest.mark.parametrize(
+    "conf, correct",
+    [
+        ([1.0] * 5, [1] * 5),
+        ([0.0] * 4, [0] * 4),
+        ([0.5] * 6, [1, 0] * 3),
+        ([0.25] * 4, [1, 0, 0, 0]),
+        ([0.0, 0.0, 1.0, 1.0, 1.0], [False, False, True, True, True]),
+    ],
+)
+def test_smece_is_zero_when_every_confidence_level_is_exactly_right(conf, correct):
+    # Accuracy at each confidence equals that confidence: the residual conf - correct
+    # sums to 0 at every point, so every smoothed residual is 0.
+    assert smece(conf, correct) == 0.0
+
+
+@pytest.mark.parametrize("c", [0.0, 0.3, 0.8])
+def test_smece_of_one_confidence_level_is_its_gap(c):
+    # All questions at confidence c: E[conf - correct | conf = c] is c - acc wherever the
+    # smoother puts mass, so smECE is |c - acc| (to within relplot's 1e-4 density floor).
+    assert smece([c] * 10, [1] * 10) == pytest.approx(1.0 - c, abs=1e-4)
+    assert smece([c] * 10, [0] * 10) == pytest.approx(c, abs=1e-4)
+    assert smece([c] * 10, [1] * 5 + [0] * 5) == pytest.approx(abs(c - 0.5), abs=1e-4)
+
+
+def test_smece_of_two_distant_levels_weighs_their_gaps():
+    # Half the questions at 0.1 with 5/50 right (gap 0), half at 0.9 with 40/50 right
+    # (gap 0.1); at a bandwidth near 0.05 the two levels, 0.8 apart, do not mix:
+    # smECE = 0.5 * 0 + 0.5 * 0.1.
+    conf = [0.1] * 50 + [0.9] * 50
+    correct = [1] * 5 + [0] * 45 + [1] * 40 + [0] * 10
+    assert smece(conf, correct) == pytest.approx(0.05, abs=1e-4)
+
+
+def test_smece_takes_bools_ints_and_lists_alike():
+    conf, correct = grid_sample(300, seed=4, shift=0.1)
+    as_float = smece(conf, correct)
+    assert 0.05 < as_float < 0.2  # over-confident by about 0.1 by construction
+    assert smece(conf, correct.astype(bool)) == as_float
+    assert smece(conf, correct.astype(np.int64)) == as_float
+    assert smece(conf.tolist(), [bool(y) for y in correct]) == as_float
+    assert smece(list(conf), correct.astype(int).tolist()) == as_float
 
 
 def test_brier_by_hand():

@@ -40,14 +40,38 @@ def test_without_data_files_the_hub_dataset_is_loaded(dataset, monkeypatch):
     assert list(loaded) == [HUB[dataset][2]]
 
 
+@pytest.mark.parametrize("style", ["", "_sentence", "_cot"])
 @pytest.mark.parametrize("dataset", sorted(HUB))
-def test_every_task_yaml_names_its_loader_and_split(dataset):
+def test_every_task_loads_its_hub_dataset_and_evaluates_its_split(dataset, style, monkeypatch):
+    # Each task as lm-eval resolves it (includes, !function loaders, splits), not its text.
+    from lm_eval.tasks import TaskManager
+
     from lm_eval_semcal.tasks import TASKS_DIR
 
-    text = (TASKS_DIR / "semcal" / f"_{dataset}.yaml").read_text()
+    calls = []
+    local_rows = datasets.load_dataset("json", data_files=str(shared_file(LOCAL[dataset])), split="train")
+
+    def fake_load_dataset(path, name=None, split=None, **kwargs):
+        calls.append((path, name, split))
+        return local_rows
+
+    monkeypatch.setattr(data.datasets, "load_dataset", fake_load_dataset)
+    name = f"semcal_{dataset}{style}"
+    task = TaskManager(include_path=str(TASKS_DIR), include_defaults=False).load([name])["tasks"][name]
+    # The task's loader asked the hub for this dataset's id, config and split, once.
+    assert calls == [HUB[dataset]]
     split = HUB[dataset][2]
-    assert f"lm_eval_semcal.harness.data.load_{dataset}" in text
-    assert f"{'validation' if split == 'validation' else 'test'}_split: {split}" in text
+    if split == "validation":
+        assert (task.config.validation_split, task.config.test_split) == ("validation", None)
+        assert task.has_validation_docs() and not task.has_test_docs()
+    else:
+        assert (task.config.test_split, task.config.validation_split) == ("test", None)
+        assert task.has_test_docs() and not task.has_validation_docs()
+    # The docs lm-eval evaluates are that split's rows, with the semcal fields added
+    # (SimpleQA's fixture has one row without a gold answer, dropped).
+    docs = list(task.eval_docs)
+    assert len(docs) == len(local_rows) - (dataset == "simpleqa")
+    assert all(doc["semcal_question"] and doc["semcal_golds"] for doc in docs)
 
 
 def test_hub_failure_names_the_local_file_fix(monkeypatch):

@@ -8,16 +8,24 @@ that its files agree with one another and with an independent recomputation.
 from __future__ import annotations
 
 import json
+import math
+import re
+import string
+from collections import Counter
 
 import numpy as np
 import pytest
+import relplot
 
 from lm_eval_semcal import cli
-from lm_eval_semcal.core import calibration
+from lm_eval_semcal.core import semantic_classes
 from lm_eval_semcal.demo import models as demo_model
 from lm_eval_semcal.demo import run as demo
 from lm_eval_semcal.demo import world as synthetic
 from lm_eval_semcal.runs.saved import load_run
+
+# The tests on `demo_run` train both demo models and sample 2 x 300 x 50 answers: minutes.
+slow = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +37,7 @@ def demo_run(tmp_path_factory):
     return out / "run"
 
 
+@slow
 def test_the_demo_shows_the_three_findings(demo_run):
     summary = json.loads((demo_run / "demo.json").read_text())
     base, tuned = summary["models"]["base"], summary["models"]["tuned"]
@@ -44,39 +53,138 @@ def test_the_demo_shows_the_three_findings(demo_run):
     assert strings["conf"] - strings["acc"] < towns["conf"] - towns["acc"] - 0.2
 
 
+@slow
 def test_the_sampled_estimate_converges_to_the_exact_probability(demo_run):
     base = json.loads((demo_run / "demo.json").read_text())["models"]["base"]
     errors = [base["convergence"][str(m)]["mean_abs_error"] for m in demo.M_STEPS]
     assert errors == sorted(errors, reverse=True) and errors[-1] < 0.05
 
 
+def squad_normalize(text):
+    """SQuAD normalisation written out here: lower case, no punctuation, no articles."""
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def hand_plurality(keys):
+    """The most frequent key (None: no answer) and its share; a tie goes to the key seen first."""
+    counts = Counter(keys)
+    first_seen = {key: i for i, key in reversed(list(enumerate(keys)))}
+    best = max(counts, key=lambda key: (counts[key], -first_seen[key]))
+    return best, counts[best] / len(keys)
+
+
+def hand_scores(samples_file, world):
+    """Per question, from the raw sampled responses: the plurality of the towns (a town's
+    three forms one answer, any other text its own) over the first m samples for each m of
+    the convergence table, and of the raw strings over all of them."""
+    town_of = {squad_normalize(form): town.name for town in world.towns for form in town.forms}
+    docs = sorted(
+        (row for row in map(json.loads, samples_file.read_text().splitlines()) if row["filter"] == "semcal"),
+        key=lambda row: row["doc_id"],
+    )
+    towns = {m: ([], []) for m in demo.M_STEPS}
+    strings = ([], [])
+    for doc in docs:
+        lines = [next((line.strip() for line in r.splitlines() if line.strip()), "") for r in doc["resps"][0]]
+        keys = []
+        for line in lines:
+            text = squad_normalize(line)
+            keys.append(("town", town_of[text]) if text in town_of else (("other", text) if text else None))
+        for m, (confidence, correct) in towns.items():
+            top, share = hand_plurality(keys[:m])
+            confidence.append(share)
+            correct.append(top == ("town", doc["doc"]["answer"]["value"]))
+        top, share = hand_plurality([line or None for line in lines])
+        strings[0].append(share)
+        strings[1].append(top in doc["doc"]["semcal_golds"])
+    return {m: (np.array(c), np.array(y)) for m, (c, y) in towns.items()}, (np.array(strings[0]), np.array(strings[1]))
+
+
+def hand_town_probabilities(model_dir, world, questions):
+    """Per question, P(town | prompt): the sum over the town's forms of
+    P(" form" + end of line | prompt), one unpadded sequence at a time."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    out = []
+    with torch.no_grad():
+        for question in questions:
+            context = tokenizer(f"Q: {question.text}\nA:", add_special_tokens=False)["input_ids"]
+            probabilities = {}
+            for town in world.towns:
+                total = 0.0
+                for form in town.forms:
+                    answer = tokenizer(f" {form}\n", add_special_tokens=False)["input_ids"]
+                    logits = model(torch.tensor([context + answer])).logits[0, len(context) - 1 : -1]
+                    log_probs = torch.log_softmax(logits.double(), -1)
+                    total += math.exp(float(log_probs[torch.arange(len(answer)), torch.tensor(answer)].sum()))
+                probabilities[town.name] = total
+            out.append(probabilities)
+    return out
+
+
+@slow
 def test_the_files_agree_with_an_independent_recomputation(demo_run):
     summary = json.loads((demo_run / "demo.json").read_text())
+    base = summary["models"]["base"]
     runs = {(run.model_dir.rsplit("__", 1)[-1], run.filter): run for run in load_run(demo_run / "lm_eval")}
     assert sorted(runs) == [("base", "semcal"), ("base", "semcal_exact"), ("tuned", "semcal"), ("tuned", "semcal_exact")]
     towns = runs[("base", "semcal")]
     assert towns.n_questions == 300 and towns.M == 50
-    assert summary["models"]["base"]["metrics"]["towns"]["smece"] == pytest.approx(
-        calibration.smece(towns.confidence, towns.correct)
-    )
-    # The first M samples of each question re-grouped here give the convergence table's M = 50 row.
-    confidence, correct = demo.first_m(towns.records, 50)
-    assert np.array_equal(confidence, towns.confidence) and np.array_equal(correct, towns.correct)
     world = synthetic.build_world()
     golds = [json.loads(line)["answer"]["aliases"] for line in (demo_run / "world.jsonl").read_text().splitlines()]
     assert golds == [list(world.towns[q.gold].forms) for q in world.questions]
+
+    # Every number below is recomputed from the 50 raw responses per question that lm-eval
+    # logged, grouped here by hand, and scored with relplot (the smECE reference).
+    [samples_file] = (demo_run / "lm_eval").glob("*__base/samples_semcal_synthetic_*.jsonl")
+    by_m, (string_confidence, string_correct) = hand_scores(samples_file, world)
+    confidence, correct = by_m[50]
+    np.testing.assert_array_equal(towns.confidence, confidence)
+    np.testing.assert_array_equal(towns.correct, correct)
+    metrics = base["metrics"]
+    assert metrics["towns"]["conf"] == pytest.approx(confidence.mean(), abs=1e-12)
+    assert metrics["towns"]["acc"] == pytest.approx(correct.mean(), abs=1e-12)
+    assert metrics["towns"]["smece"] == pytest.approx(float(relplot.smECE(confidence, correct.astype(float))), abs=1e-12)
+    assert metrics["strings"]["conf"] == pytest.approx(string_confidence.mean(), abs=1e-12)
+    assert metrics["strings"]["acc"] == pytest.approx(string_correct.mean(), abs=1e-12)
+
+    rows = [json.loads(line) for line in (demo_run / "per_question.jsonl").read_text().splitlines()]
+    base_rows = [row for row in rows if row["model"] == "base"]
+    assert len(base_rows) == 300
+    assert [row["sampled_confidence"] for row in base_rows] == confidence.tolist()
+    assert [row["correct"] for row in base_rows] == correct.tolist()
+    assert [row["gold"] for row in base_rows] == [world.towns[q.gold].name for q in world.questions]
+    # The exact probabilities, by teacher forcing written here, on the first questions.
+    by_hand = hand_town_probabilities(base["model_dir"], world, world.questions[:3])
+    for probabilities, row in zip(by_hand, base_rows[:3], strict=True):
+        top = max(probabilities, key=probabilities.get)
+        assert row["exact_top_town"] == top
+        assert row["exact_top_probability"] == pytest.approx(probabilities[top], rel=1e-4)
+    exact = np.array([row["exact_top_probability"] for row in base_rows])
+    assert base["mean_abs_error"] == pytest.approx(np.abs(confidence - exact).mean(), abs=1e-12)
+    for m, (confidence_m, correct_m) in by_m.items():
+        row = base["convergence"][str(m)]
+        assert row["mean_abs_error"] == pytest.approx(np.abs(confidence_m - exact).mean(), abs=1e-12)
+        assert row["smece"] == pytest.approx(float(relplot.smECE(confidence_m, correct_m.astype(float))), abs=1e-12)
+
     diagrams = [path.name for path in (demo_run / "report").iterdir() if path.name.endswith("_reliability.png")]
     assert len(diagrams) == 4
     assert "- [x] tuned model overconfident" in (demo_run / "demo.md").read_text()
-    rows = [json.loads(line) for line in (demo_run / "per_question.jsonl").read_text().splitlines()]
-    base_rows = [row for row in rows if row["model"] == "base"]
-    assert len(base_rows) == 300 and [row["sampled_confidence"] for row in base_rows] == towns.confidence.tolist()
-    mean_error = np.mean([abs(row["sampled_confidence"] - row["exact_top_probability"]) for row in base_rows])
-    assert mean_error == pytest.approx(summary["models"]["base"]["mean_abs_error"])
 
 
 def test_the_noise_floor_of_a_perfect_predictor_by_hand():
     # One question with a certain answer: every simulated run has confidence 1, correct.
     world = synthetic.World(0, synthetic.towns(), (synthetic.Question("q", "Q?", ((3, 20),), 3),))
     assert demo.noise_floor(world, 10, runs=5) == {"median": 0.0, "p95": 0.0}
-    assert demo.plurality([0, 1, 1, 0, 2]) == (0, 0.4)  # a tie goes to the class seen first
+    # The same certain answer judged against another gold town: confidence 1, always wrong.
+    wrong = synthetic.World(0, synthetic.towns(), (synthetic.Question("q", "Q?", ((3, 20),), 5),))
+    assert demo.noise_floor(wrong, 10, runs=5) == pytest.approx({"median": 1.0, "p95": 1.0}, abs=1e-3)
+    # Both: every run is one right and one wrong answer at confidence 1, smECE |1 - 1/2|.
+    both = synthetic.World(0, synthetic.towns(), world.questions + wrong.questions)
+    assert demo.noise_floor(both, 10, runs=5) == pytest.approx({"median": 0.5, "p95": 0.5}, abs=1e-3)
+    # The demo picks its plurality with the package's rule: a tie goes to the class seen first.
+    assert semantic_classes.plurality([0, 1, 1, 0, 2]) == (0, 0.4)

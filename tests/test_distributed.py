@@ -32,6 +32,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # two accelerate processes, each loading lm-eval and a model
 def test_two_cpu_processes_give_the_complete_result_set(tmp_path):
     model_dir = build_tiny_model(tmp_path / "tiny")
     # accelerate comes with lm-eval[hf]; its launcher sits beside this interpreter. Its

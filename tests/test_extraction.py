@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 import pytest
@@ -12,9 +13,34 @@ from lm_eval_semcal.core.extraction import ANSWER_TYPES, STYLES, extract_answer,
 from lm_eval_semcal.core.normalization import parse_number
 
 
-def test_choices() -> None:
-    assert STYLES == ("concise", "sentence", "cot")
-    assert ANSWER_TYPES == ("text", "number")
+@pytest.mark.parametrize(
+    ("style", "answer_type", "expected"),
+    [
+        # The module docstring's rules, applied by hand to "The answer is 18.".
+        ("concise", "text", "The answer is 18."),
+        ("sentence", "text", "The answer is 18."),
+        ("cot", "text", "18"),
+        ("concise", "number", "18"),
+        ("sentence", "number", "18"),
+        ("cot", "number", "18"),
+    ],
+)
+def test_every_advertised_choice_is_accepted(style: str, answer_type: str, expected: str) -> None:
+    # STYLES and ANSWER_TYPES are what callers offer as choices: each must be honoured.
+    assert style in STYLES and answer_type in ANSWER_TYPES
+    assert extract_answer("The answer is 18.", style, answer_type) == expected
+
+
+def test_choices_are_enforced_with_a_message_naming_them() -> None:
+    with pytest.raises(ValueError, match=re.escape("unknown style 'verbose'; choose one of 'concise', 'sentence', 'cot'")):
+        extract_answer("Paris", "verbose")
+    with pytest.raises(ValueError, match=re.escape("unknown answer_type 'numeric'; choose one of 'text', 'number'")):
+        extract_answer("18", "concise", "numeric")
+    # Checked before the response is looked at: even a response with nothing to extract.
+    with pytest.raises(ValueError, match=re.escape("unknown style 'Concise'")):
+        extract_answer(None, "Concise")
+    with pytest.raises(ValueError, match=re.escape("unknown answer_type 'TEXT'")):
+        extract_answer("", "cot", "TEXT")
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ def only(paths: list[Path]) -> Path:
     return paths[0]
 
 
+@pytest.mark.slow  # console scripts on a real model in subprocesses
 def test_lm_eval_console_runs_a_semcal_task_on_a_local_file(tiny_model, tmp_path):
     out = tmp_path / "out"
     result = run(
@@ -83,6 +84,7 @@ def test_lm_eval_console_runs_a_semcal_task_on_a_local_file(tiny_model, tmp_path
     assert metrics["conf"] == pytest.approx(float(sum(confidences) / 3))
 
 
+@pytest.mark.slow  # console scripts on a real model in subprocesses
 def test_semcal_run_includes_the_tasks_and_sets_repeats(tiny_model, tmp_path):
     out = tmp_path / "out"
     run(
@@ -122,6 +124,7 @@ def test_semcal_run_rejects_bad_repeats(tmp_path):
     assert "--repeats: must be >= 2, got 1" in result.stderr
 
 
+@pytest.mark.slow  # console scripts on a real model in subprocesses
 def test_semcal_run_ends_a_misconfigured_run_with_one_line(tiny_model, tmp_path):
     result = subprocess.run(
         [

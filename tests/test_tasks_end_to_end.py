@@ -217,7 +217,28 @@ def test_every_task_reports_the_nine_metrics(task):
     got = metrics_of(results, task)
     for name in NINE_METRICS:
         assert name in got
-    assert got["no_answer"] == pytest.approx(1 / 3) if task.endswith("_cot") else True
+    # Every style extracts an answer from the two "The answer is N." samples: concise and
+    # sentence take the whole first line (text) or its number (gsm8k); cot the text or
+    # number after the phrase. Only "" is no-answer: one sample in three, both questions.
+    assert got["no_answer"] == pytest.approx(1 / 3)
+    # The three samples are three classes (4, 5, no-answer: "answer is 4" and "answer is
+    # 5" normalise apart), so k* is the first, "The answer is 4." / "4", at share 1/3.
+    assert got["conf"] == pytest.approx(1 / 3)
+    assert got["n_classes"] == pytest.approx(3.0)
+    assert got["sem_entropy"] == pytest.approx(math.log(3))
+    # Only NQ-Open's second question ("how many strings does a standard violin have",
+    # golds "four", "4") can be right: its cot answer "4" is a gold, and its sentence
+    # "The answer is 4." contains "4"; the concise line "answer is 4" equals no gold.
+    # No fixture gold of TriviaQA, SimpleQA or GSM8K (18, 3) is 4.
+    right = 1 if task in ("semcal_nq_open_sentence", "semcal_nq_open_cot") else 0
+    assert got["acc"] == pytest.approx(right / 2)
+    # One confidence level, 1/3: ECE = |1/3 - acc|, Brier = mean of (1/3 - correct)^2.
+    assert got["ece"] == pytest.approx(abs(1 / 3 - right / 2))
+    assert got["brier"] == pytest.approx((right * (2 / 3) ** 2 + (2 - right) * (1 / 3) ** 2) / 2)
+    if right:
+        assert got["auroc"] == pytest.approx(0.5)  # one right, one wrong, tied confidence
+    else:
+        assert math.isnan(got["auroc"])  # all wrong: undefined
     config = results["configs"][task]
     assert config["repeats"] == 3
     assert config["generation_kwargs"]["top_k"] == 0
@@ -231,6 +252,7 @@ DATA_FILES = {
 }
 
 
+@pytest.mark.slow  # indexes lm-eval's thousands of task YAMLs, twice
 def test_groups_and_tags_resolve_beside_the_harness_suites():
     task_manager = TaskManager(include_path=str(TASKS_DIR), metadata={"data_files": DATA_FILES})
     assert "semcal" in task_manager.all_groups
