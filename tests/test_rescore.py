@@ -48,17 +48,16 @@ def run_dir(tmp_path_factory) -> Path:
     return save_scripted_run(tmp_path_factory.mktemp("lm_eval_out"), SCRIPT, TASK, BOOTSTRAP_ITERS)
 
 
-@pytest.fixture
-def bootstrap_as_the_run(monkeypatch):
-    monkeypatch.setenv("SEMCAL_BOOTSTRAP_ITERS", BOOTSTRAP_ITERS)
-
-
 def same(a, b) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
-def test_the_same_b_reproduces_every_reported_number(run_dir, bootstrap_as_the_run):
+def test_the_same_b_reproduces_every_reported_number(run_dir):
     (original,) = load_run(run_dir)
+    # The run recorded the resample count its intervals used, and rescore reads it back
+    # (the environment says 0 in this suite: it is not consulted).
+    recorded = json.loads(original.results_file.read_text())["configs"][TASK]["metadata"]["bootstrap_iters"]
+    assert recorded == int(BOOTSTRAP_ITERS)
     written = rescore_run(run_dir, "normalize")
     results = json.loads(written[0].read_text())
     before = json.loads(original.results_file.read_text())["results"][TASK]
@@ -71,7 +70,14 @@ def test_the_same_b_reproduces_every_reported_number(run_dir, bootstrap_as_the_r
     assert results["semcal_rescore"]["collapse"] == "normalize"
 
 
-def test_another_b_regroups_the_saved_responses(run_dir, bootstrap_as_the_run):
+def test_the_resample_count_can_be_overridden(run_dir):
+    written = rescore_run(run_dir, "normalize", bootstrap_iters=0)
+    after = json.loads(written[0].read_text())["results"][TASK]
+    assert math.isnan(after["ece_ci_low,semcal"]) and math.isnan(after["smece_ci_high,semcal"])
+    assert after["ece,semcal"] == pytest.approx(json.loads(load_run(run_dir)[0].results_file.read_text())["results"][TASK]["ece,semcal"])
+
+
+def test_another_b_regroups_the_saved_responses(run_dir):
     written = rescore_run(run_dir, "exact")
     assert written[0].parent.name == "rescored-exact"
     results = json.loads(written[0].read_text())["results"][TASK]
@@ -109,7 +115,7 @@ def test_adjusted_rand_index_by_hand():
         adjusted_rand_index([0, 1], [0])
 
 
-def test_cli_rescore_then_report_reads_the_rescored_run(run_dir, bootstrap_as_the_run, capsys, tmp_path):
+def test_cli_rescore_then_report_reads_the_rescored_run(run_dir, capsys, tmp_path):
     assert cli.main(["rescore", str(run_dir), "--classes", "exact"]) == 0
     paths = capsys.readouterr().out.split()
     assert paths[0].endswith(".json") and "rescored-exact" in paths[0]
@@ -155,7 +161,7 @@ def test_a_pipeline_with_other_steps_is_refused(run_dir, tmp_path):
         rescore_run(copy, "exact")
 
 
-def test_a_model_based_b_rescores_too(run_dir, bootstrap_as_the_run):
+def test_a_model_based_b_rescores_too(run_dir):
     # The scripted answers differ only in case and punctuation: embedding (on normalised
     # text) groups them exactly as normalize does.
     (found,) = agreement(run_dir, ["normalize", "embedding"])
@@ -164,7 +170,7 @@ def test_a_model_based_b_rescores_too(run_dir, bootstrap_as_the_run):
     assert found.metrics["embedding"]["acc"] == pytest.approx(NORMALIZE["acc"])
 
 
-def test_every_filter_of_a_task_keeps_its_samples(tmp_path, bootstrap_as_the_run):
+def test_every_filter_of_a_task_keeps_its_samples(tmp_path):
     # Two pipelines on one task share one samples file; both must survive the rescore.
     tasks_dir = tmp_path / "tasks"
     tasks_dir.mkdir()

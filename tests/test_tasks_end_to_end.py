@@ -417,6 +417,29 @@ def test_an_unreadable_bootstrap_setting_is_rejected_before_generation(monkeypat
     assert lm.requests == []
 
 
+def test_the_bootstrap_count_is_run_metadata_and_recorded(monkeypatch):
+    # The environment says 0 (no intervals); the run's metadata says 200 and wins.
+    monkeypatch.setenv("SEMCAL_BOOTSTRAP_ITERS", "0")
+    task_manager = semcal_task_manager(data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=4, bootstrap_iters=200)
+    results = simple_evaluate(model=ScriptedLM(TRIVIAQA_SCRIPT), tasks=["semcal_triviaqa"], task_manager=task_manager)
+    got = metrics_of(results, "semcal_triviaqa")
+    assert got["brier_ci_low"] < got["brier"] < got["brier_ci_high"]
+    assert results["configs"]["semcal_triviaqa"]["metadata"]["bootstrap_iters"] == 200
+    # Without the metadata, the environment's count is used and recorded.
+    results = evaluate(ScriptedLM(TRIVIAQA_SCRIPT), "semcal_triviaqa", FIXTURES / "triviaqa.jsonl", repeats=4)
+    assert math.isnan(metrics_of(results, "semcal_triviaqa")["brier_ci_low"])
+    assert results["configs"]["semcal_triviaqa"]["metadata"]["bootstrap_iters"] == 0
+
+
+@pytest.mark.parametrize("value", ["1k", -1, 2.5, True])
+def test_an_unreadable_bootstrap_metadata_is_rejected_before_generation(value):
+    lm = ScriptedLM(TRIVIAQA_SCRIPT)
+    task_manager = semcal_task_manager(data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=2, bootstrap_iters=value)
+    with pytest.raises(SemcalConfigError, match=r"--metadata bootstrap_iters=.*: set it to a whole number >= 0"):
+        simple_evaluate(model=lm, tasks=["semcal_triviaqa"], task_manager=task_manager)
+    assert lm.requests == []
+
+
 def test_the_group_and_a_tag_run_together_on_local_files():
     task_manager = semcal_task_manager(data_files=DATA_FILES, repeats=3)
     # Paris / 4 / Paris: on the numeric GSM8K tasks "Paris" has no number (no-answer).
