@@ -22,6 +22,8 @@ from lm_eval.api.instance import Instance
 from lm_eval.tasks import TaskManager
 
 from lm_eval_semcal.harness.api_model import ServerReplyError, SemcalCompletionsAPI, completions_from_reply
+from lm_eval_semcal.harness.evaluate import evaluate_and_save
+from lm_eval_semcal.runs.saved import load_run
 from lm_eval_semcal.tasks import TASKS_DIR
 
 COMPLETIONS_PATH = "/v1/completions"
@@ -337,6 +339,20 @@ def test_triviaqa_through_simple_evaluate(server):
     samples = {s["doc"]["semcal_id"]: s for s in results["samples"]["semcal_triviaqa"]}
     assert samples["tc_1"]["resps"][0] == TRIVIAQA_REPLIES["What is the capital city of France?"]
     assert samples["tc_4"]["filtered_resps"][0].to_dict()["representatives"] == ["Lisbon", "Madrid", "Lisboa", "Porto"]
+
+
+def test_a_saved_run_of_the_api_backend_reads_back(server, tmp_path):
+    # lm-eval rebuilds every dict of the logged samples of a model with a MULTIMODAL
+    # attribute (its API models) before saving them; the record is no dict, so it is
+    # saved as its JSON, and the saved run reads back.
+    server.behaviour = lambda payload: (200, choices_reply(TRIVIAQA_REPLIES[question_of(payload["prompt"])]))
+    metadata = {"data_files": str(FIXTURES / "triviaqa.jsonl"), "repeats": 4, "bootstrap_iters": 0}
+    evaluate_and_save(["semcal_triviaqa"], tmp_path, metadata, model=make_model(server), bootstrap_iters=0)
+    [line, *_] = next(tmp_path.rglob("samples_semcal_triviaqa_*.jsonl")).read_text().splitlines()
+    assert json.loads(json.loads(line)["filtered_resps"][0])["answers"] == ["Paris", "Paris", "paris.", "Lyon"]
+    (run,) = load_run(tmp_path)
+    assert run.confidence.tolist() == [0.75, 0.75, 1.0, 0.25]
+    assert run.correct.tolist() == [1.0, 0.0, 1.0, 1.0]
 
 
 # --- registry and CLI -------------------------------------------------------------
