@@ -28,13 +28,12 @@ from tqdm import tqdm
 
 from lm_eval_semcal.core import calibration
 from lm_eval_semcal.core.estimators import first_m_estimates
-from lm_eval_semcal.core.metrics import corpus_metrics
 from lm_eval_semcal.core.semantic_classes import plurality
 from lm_eval_semcal.demo import models as demo_model
 from lm_eval_semcal.demo import world as synthetic
 from lm_eval_semcal.grouping.torch_devices import check_device
-from lm_eval_semcal.runs.report import write_reports
-from lm_eval_semcal.runs.saved import TaskRun, load_run
+from lm_eval_semcal.runs.report import TaskReport, report_runs
+from lm_eval_semcal.runs.saved import load_run
 
 M_STEPS = (5, 10, 20, 50)
 NOISE_FLOOR_RUNS = 200
@@ -134,19 +133,15 @@ def _progress_bars():
 
 
 def _score_model(
-    name: str, model_dir: Path, by_grouping: dict[str, TaskRun], world: synthetic.World, device: str,
-    bootstrap_iters: int,
+    name: str, model_dir: Path, by_grouping: dict[str, TaskReport], world: synthetic.World, device: str
 ) -> tuple[ModelResult, list[dict]]:
     """One model's numbers against its exact probabilities, and its per-question rows."""
     probabilities = demo_model.town_probabilities(model_dir, world, device=device)
     exact_confidence = probabilities.max(1)
     exact_correct = probabilities.argmax(1) == np.array([q.gold for q in world.questions])
-    metrics, intervals = {}, {}
-    for grouping, run in by_grouping.items():
-        scored = corpus_metrics(run.records, bootstrap_iters=bootstrap_iters, label=f"{name}-{grouping}")
-        metrics[grouping] = dict(scored.values)
-        intervals[grouping] = dict(scored.intervals)
-    towns = by_grouping["towns"]
+    metrics = {grouping: dict(report.values) for grouping, report in by_grouping.items()}
+    intervals = {grouping: dict(report.intervals) for grouping, report in by_grouping.items()}
+    towns = by_grouping["towns"].run
     rows = [
         {
             "model": name,
@@ -203,17 +198,19 @@ def run_demo(
         shutil.rmtree(own, ignore_errors=True)
     for model_dir in models.values():
         _evaluate(model_dir, config, samples, run_dir, device, batch_size, seed)
-    write_reports(run_dir, out_dir / "report", bootstrap_iters=bootstrap_iters)
+    reports, _ = report_runs(load_run(run_dir), out_dir / "report", bootstrap_iters)
 
-    runs = {(run.model_dir, run.filter): run for run in load_run(run_dir)}
+    by_run = {(report.run.model_dir, report.run.filter): report for report in reports}
     results: dict[str, ModelResult] = {}
     per_question: list[dict] = []
     for name, model_dir in models.items():
         by_grouping = {
-            grouping: next(run for (folder, filt), run in runs.items() if filt == pipeline and folder.endswith(name))
+            grouping: next(
+                report for (folder, filt), report in by_run.items() if filt == pipeline and folder.endswith(name)
+            )
             for grouping, pipeline in (("towns", "semcal"), ("strings", "semcal_exact"))
         }
-        results[name], rows = _score_model(name, model_dir, by_grouping, world, device, bootstrap_iters)
+        results[name], rows = _score_model(name, model_dir, by_grouping, world, device)
         per_question += rows
     floor = noise_floor(world, samples)
     result = DemoResult(config, samples, len(world.questions), results, floor, findings(results), out_dir)

@@ -37,7 +37,7 @@ from lm_eval_semcal.core.metrics import CALIBRATION_METRICS, METRICS, corpus_met
 from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.runs.saved import TaskRun, load_run
 
-__all__ = ["TaskReport", "disagreements", "summarize", "write_reports"]
+__all__ = ["TaskReport", "disagreements", "report_runs", "summarize", "write_reports"]
 
 log = logging.getLogger(__name__)
 
@@ -302,9 +302,19 @@ def write_reports(
     runs = load_run(run_dir)
     if out_dir is None:
         out_dir = (run_dir.parent if run_dir.is_file() else run_dir) / REPORT_DIR_NAME
+    _, written = report_runs(runs, out_dir, bootstrap_iters)
+    return written
+
+
+def report_runs(
+    runs: Sequence[TaskRun], out_dir: str | Path, bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS
+) -> tuple[list[TaskReport], list[Path]]:
+    """Summarise each run (`summarize`) and write its diagram and table, then `summary.md`.
+
+    Returns the reports, for a caller that shows their numbers too, and the files written.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-
     written: list[Path] = []
     reports: list[TaskReport] = []
     for run, stem in tqdm(list(zip(runs, _stems(runs))), desc="semcal report", unit="task"):
@@ -318,4 +328,4 @@ def write_reports(
     summary = out_dir / "summary.md"
     summary.write_text(_summary_markdown(reports), encoding="utf-8")
     written.append(summary)
-    return written
+    return reports, written
