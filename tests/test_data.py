@@ -25,8 +25,8 @@ LOCAL = {
 }
 
 
-@pytest.mark.parametrize("dataset", sorted(HUB))
-def test_without_data_files_the_hub_dataset_is_loaded(dataset, monkeypatch):
+def fake_hub(dataset, monkeypatch):
+    """The hub replaced by the dataset's local rows: the (path, name, split) asked for, and the rows."""
     calls = []
     local_rows = datasets.load_dataset("json", data_files=str(shared_file(LOCAL[dataset])), split="train")
 
@@ -35,6 +35,12 @@ def test_without_data_files_the_hub_dataset_is_loaded(dataset, monkeypatch):
         return local_rows
 
     monkeypatch.setattr(data.datasets, "load_dataset", fake_load_dataset)
+    return calls, local_rows
+
+
+@pytest.mark.parametrize("dataset", sorted(HUB))
+def test_without_data_files_the_hub_dataset_is_loaded(dataset, monkeypatch):
+    calls, _ = fake_hub(dataset, monkeypatch)
     loaded = data.load_semcal_dataset(dataset, pretrained="some/model", version=1.0)
     assert calls == [HUB[dataset]]
     assert list(loaded) == [HUB[dataset][2]]
@@ -48,14 +54,7 @@ def test_every_task_loads_its_hub_dataset_and_evaluates_its_split(dataset, style
 
     from lm_eval_semcal.tasks import TASKS_DIR
 
-    calls = []
-    local_rows = datasets.load_dataset("json", data_files=str(shared_file(LOCAL[dataset])), split="train")
-
-    def fake_load_dataset(path, name=None, split=None, **kwargs):
-        calls.append((path, name, split))
-        return local_rows
-
-    monkeypatch.setattr(data.datasets, "load_dataset", fake_load_dataset)
+    calls, local_rows = fake_hub(dataset, monkeypatch)
     name = f"semcal_{dataset}{style}"
     task = TaskManager(include_path=str(TASKS_DIR), include_defaults=False).load([name])["tasks"][name]
     # The task's loader asked the hub for this dataset's id, config and split, once.
