@@ -20,7 +20,6 @@ another class (the split-half estimator) are scored exactly.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +66,6 @@ class QuestionRecord:
             raise ValueError(f"{len(self.class_correct)} verdicts for {self.classes.n_classes} classes")
         verdicts = tuple(bool(v) and k != self.classes.no_answer_class for k, v in enumerate(self.class_correct))
         object.__setattr__(self, "class_correct", verdicts)
-
-    @classmethod
-    def judged(cls, classes: SemanticClasses, class_correct: Sequence[bool], collapse: str) -> QuestionRecord:
-        """The record of one question, given the gold verdict on each of its classes."""
-        return cls(classes, tuple(class_correct), collapse)
 
     @property
     def plurality_class(self) -> int:

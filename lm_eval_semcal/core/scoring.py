@@ -193,7 +193,7 @@ def score_questions(
     for (i, k), verdict in zip(judged, verdicts, strict=True):
         class_correct[i][k] = bool(verdict)
     return [
-        QuestionRecord.judged(grouping, verdicts_of_question, collapser.name)
+        QuestionRecord(grouping, tuple(verdicts_of_question), collapser.name)
         for grouping, verdicts_of_question in zip(groupings, class_correct, strict=True)
     ]
 
