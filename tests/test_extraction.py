@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lm_eval_semcal.core.extraction import ANSWER_TYPES, STYLES, extract_answer, first_sentence, gsm8k_gold
-from lm_eval_semcal.core.normalization import parse_number
+from lm_eval_semcal.core.normalization import is_blank, parse_number
 
 
 @pytest.mark.parametrize(
@@ -54,6 +54,13 @@ def test_choices_are_enforced_with_a_message_naming_them() -> None:
         ("Paris\u2028London", "concise", "text", "Paris"),
         ("", "concise", "text", None),
         ("   \n\t\n  ", "concise", "text", None),
+        # A line of invisible characters (format, control) is as empty as a blank one.
+        ("\ufeff", "concise", "text", None),
+        ("\x00", "concise", "text", None),
+        ("\u200b \u202e\n\u200bParis\n", "concise", "text", "\u200bParis"),
+        ("\u2060\n18", "concise", "number", "18"),
+        ("The answer is \u200b.", "cot", "text", None),
+        ("The answer is\n\ufeff\nParis.", "cot", "text", "Paris"),
         # Refusals are not detected: they are answers of their own.
         ("I don't know.", "concise", "text", "I don't know."),
         # concise, number: the last number of the first non-empty line, as found.
@@ -188,7 +195,7 @@ def test_extract_answer_never_raises(response: str) -> None:
         assert first in response
         assert "\n" not in first
     else:
-        assert all(not line.strip() for line in response.splitlines())
+        assert all(is_blank(line) for line in response.splitlines())
 
 
 @settings(max_examples=200, deadline=None)

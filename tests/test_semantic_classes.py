@@ -15,7 +15,8 @@ from lm_eval_semcal.grouping import (
     get_collapser,
     register_collapser,
 )
-from lm_eval_semcal.core.scoring import gold_in_sentence
+from lm_eval_semcal.core.extraction import extract_answer
+from lm_eval_semcal.core.scoring import gold_in_sentence, score_question
 from lm_eval_semcal.harness.filter import SemanticClassesFilter
 from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.core.semantic_classes import SemanticClasses
@@ -90,6 +91,28 @@ def test_gold_matching_goes_through_the_same_function():
         [GoldRequest("q", "the Eiffel Tower!", ["Eiffel Tower"]), GoldRequest("q", "Paris", ["Lyon", "Lille"])]
     ) == [True, False]
     assert numeric.matches_gold([GoldRequest("q", "$1,234.0", ["1234"]), GoldRequest("q", "3/4", ["0.75"])]) == [True, True]
+
+
+def test_the_issue_cases_land_in_the_answer_s_class_under_normalize():
+    normalize = get_collapser("normalize")
+    responses = [
+        "Shaquille O'Neal", "Shaquille O\u00b4Neal", "Shaquille O\u2019Neal", "Shaq O'Neal",
+        "Rolls-Royce", "Rolls Royce", "Pa\u200bris", "\u202eParis\u202c", "Paris", "\ufeff", "\x00",
+    ]
+    [grouping] = normalize.group([GroupingRequest("q", [extract_answer(r, "concise") for r in responses])])
+    assert list(grouping.class_ids) == [0, 0, 0, 1, 2, 2, 3, 3, 3, 4, 4]
+    assert grouping.no_answer_class == 4
+    assert grouping.counts == (3, 1, 2, 3, 2)
+
+
+def test_a_gold_made_only_of_articles_can_be_matched():
+    # The The (the band): dropping the articles would leave nothing, so they stay.
+    record = score_question("Who recorded Soul Mining?", ["The The", "the the.", "The", "Depeche Mode"],
+                            ["The The"], get_collapser("normalize"))
+    assert record.classes.class_ids == (0, 0, 1, 2)
+    assert record.class_correct == (True, False, False)
+    assert record.correct and record.confidence == 0.5
+    assert get_collapser("normalize").matches_gold([GoldRequest("q", "THE THE", ["The The"])]) == [True]
 
 
 def test_registry_errors_are_clear():

@@ -7,7 +7,8 @@ response has no extractable answer; None maps to the reserved no-answer class.
 Rules:
 
 - `concise` and `sentence`: the first non-empty line of the response, stripped (lines as
-  `str.splitlines` cuts them; a line is empty when it is only whitespace). For
+  `str.splitlines` cuts them; a line is empty when it shows nothing: only whitespace,
+  format characters such as a zero-width space or a BOM, and control characters). For
   `sentence` the whole sentence is the answer: grouping sentences needs a semantic
   collapsing function (nli / llm) or a task rule, not text normalisation.
 - `cot`: the text after the LAST "the answer is" or "the final answer is"
@@ -32,14 +33,15 @@ Rules:
 
 Refusals ("I don't know", "I cannot answer that") are not detected: they are extracted
 like any other text and form their own class(es) under the collapsing function. Only
-an empty or whitespace-only response (or cot text without the phrase) is no-answer.
+an empty response, one that shows nothing (whitespace, format and control characters
+only), or cot text without the phrase is no-answer.
 """
 
 from __future__ import annotations
 
 import re
 
-from lm_eval_semcal.core.normalization import NumberSpan, first_number_span, last_number_span
+from lm_eval_semcal.core.normalization import NumberSpan, first_number_span, is_blank, last_number_span
 
 __all__ = ["ANSWER_TYPES", "STYLES", "extract_answer", "first_sentence", "gsm8k_gold"]
 
@@ -65,9 +67,8 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 
 def _first_nonempty_line(text: str) -> str | None:
     for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return line
+        if not is_blank(line):
+            return line.strip()
     return None
 
 
@@ -109,12 +110,12 @@ def _cot_tail(response: str) -> str | None:
     tail = lines[0].strip() if lines else ""
     if tail.startswith(":"):
         tail = tail[1:].strip()
-    if not tail:
+    if is_blank(tail):
         tail = _first_nonempty_line("\n".join(lines[1:])) or ""
     tail = first_sentence(tail).rstrip()
     if tail.endswith((".", "!")):
         tail = tail[:-1].rstrip()
-    return tail
+    return "" if is_blank(tail) else tail
 
 
 def extract_answer(response: str, style: str, answer_type: str = "text") -> str | None:

@@ -61,10 +61,15 @@ class KeyCollapser(Collapser):
         return None if answer is None else self.key(answer)
 
     def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]:
-        return [
-            SemanticClasses.from_keys(r.answers, [self._key(a) for a in r.answers])
-            for r in requests
-        ]
+        return [SemanticClasses.from_keys(r.answers, self._keys(r.answers)) for r in requests]
+
+    def _keys(self, answers: Sequence[str | None]) -> list[Hashable | None]:
+        # A question's M samples repeat a few answers: each distinct one is keyed once.
+        memo: dict[str | None, Hashable | None] = {}
+        for answer in answers:
+            if answer not in memo:
+                memo[answer] = self._key(answer)
+        return [memo[answer] for answer in answers]
 
     def matches_gold(self, requests: Sequence[GoldRequest]) -> list[bool]:
         results = []
