@@ -133,6 +133,10 @@ def test_registry_errors_are_clear():
         ("The answer is the Eiffel Tower", ["Eiffel Tower"], True),
         ("", ["Paris"], False),
         ("Paris", ["", "..."], False),
+        # A gold of articles only is sought with the sentence's articles kept.
+        ("The band is The The.", ["The The"], True),
+        ("The band is Depeche Mode.", ["The The"], False),
+        ("Soul Mining is by The The", ["the the"], True),
     ],
 )
 def test_gold_in_sentence(sentence, golds, expected):

@@ -86,6 +86,7 @@ from fractions import Fraction
 from typing import NamedTuple
 
 __all__ = [
+    "ARTICLES",
     "NumberSpan",
     "find_number_spans",
     "first_number_span",
@@ -99,7 +100,8 @@ __all__ = [
 # --------------------------------------------------------------------------- text
 
 _ASCII_PUNCT = frozenset(string.punctuation)
-_ARTICLES = frozenset({"a", "an", "the"})
+# The articles SQuAD and TriviaQA drop.
+ARTICLES = frozenset({"a", "an", "the"})
 _MAX_PASSES = 8
 # U+2018 ‘, U+2019 ’, U+201B ‛, U+00B4 ´, U+0060 `, U+02BC ʼ, U+02BB ʻ, U+2032 ′,
 # U+FF07 ＇ and U+FF40 ｀: each stands for the apostrophe in real text.
@@ -157,7 +159,7 @@ def _normalize_ascii(text: str) -> str:
     text = _ASCII_INVISIBLE_RE.sub("", text).lower().replace("`", "").replace("'", "")
     text = _ASCII_GLUE_RE.sub(" ", _THOUSANDS_COMMA_RE.sub("", text))
     tokens = text.translate(_ASCII_DELETE).split()
-    words = [tok for tok in tokens if tok not in _ARTICLES]
+    words = [tok for tok in tokens if tok not in ARTICLES]
     return " ".join(words or tokens)
 
 
@@ -167,7 +169,7 @@ def _normalize_once(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower()
     text = _THOUSANDS_COMMA_RE.sub("", text.replace("'", ""))
     tokens = _replace_punctuation(text).split()
-    words = [tok for tok in tokens if tok not in _ARTICLES]
+    words = [tok for tok in tokens if tok not in ARTICLES]
     return " ".join(words or tokens)
 
 

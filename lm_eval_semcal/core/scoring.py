@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from lm_eval_semcal.core.extraction import ANSWER_TYPES, STYLES, extract_answer
-from lm_eval_semcal.core.normalization import normalize_text
+from lm_eval_semcal.core.normalization import ARTICLES, normalize_text
 from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.core.semantic_classes import SemanticClasses
 
@@ -115,8 +115,12 @@ def gold_in_sentence(sentence: str, golds: Sequence[str]) -> bool:
     never equals a short gold answer, but a correct one contains it.
     """
     text = f" {normalize_text(sentence)} "
+    # A gold made only of articles (The The) keeps them, so it is sought in the sentence
+    # with its articles kept: each word normalised alone keeps an article.
+    with_articles = f" {' '.join(filter(None, (normalize_text(word) for word in sentence.split())))} "
     return any(
-        (alias := normalize_text(gold)) and re.search(rf" {re.escape(alias)} ", text)
+        (alias := normalize_text(gold))
+        and re.search(rf" {re.escape(alias)} ", with_articles if set(alias.split()) <= ARTICLES else text)
         for gold in golds
     )
 
