@@ -164,6 +164,7 @@ def test_reader_replies_that_peers_write(reply, answer):
         ("not attempted", "NOT_ATTEMPTED"),
         ("The grade is A.", "CORRECT"),
         ("Grade: **B**", "INCORRECT"),
+        ("**Grade:** A", "CORRECT"),
         ("a wrong answer", None),  # a lower-case article is no grade
         ("Apple", None),
         ("CORRECTLY stated", None),
@@ -174,6 +175,50 @@ def test_a_grade_is_read_strictly(reply, grade):
     assert parse_grade(reply) == grade
 
 
+# Replies that OpenAI's simple-evals grades right (it takes the first A, B or C anywhere)
+# and that the strict reader of earlier versions called unreadable.
+@pytest.mark.parametrize(
+    ("reply", "grade"),
+    [
+        ("A (CORRECT)", "CORRECT"),
+        ("A - CORRECT", "CORRECT"),
+        ("A, CORRECT", "CORRECT"),
+        ("A – CORRECT", "CORRECT"),  # an en dash
+        ("A **CORRECT**", "CORRECT"),
+        ("A (correct)", "CORRECT"),
+        ("Grade: A (CORRECT)", "CORRECT"),
+        ("B (INCORRECT)", "INCORRECT"),
+        ("B - INCORRECT", "INCORRECT"),
+        ("C - NOT_ATTEMPTED", "NOT_ATTEMPTED"),
+        ("C (not attempted)", "NOT_ATTEMPTED"),
+        ("Final grade: A", "CORRECT"),
+        ("**Final grade:** C", "NOT_ATTEMPTED"),
+        ("The final grade is B.", "INCORRECT"),
+        ("Grade (A, B or C): A (CORRECT)", "CORRECT"),
+        ("<think>Rome is the gold target.</think>\nFinal grade: A (CORRECT)", "CORRECT"),
+    ],
+)
+def test_a_grade_letter_with_its_word_or_a_label_is_read(reply, grade):
+    assert parse_grade(reply) == grade
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "A (INCORRECT)",
+        "A: INCORRECT, the gold target is Rome",
+        "B (CORRECT)",
+        "C - CORRECT",
+        "A\nIncorrect.",
+        "CORRECT (B)",
+        "Grade: A (NOT_ATTEMPTED)",
+        "A correct answer would be Rome, so B",  # the article, and a word after it: no grade
+    ],
+)
+def test_a_letter_and_a_word_that_contradict_each_other_are_unreadable(reply):
+    assert parse_grade(reply) is None
+
+
 def test_the_prompts_carry_the_question_response_and_every_alias():
     prompt = extraction_prompt("Capital of France?", "  It is Paris.\n")
     assert prompt.endswith("Question: Capital of France?\nResponse: It is Paris.\nShort final answer:")
@@ -181,7 +226,7 @@ def test_the_prompts_carry_the_question_response_and_every_alias():
     assert "A number answer is written in digits" in extraction_prompt("How much?", "eighteen dollars", "number")
     grading = grading_prompt("Capital of France?", ["Paris", "City of Light"], "paris")
     assert "Gold target: Paris\nAlso accepted: City of Light\nPredicted answer: paris\n" in grading
-    assert "Also accepted" not in grading_prompt("Q?", ["Paris"], "paris")
+    assert "\nAlso accepted:" not in grading_prompt("Q?", ["Paris"], "paris")
 
 
 # --- grouping, with a scripted reader ----------------------------------------------------
@@ -267,6 +312,111 @@ def test_the_judge_grades_each_class_and_unreadable_grades_count_as_wrong(caplog
         assert b.matches_gold(requests) == [True, False, False, False]
     assert len(client.prompts) == 3
     assert "1 of 3 grades were unreadable and count as not correct" in caplog.text
+
+
+def test_the_grading_prompt_states_the_simpleqa_graders_rules_with_examples():
+    b, client = scripted(judge=True)
+    b.grade_gold([GoldRequest("Which city?", "Milan", ["Rome", "Roma", "City of Rome"])])
+    (prompt,) = client.prompts
+    assert prompt.endswith(
+        "Question: Which city?\nGold target: Rome\nAlso accepted: Roma; City of Rome\nPredicted answer: Milan\n"
+        "Grade (A, B or C):"
+    )
+    rules = {
+        "the three grades": ["A = CORRECT", "B = INCORRECT", "C = NOT_ATTEMPTED"],
+        "numbers to the gold's last significant figure": [
+            "to the gold target's last significant figure",
+            'The gold target "84 thousand" is given by 84,000, 83,600 or 84,450',
+            "contradicted by 82,000 or 84,600",
+            'The gold target "206" is given by 206 alone; 205 contradicts it.',
+        ],
+        "typos in names": ["a small typo", '"Antonin Dvorjak" gives the gold target "Antonín Dvořák"'],
+        "an omission the question implies": [
+            "leaving out what the question already says is fine",
+            '"Cleveland, Ohio", the answer "Cleveland" is CORRECT',
+        ],
+        "a gold target that says more than asked": [
+            "the predicted answer only has to answer the question",
+            '"27 May 1937", the answer "1937" is CORRECT',
+        ],
+        "hedged answers": [
+            '"I think", "probably"', "is CORRECT when it gives the gold target and nothing that contradicts it",
+        ],
+        "vague numbers": [
+            "rounded to the approximation's precision",
+            '"around 200" is NOT_ATTEMPTED and "about 300" is INCORRECT',
+            '"about 206" gives the gold target and is CORRECT',
+        ],
+        "ranges and bounds": [
+            "NOT_ATTEMPTED when the gold target lies inside it and INCORRECT when it lies outside",
+            '"between 200 and 250" and "more than 150" are NOT_ATTEMPTED, "fewer than 150" is INCORRECT',
+        ],
+        "partial answers": ['"Phobos, and I forget the other" is NOT_ATTEMPTED'],
+        "several candidates": [
+            "more than one candidate, any of them wrong, is INCORRECT even when the gold target is among them",
+            '"Dvorak or Smetana"',
+            '"Phobos and Titan"',
+        ],
+        "refusals": ['"I don\'t know", "I would have to look it up"'],
+        "the reply's form": ["Reply with the single letter A, B or C and nothing else."],
+    }
+    missing = {rule: phrase for rule, phrases in rules.items() for phrase in phrases if phrase not in prompt}
+    assert missing == {}
+
+
+VAGUE_READS = READS | {"Somewhere in Italy, I think.": "somewhere in Italy", "Florence, surely.": "Florence"}
+# The three-way judge's reply to each short answer.
+GRADE_REPLIES = {
+    "Rome": "A",
+    "somewhere in Italy": "C - NOT_ATTEMPTED",
+    "Milan": "B (INCORRECT)",
+    "Florence": "A (INCORRECT)",  # contradicts itself: no grade
+}
+
+
+class ThreeWayJudge(ScriptedClient):
+    """Reads responses as VAGUE_READS says, and grades each short answer as GRADE_REPLIES says."""
+
+    def complete(self, prompts):
+        for index, prompt in enumerate(prompts):
+            self.prompts.append(prompt)
+            if match := PREDICTED_RE.search(prompt):
+                yield index, GRADE_REPLIES[match.group(3)]
+            else:
+                yield index, VAGUE_READS.get(RESPONSE_RE.search(prompt).group(1), "NO_ANSWER")
+
+
+ROMAN_RESPONSES = [
+    "Rome was the capital.", "Somewhere in Italy, I think.", "The capital was Milan.", "I am not sure.",
+    "It was Rome.", "Somewhere in Italy, I think.", "Florence, surely.", "Rome was the capital.",
+]
+
+
+def test_the_judges_three_way_grades_are_kept_in_the_record(caplog):
+    from lm_eval_semcal import QuestionRecord, score_question
+
+    b, _ = scripted(judge=True, client=ThreeWayJudge())
+    assert b.grades is True and scripted()[0].grades is False
+    with caplog.at_level(logging.WARNING):
+        record = score_question(
+            "Which city was the capital of the Roman Empire?", ROMAN_RESPONSES, ["Rome"], b, style="sentence"
+        )
+    # Classes by first appearance: Rome x3, somewhere in Italy x2, Milan, no answer, Florence.
+    assert list(record.classes.counts) == [3, 2, 1, 1, 1] and record.classes.no_answer_class == 3
+    assert record.class_grades == ("CORRECT", "NOT_ATTEMPTED", "INCORRECT", None, None)
+    assert record.class_correct == (True, False, False, False, False)
+    assert record.not_attempted_share == 2 / 8
+    assert "1 of 4 grades were unreadable and count as not correct" in caplog.text
+    stored = json.loads(str(record))
+    assert stored["class_grades"] == ["CORRECT", "NOT_ATTEMPTED", "INCORRECT", None, None]
+    assert stored["not_attempted_share"] == 0.25
+    assert list(stored)[list(stored).index("class_correct") + 1] == "class_grades"
+    assert list(stored)[list(stored).index("no_answer_share") + 1] == "not_attempted_share"
+    assert QuestionRecord.read(str(record)) == record
+    # The one-function path gives the same verdicts.
+    requests = [GoldRequest("Q?", answer, ["Rome"]) for answer in ("Rome", "somewhere in Italy", "Milan", "Florence")]
+    assert b.grade_gold(requests) == ["CORRECT", "NOT_ATTEMPTED", "INCORRECT", None]
+    assert b.matches_gold(requests) == [True, False, False, False]
 
 
 def test_a_rerun_and_a_new_process_call_the_model_zero_times(tmp_path):
@@ -534,9 +684,62 @@ def test_a_task_yaml_with_collapse_llm_runs_through_lm_eval(tmp_path, server):
     write_llm_task(tmp_path / "tasks", server, tmp_path / "c.sqlite")
     out = save_scripted_run(tmp_path / "out", SENTENCES, "semcal_triviaqa_llm", "0", tasks_dir=tmp_path / "tasks")
     (run,) = load_run(out)
-    check_llm_metrics(json.loads(run.results_file.read_text())["results"]["semcal_triviaqa_llm"])
+    results = json.loads(run.results_file.read_text())["results"]["semcal_triviaqa_llm"]
+    check_llm_metrics(results)
+    assert not [key for key in results if key.startswith("not_attempted")]  # no judge, no three-way grades
     assert len(server.payloads) == 4 + 4 + 1 + 4  # distinct responses per question
     assert [list(r.classes.class_ids) for r in run.records] == [[0, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0]]
+    assert {r.class_grades for r in run.records} == {None}
+
+
+def madrid_is_not_attempted(payload: dict) -> Reply:
+    """The scripted reader, except that its judge grades the short answer Madrid C (NOT_ATTEMPTED)."""
+    match = PREDICTED_RE.search(payload["messages"][0]["content"])
+    return (200, chat_reply("C")) if match and match.group(3) == "Madrid" else reader(payload)
+
+
+# The judge's grades of SENTENCES' classes: Paris / no answer; Rome / Milan; Berlin;
+# Madrid (graded NOT_ATTEMPTED) / Lisbon.
+JUDGED_GRADES = [("CORRECT", None), ("CORRECT", "INCORRECT"), ("CORRECT",), ("NOT_ATTEMPTED", "CORRECT")]
+# Madrid holds 3 of Portugal's 4 samples; no other question has a class graded NOT_ATTEMPTED.
+JUDGED_NOT_ATTEMPTED = (0 + 0 + 0 + 3 / 4) / 4
+
+
+def test_a_judged_task_reports_not_attempted_beside_no_answer(tmp_path, server):
+    from lm_eval_semcal.runs.report import write_reports
+
+    server.behaviour = madrid_is_not_attempted
+    write_llm_task(tmp_path / "tasks", server, tmp_path / "c.sqlite", judge=True)
+    out = save_scripted_run(tmp_path / "out", SENTENCES, "semcal_triviaqa_llm", "0", tasks_dir=tmp_path / "tasks")
+    (run,) = load_run(out)
+    saved = json.loads(run.results_file.read_text())
+    results = saved["results"]["semcal_triviaqa_llm"]
+    check_llm_metrics(results)  # Madrid was wrong before and is not correct now: acc is unchanged
+    assert results["not_attempted,semcal"] == JUDGED_NOT_ATTEMPTED
+    keys = list(results)
+    assert keys[keys.index("no_answer,semcal") : keys.index("no_answer,semcal") + 4] == [
+        "no_answer,semcal", "no_answer_stderr,semcal", "not_attempted,semcal", "not_attempted_stderr,semcal",
+    ]
+    assert saved["higher_is_better"]["semcal_triviaqa_llm"]["not_attempted"] is False
+    assert [r.class_grades for r in run.records] == JUDGED_GRADES
+    assert [r.not_attempted_share for r in run.records] == [0, 0, 0, 0.75]
+
+    write_reports(out, tmp_path / "report", bootstrap_iters=0)
+    text = (tmp_path / "report" / "semcal_triviaqa_llm.md").read_text()
+    assert "| no_answer | 0.0625 |  | lower |\n| not_attempted | 0.1875 |  | lower |\n" in text
+    assert "(10 of 10 metrics reported there)" in text
+
+    # Regrouped without the judge, the run reports no not_attempted and its samples log none.
+    args = {"model": "reader", "base_url": base_url(server), "cache": str(tmp_path / "c.sqlite")}
+    assert cli.main(["rescore", str(out), "--classes", "llm", "--classes-args", json.dumps(args)]) == 0
+    rescored_file = next(out.rglob("rescored-llm/results_*.json"))
+    rescored = json.loads(rescored_file.read_text())["results"]["semcal_triviaqa_llm"]
+    check_llm_metrics(rescored)
+    assert not [key for key in rescored if key.startswith("not_attempted")]
+    samples = [json.loads(line) for line in next(out.rglob("rescored-llm/samples_*.jsonl")).read_text().splitlines()]
+    assert all("not_attempted" not in sample and "not_attempted" not in sample["metrics"] for sample in samples)
+    (regrouped,) = load_run(rescored_file)
+    assert {r.class_grades for r in regrouped.records} == {None}
 
 
 def test_rescore_with_llm_and_the_judge(tmp_path, server, capsys):
@@ -548,6 +751,10 @@ def test_rescore_with_llm_and_the_judge(tmp_path, server, capsys):
     capsys.readouterr()
     rescored = json.loads(next(out.rglob("rescored-llm/results_*.json")).read_text())
     check_llm_metrics(rescored["results"]["semcal_triviaqa_sentence"])
+    # The run had no judge; the rescore's judge grades no class NOT_ATTEMPTED. The run's
+    # bootstrap was off, so lm-eval wrote N/A for every standard error: so does the new metric.
+    assert rescored["results"]["semcal_triviaqa_sentence"]["not_attempted,semcal"] == 0
+    assert rescored["results"]["semcal_triviaqa_sentence"]["not_attempted_stderr,semcal"] == "N/A"
     # 13 responses read, then one grade per answered class: 1 + 2 + 1 + 2.
     assert len(server.payloads) == 13 + 6
     (step,) = rescored["configs"]["semcal_triviaqa_sentence"]["filter_list"][0]["filter"]

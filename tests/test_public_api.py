@@ -201,6 +201,14 @@ def test_a_record_round_trips_through_its_json_form():
         "n_classes": 3,
         "collapse": "normalize",
     }
+    # The JSON of a record no three-way judge graded is byte for byte what it always was.
+    assert text == (
+        '{"answers": ["Paris", "Lyon", "paris", null], "class_ids": [0, 1, 0, 2], '
+        '"representatives": ["Paris", "Lyon", null], "no_answer_class": 2, "counts": [2, 1, 1], '
+        '"class_correct": [true, false, false], "plurality_class": 0, "confidence": 0.5, "correct": true, '
+        '"entropy": 1.0397207708399179, "no_answer_share": 0.25, "n_classes": 3, "collapse": "normalize"}'
+    )
+    assert record.class_grades is None and record.not_attempted_share is None
     assert QuestionRecord.read(text) == record == QuestionRecord.read(json.loads(text))
     with pytest.raises(ValueError, match="not a semcal question record"):
         QuestionRecord.read('{"answers": []}')
@@ -212,6 +220,58 @@ def test_a_record_round_trips_through_its_json_form():
 def test_the_no_answer_class_is_never_correct():
     classes = SemanticClasses.from_keys(["", "Paris"], [None, "paris"])
     assert QuestionRecord(classes, (True, True), "x").class_correct == (False, True)
+    assert QuestionRecord(classes, (True, True), "x", ("CORRECT", "CORRECT")).class_grades == (None, "CORRECT")
+
+
+def graded_record(answers: list[str], grades: tuple[str | None, ...]) -> QuestionRecord:
+    """A record of `answers` grouped by their lower case ("" = no answer), its classes graded `grades`."""
+    classes = SemanticClasses.from_keys(answers, [answer.lower() or None for answer in answers])
+    return QuestionRecord(classes, tuple(grade == "CORRECT" for grade in grades), "llm", grades)
+
+
+# Rome x2, Italy, Milan: one sample of four in a class graded NOT_ATTEMPTED.
+ROME = (["Rome", "Italy", "rome", "Milan"], ("CORRECT", "NOT_ATTEMPTED", "INCORRECT"))
+# Oslo x2, Norway, no answer: three of four.
+OSLO = (["Oslo", "oslo", "Norway", ""], ("NOT_ATTEMPTED", "NOT_ATTEMPTED", None))
+
+
+def test_a_graded_record_keeps_its_grades_and_round_trips():
+    record = graded_record(*ROME)
+    assert record.not_attempted_share == 1 / 4
+    assert graded_record(*OSLO).not_attempted_share == 3 / 4
+    text = record.to_json()
+    assert text == (
+        '{"answers": ["Rome", "Italy", "rome", "Milan"], "class_ids": [0, 1, 0, 2], '
+        '"representatives": ["Rome", "Italy", "Milan"], "no_answer_class": null, "counts": [2, 1, 1], '
+        '"class_correct": [true, false, false], "class_grades": ["CORRECT", "NOT_ATTEMPTED", "INCORRECT"], '
+        '"plurality_class": 0, "confidence": 0.5, "correct": true, "entropy": 1.0397207708399179, '
+        '"no_answer_share": 0.0, "not_attempted_share": 0.25, "n_classes": 3, "collapse": "llm"}'
+    )
+    assert QuestionRecord.read(text) == record == QuestionRecord.read(json.loads(text))
+    stored = json.loads(text)
+    with pytest.raises(DamagedRecord, match="stores not_attempted_share=0.5 but its classes give 0.25"):
+        QuestionRecord.read(stored | {"not_attempted_share": 0.5})
+    with pytest.raises(DamagedRecord, match="stores no not_attempted_share but its classes give 0.25"):
+        QuestionRecord.read({key: value for key, value in stored.items() if key != "not_attempted_share"})
+    ungraded = {key: value for key, value in stored.items() if key != "class_grades"}
+    with pytest.raises(DamagedRecord, match=r"not_attempted_share=0.25 but its classes give none \(it has no class_grades"):
+        QuestionRecord.read(ungraded)
+    with pytest.raises(DamagedRecord, match="class 1 is graded CORRECT but its verdict says correct=False"):
+        QuestionRecord.read(stored | {"class_grades": ["CORRECT", "CORRECT", "INCORRECT"]})
+
+
+@pytest.mark.parametrize(
+    ("grades", "message"),
+    [
+        (("CORRECT", "NOT_ATTEMPTED"), r"is not one grade for each of 3 classes"),
+        (("CORRECT", "WRONG", "INCORRECT"), "class 1 has grade 'WRONG'; a grade is one of CORRECT, INCORRECT, NOT_ATTEMPTED"),
+        (("INCORRECT", "NOT_ATTEMPTED", "INCORRECT"), r"class 0 is graded INCORRECT but its verdict says correct=True"),
+    ],
+)
+def test_grades_that_contradict_the_classes_or_the_verdicts_are_refused(grades, message):
+    classes = SemanticClasses.from_keys(ROME[0], ["rome", "italy", "rome", "milan"])
+    with pytest.raises(ValueError, match=message):
+        QuestionRecord(classes, (True, False, False), "llm", grades)
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -244,6 +304,20 @@ def test_corpus_metrics_by_hand_and_against_lm_eval():
     assert all(math.isnan(low) and math.isnan(high) for low, high in got.intervals.values())
     low, high = corpus_metrics(records, bootstrap_iters=200).intervals["brier"]
     assert 0.0 <= low <= got.values["brier"] <= high <= 0.25
+
+
+def test_not_attempted_is_reported_only_when_every_question_was_graded():
+    graded = corpus_metrics([graded_record(*ROME), graded_record(*OSLO)], bootstrap_iters=0)
+    assert graded.values["not_attempted"] == (1 / 4 + 3 / 4) / 2
+    # Sample standard deviation of (0.25, 0.75) is sqrt(0.125); over sqrt(2): 0.25.
+    assert graded.stderrs["not_attempted"] == pytest.approx(0.25)
+    assert list(graded.values)[-2:] == ["no_answer", "not_attempted"]
+    assert graded.values["acc"] == 1 / 2 and graded.values["no_answer"] == (0 + 1 / 4) / 2
+    plain = score_question("Q", ["Rome", "Italy", "rome", "Milan"], ["Rome"], get_collapser("normalize"))
+    for records in ([plain], [graded_record(*ROME), plain]):
+        metrics = corpus_metrics(records, bootstrap_iters=0)
+        assert "not_attempted" not in metrics.values and "not_attempted" not in metrics.stderrs
+        assert len(metrics.values) == 9
 
 
 def test_one_question_has_no_standard_error_and_no_questions_is_an_error():

@@ -70,6 +70,7 @@ def test_lm_eval_console_runs_a_semcal_task_on_a_local_file(tiny_model, tmp_path
     metrics = {k.split(",")[0]: v for k, v in results["results"]["semcal_gsm8k"].items() if "," in k}
     for name in NINE_METRICS:
         assert name in metrics
+    assert "not_attempted" not in metrics  # no three-way judge graded this run
     assert results["configs"]["semcal_gsm8k"]["repeats"] == 3
 
     samples = [json.loads(line) for line in only(list(out.rglob("samples_semcal_gsm8k_*.jsonl"))).open()]

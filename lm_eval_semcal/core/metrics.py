@@ -1,6 +1,7 @@
 """The corpus metrics of a set of scored questions: one function for every caller.
 
-`corpus_metrics(records)` gives the SPEC's nine corpus metrics, a 95% bootstrap
+`corpus_metrics(records)` gives the SPEC's nine corpus metrics (a tenth,
+`not_attempted`, when every question was graded by a three-way judge), a 95% bootstrap
 interval for each calibration metric (ece, smece, brier, auroc) and lm-eval's standard
 error for each mean. The lm-eval aggregations, `semcal report`, `semcal rescore`,
 `semcal agree` and the demo all compute through `metric_value` and `metric_interval`
@@ -42,7 +43,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# The SPEC's corpus metrics, in its order, with the direction that is better.
+# The SPEC's corpus metrics, in its order, with the direction that is better, and
+# `not_attempted`: the mean share of samples in classes a three-way judge graded
+# NOT_ATTEMPTED, present only when every question was so graded. Lower is better, as
+# for `no_answer`: both count samples that commit to no checkable answer.
 METRICS: dict[str, str] = {
     "acc": "higher",
     "conf": "-",
@@ -53,6 +57,7 @@ METRICS: dict[str, str] = {
     "sem_entropy": "-",
     "n_classes": "-",
     "no_answer": "lower",
+    "not_attempted": "lower",
 }
 CALIBRATION_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "ece": calibration.binned_ece,
@@ -60,18 +65,21 @@ CALIBRATION_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "brier": calibration.brier,
     "auroc": calibration.auroc,
 }
-MEAN_METRICS = ("acc", "conf", "sem_entropy", "n_classes", "no_answer")
+MEAN_METRICS = ("acc", "conf", "sem_entropy", "n_classes", "no_answer", "not_attempted")
 
 
 def question_values(record: QuestionRecord) -> dict[str, float]:
-    """One question's value of each mean metric."""
-    return {
+    """One question's value of each mean metric; `not_attempted` only for a graded record."""
+    values = {
         "acc": float(record.correct),
         "conf": float(record.confidence),
         "sem_entropy": float(record.entropy),
         "n_classes": float(record.n_classes),
         "no_answer": float(record.no_answer_share),
     }
+    if record.not_attempted_share is not None:
+        values["not_attempted"] = float(record.not_attempted_share)
+    return values
 
 
 def question_items(record: QuestionRecord) -> dict[str, float | tuple[float, float]]:
@@ -140,9 +148,11 @@ def metric_interval(
 class CorpusMetrics:
     """The metrics of n questions.
 
-    `values` holds the nine metrics of `METRICS`; `intervals` the bootstrap interval of
-    each calibration metric ((nan, nan) when the bootstrap is off); `stderrs` lm-eval's
-    standard error of each mean metric.
+    `values` holds the metrics of `METRICS` in its order: all ten when every question
+    was graded by a three-way judge, else all but `not_attempted` (the key is then
+    absent); `intervals` the bootstrap interval of each calibration metric ((nan, nan)
+    when the bootstrap is off); `stderrs` lm-eval's standard error of each mean metric
+    in `values`.
     """
 
     n: int
@@ -175,9 +185,11 @@ def corpus_metrics(
     Returns
     -------
     CorpusMetrics
-        acc, conf, sem_entropy, n_classes and no_answer are means over questions;
-        ece, smece, brier and auroc come from `lm_eval_semcal.core.calibration` with
-        confidence = each record's plurality share, correct = its verdict.
+        acc, conf, sem_entropy, n_classes and no_answer are means over questions, and
+        so is not_attempted (each record's `not_attempted_share`) when every record is
+        graded; it is left out otherwise. ece, smece, brier and auroc come from
+        `lm_eval_semcal.core.calibration` with confidence = each record's plurality
+        share, correct = its verdict.
     """
     if not records:
         raise ValueError("no questions to score: pass at least one record")
@@ -185,6 +197,8 @@ def corpus_metrics(
     values: dict[str, float] = {}
     stderrs: dict[str, float] = {}
     for name in MEAN_METRICS:
+        if not all(name in row for row in per_question):
+            continue
         column = [row[name] for row in per_question]
         values[name] = mean(column)
         stderrs[name] = mean_stderr(column)
@@ -198,7 +212,7 @@ def corpus_metrics(
             intervals[name] = metric_interval(name, confidence, correct, bootstrap_iters, seed, level)
     return CorpusMetrics(
         n=len(records),
-        values={name: values[name] for name in METRICS},
+        values={name: values[name] for name in METRICS if name in values},
         intervals=intervals,
         stderrs=stderrs,
         bootstrap_iters=bootstrap_iters,

@@ -17,6 +17,11 @@ whole-word span of the class's representative sentence (the rule for `sentence`
 responses under a string B). A B whose classes hold short answers it extracted itself
 (`short_answers`, the `llm` reader) is always judged by class: containment would pass
 "Paris or Lyon" for "Paris".
+
+A B that is a three-way judge (`grades`, the `llm` reader with `judge: true`) grades
+each class CORRECT, INCORRECT or NOT_ATTEMPTED (`grade_gold`) instead, as SimpleQA's
+grader does; a class is correct when graded CORRECT, and the record keeps every grade
+(`QuestionRecord.class_grades`) so that the not-attempted share is reported apart.
 """
 
 from __future__ import annotations
@@ -73,7 +78,15 @@ class GoldRequest:
 
 
 class Grouper(Protocol):
-    """What the scorer needs of a collapsing function B (see `lm_eval_semcal.grouping`)."""
+    """What the scorer needs of a collapsing function B (see `lm_eval_semcal.grouping`).
+
+    Optionally, a three-way judge: a B whose attribute `grades` is true also offers
+    `grade_gold(requests: Sequence[GoldRequest]) -> list[str | None]`, each request's
+    grade, one of `core.records.GRADES` (CORRECT, INCORRECT, NOT_ATTEMPTED) or None
+    for no readable grade. The scorer then judges by it rather than `matches_gold`
+    (under `same_class`) and records the grades. A B without `grades` is judged by
+    `matches_gold` alone.
+    """
 
     name: str
     short_answers: bool
@@ -152,7 +165,8 @@ def score_questions(
     -------
     list of QuestionRecord
         One per question, in order. ``record.confidence`` is the plurality class's
-        share of the M samples; ``record.correct`` whether the gold lands in that class.
+        share of the M samples; ``record.correct`` whether the gold lands in that class;
+        ``record.class_grades`` each class's grade when B is a three-way judge.
     """
     check_scoring_settings(style, answer_type, gold_match)
     for question in questions:
@@ -179,26 +193,36 @@ def score_questions(
         for k in range(grouping.n_classes)
         if k != grouping.no_answer_class
     ]
-    if judged_by(collapser, gold_match) == "contains":
-        verdicts = [gold_in_sentence(groupings[i].representatives[k], questions[i].golds) for i, k in judged]
-    else:
-        verdicts = collapser.matches_gold(
-            [
-                GoldRequest(
-                    question=questions[i].text,
-                    representative=groupings[i].representatives[k],
-                    golds=questions[i].golds,
-                    answer_type=answer_type,
-                )
-                for i, k in judged
-            ]
+    gold_requests = [
+        GoldRequest(
+            question=questions[i].text,
+            representative=groupings[i].representatives[k],
+            golds=questions[i].golds,
+            answer_type=answer_type,
         )
+        for i, k in judged
+    ]
+    by_class = judged_by(collapser, gold_match) == "same_class"
+    graded = by_class and bool(getattr(collapser, "grades", False))
+    if graded:
+        grades = list(collapser.grade_gold(gold_requests))
+        verdicts = [grade == "CORRECT" for grade in grades]
+    elif by_class:
+        verdicts = collapser.matches_gold(gold_requests)
+    else:
+        verdicts = [gold_in_sentence(r.representative, r.golds) for r in gold_requests]
     class_correct = [[False] * grouping.n_classes for grouping in groupings]
     for (i, k), verdict in zip(judged, verdicts, strict=True):
         class_correct[i][k] = bool(verdict)
+    class_grades: list[tuple[str | None, ...] | None] = [None] * len(groupings)
+    if graded:
+        by_question: list[list[str | None]] = [[None] * grouping.n_classes for grouping in groupings]
+        for (i, k), grade in zip(judged, grades, strict=True):
+            by_question[i][k] = grade
+        class_grades = [tuple(question_grades) for question_grades in by_question]
     return [
-        QuestionRecord(grouping, tuple(verdicts_of_question), collapser.name)
-        for grouping, verdicts_of_question in zip(groupings, class_correct, strict=True)
+        QuestionRecord(grouping, tuple(correct), collapser.name, question_grades)
+        for grouping, correct, question_grades in zip(groupings, class_correct, class_grades, strict=True)
     ]
 
 

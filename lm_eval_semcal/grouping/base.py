@@ -7,6 +7,11 @@ model-based B (NLI, embeddings, an LLM reader) can batch its forward passes:
 - `matches_gold`: decide whether the gold answer, pushed through the same B, lands in
   the class of a given representative (any of the gold aliases may match).
 
+A B that judges answers three ways, as SimpleQA's grader does (`llm` with `judge:
+true`), sets `grades` and offers `grade_gold`: CORRECT, INCORRECT or NOT_ATTEMPTED (or
+None, no readable grade) for each request. The scorer then judges by it and keeps the
+grades in the record.
+
 `CollapserSpec` pairs a factory with the checks the registry runs before generation.
 """
 
@@ -36,6 +41,9 @@ class Collapser(ABC):
     # True for a B whose class representatives are short answers it extracted itself,
     # even from sentence responses (`llm`): the gold is then judged by the class.
     short_answers: bool = False
+    # True for a three-way judge, which also offers
+    # `grade_gold(requests) -> list[str | None]` (see `core.scoring.Grouper`).
+    grades: bool = False
 
     @abstractmethod
     def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]:

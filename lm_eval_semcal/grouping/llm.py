@@ -12,15 +12,19 @@ Correctness, by default, pushes the gold answer through the same string B (any a
 equal to the plurality class's short answer); the classes hold short answers, so they
 are judged by class even on sentence tasks (never by containment). With `judge: true` the reader model also
 grades each class's short answer against the gold aliases in the manner of SimpleQA's
-grader (CORRECT / INCORRECT / NOT_ATTEMPTED; only CORRECT counts as correct). A grade
-the model writes in no readable form counts as not correct and is reported in a
+grader (CORRECT / INCORRECT / NOT_ATTEMPTED; only CORRECT counts as correct), by a
+rubric that states the SimpleQA grader's rules with worked examples. The three-way
+grade of every class is kept in the record (`class_grades`), so the not-attempted share
+is reported beside the wrong answers, not folded into them. A grade the model writes in
+no readable form counts as not correct, is recorded as no grade, and is reported in a
 warning with its count.
 
 Cost: one reader call per distinct (question, response) pair: up to M per question,
 fewer when samples repeat; with `judge`, one more per (question, class). Every reply
 is cached on disk under the model, its settings and the prompt's hash, so a re-run or a
 rescore of the same samples calls the model zero times, and a run that fails part way
-keeps every reply it got.
+keeps every reply it got. A changed prompt (a new grading rubric, say) is a new key:
+replies cached for the old one are never reused for it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
+from lm_eval_semcal.core.records import GRADES
 from lm_eval_semcal.core.scoring import GoldRequest, GroupingRequest
 from lm_eval_semcal.core.semantic_classes import SemanticClasses
 from lm_eval_semcal.grouping.base import Collapser, CollapserSpec, KeyCollapser
@@ -46,7 +51,8 @@ log = logging.getLogger(__name__)
 GROUP_BY = ("auto", "normalize", "numeric", "exact")
 AUTO_GROUP_BY = {"text": "normalize", "number": "numeric"}
 NO_ANSWER_REPLY = "NO_ANSWER"
-GRADES = {"A": "CORRECT", "B": "INCORRECT", "C": "NOT_ATTEMPTED"}
+# SimpleQA's letters: A = CORRECT, B = INCORRECT, C = NOT_ATTEMPTED.
+GRADE_LETTERS = dict(zip("ABC", GRADES, strict=True))
 
 EXTRACT_TEMPLATE = """You read a question and a response written by another model. Reply with the short final answer that the response gives: a name, a number, a date or a short phrase, in the response's own words, and nothing else. Do not judge whether it is right, and do not answer the question yourself. If the response gives no answer (it is empty, cut off before an answer, refuses, or says it does not know), reply {no_answer}.{digits}
 
@@ -54,10 +60,22 @@ Question: {question}
 Response: {response}
 Short final answer:"""
 
-GRADE_TEMPLATE = """You grade a predicted answer to a question against the gold target. Reply with one letter:
-A: CORRECT. The predicted answer means the gold target (or one of the accepted answers) and contradicts nothing in it; wording, spelling variants, extra detail that is true, and a number within its stated precision do not matter.
-B: INCORRECT. The predicted answer states something that contradicts the gold target, or hedges between several answers one of which is wrong.
-C: NOT_ATTEMPTED. The predicted answer gives no answer to the question (it says it does not know, or asks for more information) and contradicts nothing.
+GRADE_TEMPLATE = """You grade one predicted answer to a question against its gold target; an answer listed under "Also accepted" counts as the gold target too. There are three grades:
+A = CORRECT: the predicted answer gives the gold target, in any wording, and says nothing that contradicts it.
+B = INCORRECT: the predicted answer says something that contradicts the gold target, however it is hedged.
+C = NOT_ATTEMPTED: the predicted answer commits to nothing that can be checked against the gold target, and contradicts nothing.
+
+How to decide, with made-up examples:
+1. Numbers: a number is right when it agrees with the gold target to the gold target's last significant figure, that is, when it rounds to the gold target at the gold target's precision. The gold target "84 thousand" is given by 84,000, 83,600 or 84,450 (each rounds to 84 thousand) and contradicted by 82,000 or 84,600 (they round to 82 and 85 thousand). The gold target "206" is given by 206 alone; 205 contradicts it.
+2. Spelling: a name with a small typo is right when it is plainly the same name: "Antonin Dvorjak" gives the gold target "Antonín Dvořák".
+3. Implied omissions: leaving out what the question already says is fine. Asked "Which city in Ohio is home to the Rock and Roll Hall of Fame?", with the gold target "Cleveland, Ohio", the answer "Cleveland" is CORRECT.
+4. More in the gold target than asked: the predicted answer only has to answer the question. Asked "In which year did the bridge open?", with the gold target "27 May 1937", the answer "1937" is CORRECT.
+5. Hedged answers: an answer hedged with "I think", "probably" or "I am not sure, but" is CORRECT when it gives the gold target and nothing that contradicts it: "I believe it was Dvorak, though I may be wrong" gives "Antonín Dvořák".
+6. Vague and partial answers are NOT_ATTEMPTED when they neither give the gold target nor contradict it, and INCORRECT when they rule it out. An approximate number ("about", "around", "roughly") coarser than the gold target is NOT_ATTEMPTED when the gold target, rounded to the approximation's precision, equals it: for the gold target "206", "around 200" is NOT_ATTEMPTED and "about 300" is INCORRECT, while "about 206" gives the gold target and is CORRECT. A range or a bound is NOT_ATTEMPTED when the gold target lies inside it and INCORRECT when it lies outside: "between 200 and 250" and "more than 150" are NOT_ATTEMPTED, "fewer than 150" is INCORRECT. A part of what was asked, with nothing wrong in it, is NOT_ATTEMPTED: asked for the two moons of Mars (gold target "Phobos and Deimos"), "Phobos, and I forget the other" is NOT_ATTEMPTED.
+7. Several candidates: an answer that offers more than one candidate, any of them wrong, is INCORRECT even when the gold target is among them: "Dvorak or Smetana" for "Antonín Dvořák", "Phobos and Titan" for "Phobos and Deimos".
+8. Refusals: "I don't know", "I would have to look it up", or a request for more context, is NOT_ATTEMPTED.
+
+Reply with the single letter A, B or C and nothing else.
 
 Question: {question}
 Gold target: {gold}{others}
@@ -67,11 +85,30 @@ Grade (A, B or C):"""
 _ANSWER_LABEL_RE = re.compile(r"^[*_\s]*(?:short\s+)?(?:final\s+)?answer[*_\s]*:[*_\s]*", re.IGNORECASE)
 _WRAPPED_RE = re.compile(r"^(\*\*|__|\*|[\"'`])(.+?)\1\.?$")
 _NO_ANSWER_RE = re.compile(r"^\W*no[\s_-]?answer\b", re.IGNORECASE)
-# An echoed "Grade (A, B or C):", "Grade:" or "The grade is" before the verdict.
-_GRADE_LABEL_RE = re.compile(r"^\W*(?:the\s+)?grade\b(?:\s*\([^)]*\))?\s*(?:is\b|:)?", re.IGNORECASE)
-_GRADE_WORD_RE = re.compile(r"^[\s*\"'(\[]*(correct|incorrect|not[ _]attempted)\b", re.IGNORECASE)
-# A bare letter only when nothing but punctuation or the end follows it: "A wrong answer" is no grade.
-_GRADE_LETTER_RE = re.compile(r"^[\s*\"'(\[]*([ABC])(?=[.:)\]*\"']|\s*$|\s*\n)")
+# A label before the verdict: "Grade:", "Final grade:", "The grade is", "**Grade:**", or
+# the prompt's own "Grade (A, B or C):" echoed.
+_GRADE_LABEL_RE = re.compile(
+    r"^[\W_]*(?:the\s+)?(?:final\s+)?grade\b[*_\s]*(?:\([^)]*\))?[*_\s]*(?:is\b)?[*_\s]*:?", re.IGNORECASE
+)
+_GRADE_WORD = r"(correct|incorrect|not[ _-]attempted)\b"
+_GRADE_WORD_RE = re.compile(r"^[\s*_\"'(\[]*" + _GRADE_WORD, re.IGNORECASE)
+# A letter standing alone: not followed by a word character ("Apple" and "CORRECT" are no letter).
+_GRADE_LETTER_RE = re.compile(r"^[\s*_\"'(\[]*([ABC])(?!\w)")
+# Closing emphasis, quote or bracket right after a letter or word: "**A**", "(A)".
+_CLOSERS = r"[*_\"')\]]*"
+# The grade's word after its letter: "A (CORRECT)", "A - CORRECT", "A: correct", "A, CORRECT",
+# "A – CORRECT", "A **CORRECT**", or on the next line. A word that follows a bare space
+# must be wrapped or in capitals, so that the article in "A correct answer would be..."
+# is no grade.
+_SEPARATED_WORD_RE = re.compile(
+    _CLOSERS + r"(?:\s*(?:[-–—:,.;/|=]+|[(\[]|\n)|\s+(?=[*_\"'(\[]))[\s*_\"'(\[]*" + _GRADE_WORD, re.IGNORECASE
+)
+_SPACED_CAPITALS_WORD_RE = re.compile(_CLOSERS + r"\s+(CORRECT|INCORRECT|NOT[ _-]ATTEMPTED)\b")
+# What may follow a letter read alone: punctuation (then anything, "B: the city is wrong"),
+# or nothing up to the line's end. "A wrong answer" is no grade.
+_AFTER_LETTER_RE = re.compile(_CLOSERS + r"(?:\s*[-–—:,.;!/|=(\[]|\s*$|[^\S\n]*\n)")
+# A letter in brackets after the grade's word: "CORRECT (A)".
+_BRACKETED_LETTER_RE = re.compile(_CLOSERS + r"\s*[(\[][\s*_]*([ABC])[\s*_]*[)\]]")
 
 
 def extraction_prompt(question: str, response: str, answer_type: str = "text") -> str:
@@ -118,23 +155,37 @@ def grading_prompt(question: str, golds: Sequence[str], predicted: str) -> str:
     return GRADE_TEMPLATE.format(question=question, gold=golds[0], others=others, predicted=predicted)
 
 
+def _grade_word(word: str) -> str:
+    return word.upper().replace(" ", "_").replace("-", "_")
+
+
 def parse_grade(reply: str) -> str | None:
     """CORRECT, INCORRECT or NOT_ATTEMPTED from a grader's reply; None when it is unreadable.
 
-    Read strictly: the reply (after any reasoning and an echoed "Grade:" label) opens
-    with the grade's word, or with its letter followed by nothing but punctuation, a
-    line end or the end ("A", "B: ...", "(C)", "**A**"); "A wrong answer" is no grade.
+    After any reasoning and a label ("Grade:", "Final grade:", "The grade is", the
+    echoed "Grade (A, B or C):"), the reply must open with the grade's word ("CORRECT",
+    "not attempted"; a bare "CORRECT" is the word, never the letter C), or with its
+    letter followed by punctuation, the line's end, or the grade's own word ("A",
+    "B: the city is wrong", "(C)", "**A**", "A (CORRECT)", "A - CORRECT", "A, CORRECT").
+    A letter with a word that contradicts it ("A (INCORRECT)", "CORRECT (B)") is
+    unreadable, not guessed; "A wrong answer" is no grade.
     """
     text = after_reasoning(reply)
     if text is None:
         return None
     text = text.strip()
-    text = text[_GRADE_LABEL_RE.match(text).end() :] if _GRADE_LABEL_RE.match(text) else text
+    if label := _GRADE_LABEL_RE.match(text):
+        text = text[label.end() :]
     if word := _GRADE_WORD_RE.match(text):
-        return word.group(1).upper().replace(" ", "_")
-    if letter := _GRADE_LETTER_RE.match(text):
-        return GRADES[letter.group(1)]
-    return None
+        grade = _grade_word(word.group(1))
+        letter = _BRACKETED_LETTER_RE.match(text, word.end())
+        return grade if letter is None or GRADE_LETTERS[letter.group(1)] == grade else None
+    if not (letter := _GRADE_LETTER_RE.match(text)):
+        return None
+    grade = GRADE_LETTERS[letter.group(1)]
+    if word := _SEPARATED_WORD_RE.match(text, letter.end()) or _SPACED_CAPITALS_WORD_RE.match(text, letter.end()):
+        return grade if _grade_word(word.group(1)) == grade else None
+    return grade if _AFTER_LETTER_RE.match(text, letter.end()) else None
 
 
 def prompt_key(prompt: str) -> str:
@@ -154,7 +205,8 @@ class LlmCollapser(Collapser):
             answer_type: get_collapser(group_by if group_by != "auto" else AUTO_GROUP_BY[answer_type])
             for answer_type in AUTO_GROUP_BY
         }
-        self.judge = judge
+        # With the judge, B grades each class three ways (`grade_gold`), as SimpleQA does.
+        self.grades = judge
         self.cache = cache
         self.calls = 0  # prompts sent to the model (cache misses), for benchmarks and tests
 
@@ -200,8 +252,14 @@ class LlmCollapser(Collapser):
         ]
 
     def matches_gold(self, requests: Sequence[GoldRequest]) -> list[bool]:
-        if not self.judge:
-            return [self.strings[r.answer_type].matches_gold([r])[0] for r in requests]
+        if self.grades:
+            return [grade == "CORRECT" for grade in self.grade_gold(requests)]
+        return [self.strings[r.answer_type].matches_gold([r])[0] for r in requests]
+
+    def grade_gold(self, requests: Sequence[GoldRequest]) -> list[str | None]:
+        """The judge's grade of each representative against the gold aliases: CORRECT,
+        INCORRECT or NOT_ATTEMPTED; None when there is nothing to grade (no gold or no
+        answer) or the grade is unreadable, which a warning counts."""
         prompts = [
             grading_prompt(r.question, r.golds, r.representative) if r.golds and r.representative else None
             for r in requests
@@ -216,7 +274,7 @@ class LlmCollapser(Collapser):
                 "a stronger judge model avoids this",
                 len(unreadable), len(asked), unreadable[0][:100],
             )
-        return [grade == "CORRECT" for grade in grades]
+        return grades
 
 
 def _check_positive(name: str, value: object, kinds: tuple[type, ...] = (int,)) -> None:

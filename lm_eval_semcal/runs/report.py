@@ -6,7 +6,8 @@ path lm-eval's aggregations take too), checked against the point values lm-eval 
 the results JSON, and given a 95% bootstrap interval over questions.
 
 For each semcal task the report writes `<task>_reliability.png` (relplot's smoothed
-reliability curve with its bootstrap band) and `<task>.md` (the SPEC's metrics, and the
+reliability curve with its bootstrap band) and `<task>.md` (the SPEC's metrics, with
+`not_attempted` after `no_answer` when a three-way judge graded the classes, and the
 split-half estimator that shows how much the plurality confidence is inflated at small M),
 plus one `summary.md` over all tasks. When the folder holds runs of several models, each
 file name starts with the model's folder name (`<model>__<task>...`).
@@ -206,10 +207,11 @@ def _task_markdown(report: TaskReport) -> str:
             f"(by more than {AGREEMENT_TOLERANCE:g}; see the log)."
         )
     else:
-        compared = [name for name in METRICS if name in run.reported]
+        present = [name for name in METRICS if name in report.values]
+        compared = [name for name in present if name in run.reported]
         check = (
             f"Recomputed point values agree with lm-eval's results JSON to {AGREEMENT_TOLERANCE:g} "
-            f"({len(compared)} of {len(METRICS)} metrics reported there)."
+            f"({len(compared)} of {len(present)} metrics reported there)."
         )
     lines = [
         f"# {run.task}: {run.model}",
@@ -229,6 +231,8 @@ def _task_markdown(report: TaskReport) -> str:
         "|---|---:|---|---|",
     ]
     for name, better in METRICS.items():
+        if name not in report.values:  # not_attempted, when no three-way judge graded the classes
+            continue
         bounds = _interval(report.intervals[name]) if name in report.intervals else ""
         lines.append(f"| {name} | {_number(report.values[name])} | {bounds} | {better} |")
     lines += [

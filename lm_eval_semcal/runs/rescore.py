@@ -15,7 +15,12 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lm_eval_semcal.core.metrics import CorpusMetrics, corpus_metrics, question_items
+from lm_eval_semcal.core.metrics import (
+    METRICS,
+    CorpusMetrics,
+    corpus_metrics,
+    question_items,
+)
 from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.core.scoring import Question
 from lm_eval_semcal.core.settings import DEFAULT_BOOTSTRAP_ITERS
@@ -138,11 +143,21 @@ def rescore_run(
             task, name = saved.run.task, saved.run.filter
             iters = saved.bootstrap_iters if bootstrap_iters is None else bootstrap_iters
             task_results = rescored["results"][task]
-            for metric, value in _results_rows(corpus_metrics(records, iters, label=task)).items():
+            metrics = corpus_metrics(records, iters, label=task)
+            for metric in METRICS.keys() - metrics.values.keys():
+                # A metric the new B does not give (not_attempted without a judge) is no longer reported.
+                task_results.pop(f"{metric},{name}", None)
+                task_results.pop(f"{metric}_stderr,{name}", None)
+            for metric, value in _results_rows(metrics).items():
                 key = f"{metric},{name}"
-                # lm-eval writes a standard error only where its --bootstrap_iters allowed one
-                if metric.endswith("_stderr") and not isinstance(task_results.get(key), (int, float)):
-                    continue
+                if metric.endswith("_stderr"):
+                    # lm-eval writes a standard error only where its --bootstrap_iters allowed one,
+                    # alike for every mean: a metric new to the run follows acc's row.
+                    run_stderr = task_results.get(key, task_results.get(f"acc_stderr,{name}"))
+                    if not isinstance(run_stderr, (int, float)):
+                        if run_stderr is not None:
+                            task_results[key] = run_stderr
+                        continue
                 task_results[key] = value
             for pipeline in rescored["configs"][task]["filter_list"]:
                 if pipeline.get("name") == name:
@@ -151,7 +166,10 @@ def rescore_run(
             rows = sample_rows.setdefault(out_dir / saved.run.samples_file.name, [])
             for sample, record in zip(saved.samples, records, strict=True):
                 items = question_items(record)
-                rows.append(json.dumps(sample | items | {"filtered_resps": [str(record)]}, ensure_ascii=False))
+                # The new B's items replace the old ones, as lm-eval logs them: listed under "metrics", then each.
+                logged = {key: value for key, value in sample.items() if key not in sample.get("metrics", ())}
+                row = logged | {"filtered_resps": [str(record)], "metrics": list(items)} | items
+                rows.append(json.dumps(row, ensure_ascii=False))
         results_path = out_dir / results_file.name
         results_path.write_text(json.dumps(rescored, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
         written.append(results_path)
