@@ -1,9 +1,10 @@
 """The semcal model backends, made known to lm-eval's model registry.
 
-lm-eval 0.4.13 finds models only in its own registry and reads no plugin entry points,
-so `semcal run` imports this module before lm-eval resolves `--model`; a Python user
-imports it before `simple_evaluate(model="hf-semcal", ...)`. The backends are registered
-by module path and imported on first use, so this import does not load torch.
+lm-eval 0.4.13 finds models only in its own registry and reads no plugin entry points:
+the startup hook (`harness.plugin.add_backends`) calls `register_models` when lm-eval
+imports its registry, and `semcal run` imports this module before lm-eval resolves
+`--model`. The backends are registered by module path and imported on first use, so
+this import does not load torch.
 """
 
 from __future__ import annotations
