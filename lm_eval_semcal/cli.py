@@ -1,6 +1,6 @@
 """The `semcal` command.
 
-    semcal tasks-dir                 print the folder to pass to lm_eval --include_path
+    semcal tasks-dir                 print the semcal task folder (lm_eval finds it without a flag)
     semcal run [--repeats N] [--bootstrap-iters N] LM_EVAL_ARGS...
                                      lm-eval's own `run`, with the semcal tasks included
     semcal report RUN_DIR [--out DIR] [--bootstrap-iters N]
@@ -63,7 +63,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser("tasks-dir", help="print the semcal task folder (for --include_path)")
+    commands.add_parser("tasks-dir", help="print the semcal task folder (plain lm_eval finds it without --include_path)")
 
     run = commands.add_parser(
         "run",
