@@ -56,6 +56,10 @@ _ABBREVIATIONS = frozenset(
     "mr mrs ms dr st jr sr prof mt ft vs no inc ltd co corp gen col lt sgt capt rev hon".split()
 )
 _GSM8K_MARK = "####"
+# How chat models mark up an answer line: a leading label ("Answer:", "**Final answer:**")
+# and emphasis or code quotes around the answer ("**Paris**", "`18`").
+_ANSWER_LABEL_RE = re.compile(r"^[*_]*(?:final\s+)?answer\s*[*_]*\s*:[\s*_]*", re.IGNORECASE)
+_MARKUP_RE = re.compile(r"^[*_`]+|[*_`]+(?=[.!]?$)")
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -69,6 +73,20 @@ def _first_nonempty_line(text: str) -> str | None:
     for line in text.splitlines():
         if not is_blank(line):
             return line.strip()
+    return None
+
+
+def _without_markup(answer: str) -> str:
+    """`answer` without emphasis or code quotes at its ends ("**Paris**." -> "Paris.")."""
+    return _MARKUP_RE.sub("", answer).strip()
+
+
+def _answer_line(text: str) -> str | None:
+    """The first line that shows something, without an answer label; a line that is only
+    a label ("**Answer:**") gives the next one."""
+    for line in text.splitlines():
+        if not is_blank(line) and (unlabelled := _ANSWER_LABEL_RE.sub("", line.strip(), count=1)):
+            return unlabelled
     return None
 
 
@@ -112,7 +130,7 @@ def _cot_tail(response: str) -> str | None:
         tail = tail[1:].strip()
     if is_blank(tail):
         tail = _first_nonempty_line("\n".join(lines[1:])) or ""
-    tail = first_sentence(tail).rstrip()
+    tail = _without_markup(first_sentence(tail))
     if tail.endswith((".", "!")):
         tail = tail[:-1].rstrip()
     return "" if is_blank(tail) else tail
@@ -145,9 +163,9 @@ def extract_answer(response: str, style: str, answer_type: str = "text") -> str 
         else:
             span = first_number_span(tail)
     else:
-        line = _first_nonempty_line(response)
+        line = _answer_line(response)
         if line is None or answer_type == "text":
-            return line
+            return None if line is None else _without_markup(line) or None
         span = _stated_number(line)
     return None if span is None else span.text
 
