@@ -97,3 +97,28 @@ def open_qa() -> list[dict]:
 def math() -> list[dict]:
     """Exemplars for the grade-school math task (GSM8K)."""
     return [dict(exemplar) for exemplar in _MATH]
+
+
+# What an instruct model is told under --apply_chat_template, before the first question:
+# a base model learns the answer's form from the exemplars, an instruct model is free to
+# answer in its own (sentences, markdown, an explanation), and extraction would then
+# measure its formatting. Each states the form the task's exemplars show.
+_CHAT_INSTRUCTIONS = {
+    ("concise", "text"): "Answer each question with the answer alone: a name, a date, a number or a "
+    "short phrase, on one line, with no explanation and no other words.",
+    ("concise", "number"): "Answer each question with the final number alone, on one line, with no "
+    "working, units or other words.",
+    ("sentence", "text"): "Answer each question in one complete sentence that states the answer, on "
+    "one line, with no explanation before or after it.",
+    ("sentence", "number"): "Answer each question in one complete sentence that states the final "
+    "number, on one line, with no working before or after it.",
+    ("cot", "text"): 'Reason step by step, then end your answer with "The answer is X." where X is '
+    "the answer alone.",
+    ("cot", "number"): 'Reason step by step, then end your answer with "The answer is X." where X is '
+    "the final number alone.",
+}
+
+
+def chat_instruction(style: str, answer_type: str) -> str:
+    """The instruction that tells a chat model the answer's form for a style and answer type."""
+    return _CHAT_INSTRUCTIONS[(style, answer_type)]

@@ -13,7 +13,11 @@ It is lm-eval's ConfigurableTask with four additions a sampling-based metric nee
 - a warning when every question's samples fell into a single class (the fixed-seed
   pitfall of some servers makes all M samples identical);
 - if grouping the answers fails, the raw responses are written to a JSONL file before the
-  error propagates, so no generated text is lost (see `harness.rescue`).
+  error propagates, so no generated text is lost (see `harness.rescue`);
+- under `--apply_chat_template`, the conversation opens with a short instruction stating
+  the answer's form for the task's response style (`exemplars.chat_instruction`), in a
+  system turn, or at the head of the first user turn when the model's template has no
+  system turn. Without a chat template the prompt is lm-eval's, byte for byte.
 
 Its aggregations are `harness.metrics`' own, bound to the run's bootstrap resample count.
 """
@@ -21,14 +25,18 @@ Its aggregations are `harness.metrics`' own, bound to the run's bootstrap resamp
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from lm_eval.api.task import ConfigurableTask
+from lm_eval.api.utils import maybe_delimit
+from lm_eval.models.api_models import JsonChatStr
 
 from lm_eval_semcal.core.records import QuestionRecord
+from lm_eval_semcal.harness.exemplars import chat_instruction
 
 # Importing these modules registers the `semcal_classes` filter and the `semcal_*`
 # aggregations that the task YAMLs name, before a task is built.
@@ -97,6 +105,8 @@ class SemcalTask(ConfigurableTask):
         if overrides and config.get("filter_list"):
             config["filter_list"] = _with_filter_overrides(config["filter_list"], overrides)
         super().__init__(config=config, **kwargs)
+        # Whether the model's chat template keeps a system turn (see `fewshot_context`).
+        self._system_turn_kept = True
         self._check_filters()
         self._check_run_settings()
 
@@ -147,6 +157,59 @@ class SemcalTask(ConfigurableTask):
     def aggregation(self) -> dict[str, Callable]:
         # The registered `semcal_*` aggregations, bound to this run's resample count.
         return {**super().aggregation(), **aggregations(bootstrap_iters(self.config.metadata))}
+
+    def chat_instruction(self) -> str:
+        """The answer-form instruction of the task's first `semcal_classes` step."""
+        settings = next(iter(self._semcal_filter_settings()), {})
+        return chat_instruction(settings.get("style", "concise"), settings.get("answer_type", "text"))
+
+    def fewshot_context(
+        self,
+        doc: dict,
+        num_fewshot: int,
+        system_instruction: str | None = None,
+        apply_chat_template: bool = False,
+        fewshot_as_multiturn: bool = False,
+        chat_template: Callable[..., str] | None = None,
+        gen_prefix: str | None = None,
+    ) -> str | list[str]:
+        if apply_chat_template and chat_template:
+            instruction = self.chat_instruction()
+            system_instruction = maybe_delimit(instruction, system_instruction, "\n\n")
+            chat_template = self._rendering_the_instruction(chat_template, instruction)
+        return super().fewshot_context(
+            doc,
+            num_fewshot,
+            system_instruction=system_instruction,
+            apply_chat_template=apply_chat_template,
+            fewshot_as_multiturn=fewshot_as_multiturn,
+            chat_template=chat_template,
+            gen_prefix=gen_prefix,
+        )
+
+    def _rendering_the_instruction(self, chat_template: Callable[..., str], instruction: str) -> Callable[..., str]:
+        """`chat_template`, made to keep the instruction when the template drops system turns.
+
+        lm-eval's `hf` backend drops the system turn of a template that refuses one
+        (Gemma's, say); the instruction then leads the first user turn instead. Whether
+        the model's template keeps it is learnt from the first prompt rendered.
+        """
+
+        def render(messages: list[dict[str, str]], **kwargs: Any) -> str:
+            if self._system_turn_kept:
+                text = chat_template(messages, **kwargs)
+                # API backends render the conversation as JSON (a JsonChatStr), where quotes are escaped.
+                rendered = text.prompt if isinstance(text, JsonChatStr) else text
+                self._system_turn_kept = instruction in rendered or json.dumps(instruction)[1:-1] in rendered
+                if self._system_turn_kept:
+                    return text
+            system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+            turns = [dict(m) for m in messages if m["role"] != "system"]
+            first_user = next(turn for turn in turns if turn["role"] == "user")
+            first_user["content"] = maybe_delimit(system, first_user["content"], "\n\n")
+            return chat_template(turns, **kwargs)
+
+        return render
 
     def build_all_requests(self, **kwargs: Any) -> None:
         # --gen_kwargs is applied after the task is built: check again before generating.
