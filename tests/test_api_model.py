@@ -188,7 +188,7 @@ def test_server_error_is_retried(server):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"choices": [{"index": 0}, {"index": 1}, {"index": 2}, {"index": 3}]}, "lacks an integer `index` or a `text`"),
+        ({"choices": [{"index": 0}, {"index": 1}, {"index": 2}, {"index": 3}]}, "lacks an integer `index` or its text"),
         (choices_reply(["only one"]), "asked for n=4 samples, the reply has choices [0]"),
         ("<html>bad gateway</html>", "Expecting value"),
     ],
@@ -273,7 +273,7 @@ def test_reply_without_a_choices_list(reply):
     "choice", [{"index": 0}, {"index": 0, "text": None}, {"text": "a"}, {"index": "0", "text": "a"}, "a"]
 )
 def test_choice_without_index_or_text(choice):
-    with pytest.raises(ServerReplyError, match="lacks an integer `index` or a `text`"):
+    with pytest.raises(ServerReplyError, match="lacks an integer `index` or its text"):
         completions_from_reply({"choices": [choice]}, 1)
 
 

@@ -1,4 +1,5 @@
-"""`semcal-completions`: lm-eval's `local-completions`, asking for a question's M samples at once.
+"""`semcal-completions` and `semcal-chat-completions`: lm-eval's `local-completions` and
+`local-chat-completions`, asking for a question's M samples at once.
 
 The stock API backends send every request with `seed` (1234 unless set), so a vLLM,
 SGLang or OpenAI-compatible server gives the M identical requests of a question the same
@@ -12,6 +13,11 @@ Options of its own: `seed` (default none: free sampling; a number S is sent with
 question's first request, S + k with its k-th when `max_n` splits it, so no two requests
 of a question share a seed) and `max_n` (the most samples one request asks for; larger
 groups are split, for servers that cap `n`).
+
+`semcal-chat-completions` is the same for a chat endpoint (`/v1/chat/completions`, an
+instruct model behind vLLM or SGLang): it needs `--apply_chat_template`, as lm-eval's
+chat backends do, and reads each sample from `message.content` (after
+`think_end_token`, when set).
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ from __future__ import annotations
 import copy
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lm_eval.api.instance import Instance
 from lm_eval.api.registry import register_model
-from lm_eval.models.openai_completions import LocalCompletionsAPI
+from lm_eval.models.api_models import JsonChatStr
+from lm_eval.models.openai_completions import LocalChatCompletion, LocalCompletionsAPI
+from lm_eval.models.utils import postprocess_generated_text
 from tenacity import retry, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
@@ -35,6 +44,7 @@ from lm_eval_semcal.harness.request_groups import RequestGroup, group_identical_
 logger = logging.getLogger(f"lm_eval.models.{__name__}")
 
 MODEL_NAME = "semcal-completions"
+CHAT_MODEL_NAME = "semcal-chat-completions"
 
 
 class ServerReplyError(RuntimeError):
@@ -45,12 +55,14 @@ class ServerReplyError(RuntimeError):
 class SemcalCompletionsAPI(LocalCompletionsAPI):
     """`local-completions` with one `n`-sample request per question and no fixed seed."""
 
+    backend_name = MODEL_NAME
+
     def __init__(self, seed: int | None = None, max_n: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._seed = None if seed is None else int(seed)
         self.max_n = None if max_n is None else int(max_n)
         if self.max_n is not None and self.max_n < 1:
-            raise ValueError(f"{MODEL_NAME}: max_n must be at least 1, got {max_n}")
+            raise ValueError(f"{self.backend_name}: max_n must be at least 1, got {max_n}")
 
     def _create_payload(
         self,
@@ -74,7 +86,8 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
 
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
         if any(len(request.args) > 2 for request in requests):
-            raise ValueError(f"{MODEL_NAME} serves text prompts only; use local-completions for multimodal requests")
+            raise ValueError(f"{self.backend_name} serves text prompts only; use lm-eval's own backend for multimodal requests")
+        self._check_prompts(requests)
         groups = group_identical_requests(request.args[:2] for request in requests)
         jobs = [
             (group, self._prompt(group.context, group.gen_kwargs), part, chunk)
@@ -99,7 +112,7 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
         except Exception as err:
             path = self._rescue(requests, groups, responses)
             raise RuntimeError(
-                f"{MODEL_NAME}: a request failed after {self.max_retries} tries ({type(err).__name__}: {err}); "
+                f"{self.backend_name}: a request failed after {self.max_retries} tries ({type(err).__name__}: {err}); "
                 f"the samples received so far are saved in {path}"
             ) from err
         finally:
@@ -117,7 +130,7 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
         tokens = self.tok_encode(context, add_special_tokens=self.add_bos_token)
         kept = tokens[-(self.max_length - max_gen_toks) :]
         if len(kept) < len(tokens):
-            logger.warning("%s: a prompt of %d tokens was left-truncated to %d", MODEL_NAME, len(tokens), len(kept))
+            logger.warning("%s: a prompt of %d tokens was left-truncated to %d", self.backend_name, len(tokens), len(kept))
         return kept
 
     def _request_samples(self, group: RequestGroup, prompt: str | list[int], n: int, part: int) -> list[str]:
@@ -130,9 +143,21 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
             reply = self.model_call(
                 messages=[prompt], generate=True, gen_kwargs=copy.deepcopy(group.gen_kwargs), n=n, part=part
             )
-            return completions_from_reply(reply, n)
+            return completions_from_reply(reply, n, self._sample_text)
 
         return attempt()
+
+    def _check_prompts(self, requests: list[Instance]) -> None:
+        """Raise ValueError before any request for prompts this endpoint cannot take."""
+        if any(isinstance(request.args[0], JsonChatStr) for request in requests):
+            raise ValueError(
+                f"{self.backend_name} sends text to a completions endpoint, and this run renders chat "
+                f"conversations (--apply_chat_template): use --model {CHAT_MODEL_NAME} for a chat endpoint"
+            )
+
+    def _sample_text(self, choice: dict) -> str | None:
+        """One sample's text in a choice of the reply (None: the choice has none)."""
+        return choice.get("text")
 
     def _rescue(self, requests: list[Instance], groups: list[RequestGroup], responses: list[str | None]) -> Path:
         rows = []
@@ -144,18 +169,43 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
                     {
                         "task": first.task_name,
                         "doc_id": first.doc_id,
-                        "prompt": group.context,
+                        "prompt": group.context.prompt if isinstance(group.context, JsonChatStr) else group.context,
                         "gen_kwargs": group.gen_kwargs,
                         "resps": received,
                     }
                 )
-        return write_rescue_file(MODEL_NAME, rows)
+        return write_rescue_file(self.backend_name, rows)
 
-def completions_from_reply(reply: Any, n: int) -> list[str]:
-    """The `n` completion texts of an OpenAI completions reply, in `index` order.
 
-    Raises ServerReplyError naming what is wrong when the reply is not a completions
-    object with exactly the choices 0..n-1, each with a text.
+@register_model(CHAT_MODEL_NAME)
+class SemcalChatCompletionsAPI(SemcalCompletionsAPI, LocalChatCompletion):
+    """`local-chat-completions` with one `n`-sample request per question and no fixed seed."""
+
+    backend_name = CHAT_MODEL_NAME
+
+    def _check_prompts(self, requests: list[Instance]) -> None:
+        if not all(isinstance(request.args[0], JsonChatStr) for request in requests):
+            raise ValueError(
+                f"{self.backend_name} sends chat conversations: add --apply_chat_template (or use "
+                f"--model {MODEL_NAME} for a completions endpoint)"
+            )
+
+    def _sample_text(self, choice: dict) -> str | None:
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, str):
+            return None
+        return postprocess_generated_text(content, stop=None, think_end_token=self.think_end_token)
+
+def completions_from_reply(
+    reply: Any, n: int, sample_text: Callable[[dict], str | None] = lambda choice: choice.get("text")
+) -> list[str]:
+    """The `n` sample texts of an OpenAI (chat) completions reply, in `index` order.
+
+    `sample_text` reads a choice's text (`text`, or a chat choice's `message.content`).
+    Raises ServerReplyError naming what is wrong when the reply is not an object with
+    exactly the choices 0..n-1, each with a text: a short reply is an error, never a
+    short sample.
     """
     choices = reply.get("choices") if isinstance(reply, dict) else None
     if not isinstance(choices, list):
@@ -164,9 +214,9 @@ def completions_from_reply(reply: Any, n: int) -> list[str]:
     indices: list[int] = []
     for choice in choices:
         index = choice.get("index") if isinstance(choice, dict) else None
-        text = choice.get("text") if isinstance(choice, dict) else None
+        text = sample_text(choice) if isinstance(choice, dict) else None
         if not isinstance(index, int) or not isinstance(text, str):
-            raise ServerReplyError(f"a choice lacks an integer `index` or a `text` string: {str(choice)[:200]!r}")
+            raise ServerReplyError(f"a choice lacks an integer `index` or its text: {str(choice)[:200]!r}")
         texts[index] = text
         indices.append(index)
     if sorted(indices) != list(range(n)):

@@ -19,6 +19,7 @@ from lm_eval._cli import HarnessCLI
 from lm_eval.api.registry import get_model
 from lm_eval.loggers import EvaluationTracker
 from lm_eval.models.api_models import TemplateAPI
+from lm_eval.models.openai_completions import LocalChatCompletion
 from lm_eval.tasks import TaskManager
 from lm_eval.utils import setup_logging
 
@@ -34,8 +35,8 @@ def fixed_seed_problem(model: str) -> str | None:
 
     The harness's API backends (local-completions, local-chat-completions, openai-*)
     send `seed` (1234 unless set) with every request, and a seeded server returns the
-    same completion to the M identical requests of a question. `semcal-completions`
-    sends no seed.
+    same completion to the M identical requests of a question. `semcal-completions` and
+    `semcal-chat-completions` send no seed.
     """
     backend = get_model(model)
     if not issubclass(backend, TemplateAPI) or model in SEMCAL_MODELS:
@@ -43,7 +44,8 @@ def fixed_seed_problem(model: str) -> str | None:
     return (
         f"--model {model} sends one fixed seed with every request, so a vLLM, SGLang or "
         "OpenAI server returns the same sample M times (confidence 1.0 everywhere); use "
-        "--model semcal-completions (same options, one request of n=M samples, no seed), "
+        f"--model {'semcal-chat-completions' if issubclass(backend, LocalChatCompletion) else 'semcal-completions'} "
+        "(same options, one request of n=M samples, no seed), "
         "or pass --allow-fixed-seed if your server ignores the seed"
     )
 

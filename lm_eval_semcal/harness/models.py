@@ -12,6 +12,7 @@ from __future__ import annotations
 MODELS = {
     "hf-semcal": "lm_eval_semcal.harness.hf_model:SemcalHFLM",
     "semcal-completions": "lm_eval_semcal.harness.api_model:SemcalCompletionsAPI",
+    "semcal-chat-completions": "lm_eval_semcal.harness.api_model:SemcalChatCompletionsAPI",
 }
 
 

@@ -9,7 +9,7 @@ imports its task index or its model registry:
   the same name still wins (lm-eval lets a later folder override an earlier one, as the
   upstream proposal for task entry points, EleutherAI/lm-evaluation-harness#4015, does).
   An index built without lm-eval's own folder (`include_defaults=False`) stays as asked.
-- `add_backends`: `hf-semcal` and `semcal-completions` join lm-eval's model registry by
+- `add_backends`: the semcal backends (`harness.models.MODELS`) join lm-eval's model registry by
   module path, imported on first use.
 
 Each stands down when lm-eval already finds the plugin itself: the task folder is not
