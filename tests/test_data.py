@@ -132,7 +132,7 @@ def test_another_datasets_file_is_refused_not_misread(dataset, other, problem):
 
 
 def test_local_file_errors_name_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"data_files=.*missing.jsonl is not a file"):
+    with pytest.raises(data.DataFileError, match=r"data_files=.*missing.jsonl is not a file"):
         data.load_semcal_dataset("gsm8k", data_files=str(tmp_path / "missing.jsonl"))
     wrong = tmp_path / "wrong.jsonl"
     wrong.write_text(json.dumps({"question": "q", "answers": ["a"]}) + "\n")
@@ -144,3 +144,69 @@ def test_local_file_errors_name_the_fix(tmp_path):
         data.load_semcal_dataset("nq_open", data_files=str(empty_gold))
     with pytest.raises(ValueError, match="unknown semcal dataset 'squad'"):
         data.load_semcal_dataset("squad", data_files=str(wrong))
+
+
+GSM8K_ROW = {"question": "Ann has 2 apples and buys 3. How many now?", "answer": "2 + 3 = 5\n#### 5"}
+
+
+def jsonl(*rows) -> bytes:
+    return b"".join((row if isinstance(row, bytes) else json.dumps(row).encode()) + b"\n" for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"bad.jsonl holds no rows; it needs one JSON object per line with the fields question, answer of openai/gsm8k$"),
+        (b"\n  \n", r"holds no rows"),
+        (b"[]", r"holds no rows"),
+        (
+            jsonl(GSM8K_ROW, GSM8K_ROW, b'{"question": "caf\xe9?", "answer": "#### 1"}'),
+            r"bad.jsonl line 3 is not UTF-8 \(byte 0xe9 at column 18\); save the file as UTF-8",
+        ),
+        (
+            jsonl(GSM8K_ROW, {"prompt": "no question here", "answer": "#### 4"}, GSM8K_ROW),
+            r"bad.jsonl line 2 lacks field\(s\) question; every row needs question, answer: add them to that row or remove it$",
+        ),
+        (
+            jsonl(GSM8K_ROW, b'{"question": "cut off", "answer": "#### 1"', GSM8K_ROW),
+            r"bad.jsonl line 2 is not JSON \(Expecting ',' delimiter at column 43\); each line must hold one whole JSON object$",
+        ),
+        (jsonl(GSM8K_ROW, b'["a", "list"]'), r"bad.jsonl line 2 holds a JSON list, not an object"),
+        (b'[{"question": "q", "answer": "#### 1"}, 3]', r"bad.jsonl row 2 holds a JSON int, not an object"),
+        (
+            jsonl({"question": "q1", "answer": "no number ####"}, {"question": "", "answer": "#### 2"}),
+            (
+                r"bad.jsonl has no row with a usable question and gold answer \(none of its 2 rows; line 1 has "
+                r"answer 'no number ####'\); each row needs a non-empty `question` and `answer`, a solution ending "
+                r"in '#### N'$"
+            ),
+        ),
+    ],
+    ids=["empty", "blank-lines", "empty-array", "not-utf8", "row-without-question", "cut-off-line", "not-an-object",
+         "array-row-not-an-object", "no-usable-gold"],
+)
+def test_a_bad_data_file_is_one_line_naming_file_row_and_fix(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(data.DataFileError, match=rf"^semcal gsm8k: {tmp_path}/.*{message}") as caught:
+        data.check_data_file("gsm8k", str(path))
+    assert "\n" not in str(caught.value)
+    # The loader lm-eval calls stops with the same line, before `datasets` reads the file.
+    with pytest.raises(data.DataFileError, match=message):
+        data.load_semcal_dataset("gsm8k", data_files=str(path))
+
+
+def test_a_readable_file_passes_the_check_as_json_lines_an_array_or_with_a_bom(tmp_path):
+    for name, content in [
+        ("rows.jsonl", jsonl(GSM8K_ROW, {"question": "", "answer": "#### 2"})),  # one unusable row is dropped later
+        ("rows.json", json.dumps([GSM8K_ROW, GSM8K_ROW]).encode()),
+        ("bom.jsonl", b"\xef\xbb\xbf" + jsonl(GSM8K_ROW)),
+    ]:
+        (tmp_path / name).write_bytes(content)
+        data.check_data_file("gsm8k", str(tmp_path / name))
+        assert data.load_semcal_dataset("gsm8k", data_files=str(tmp_path / name))["test"]["semcal_golds"][0] == ["5"]
+    # The hub dataset, and a dict without this dataset's file, have nothing to check.
+    data.check_data_file("gsm8k", None)
+    data.check_data_file("gsm8k", {"nq_open": str(tmp_path / "missing.jsonl")})
+    with pytest.raises(data.DataFileError, match="data_files names unknown dataset"):
+        data.check_data_file("gsm8k", {"gsm8kk": str(tmp_path / "rows.jsonl")})

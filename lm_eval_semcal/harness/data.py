@@ -11,11 +11,15 @@ filter read, whatever the dataset:
 - `semcal_id`: a stable id of the row.
 
 A row without a usable gold answer is never scored: it is dropped before any generation
-and reported in a warning that names the rows.
+and reported in a warning that names the rows. A local file that cannot give rows at all
+(missing, empty, not UTF-8, not JSON, a row without the dataset's fields, no usable row)
+raises DataFileError, one line naming the file, the line at fault and the fix;
+`check_data_file` is that check alone, which `semcal run` makes before the model loads.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +47,8 @@ class DatasetSpec:
     row_id: Callable[[dict, int], str]
     # What is wrong with a row's gold field for this dataset's schema, or None.
     gold_field_problem: Callable[[Any], str | None]
+    # Where a row's gold answers are, for the error that finds none.
+    gold_format: str
 
 
 def _triviaqa_golds(row: dict) -> list[str]:
@@ -97,6 +103,7 @@ DATASETS: dict[str, DatasetSpec] = {
         golds=_triviaqa_golds,
         row_id=lambda row, i: str(row.get("question_id") or i),
         gold_field_problem=_triviaqa_answer_problem,
+        gold_format="`answer.aliases`, a list of non-empty strings",
     ),
     "nq_open": DatasetSpec(
         hf_path="google-research-datasets/nq_open",
@@ -107,6 +114,7 @@ DATASETS: dict[str, DatasetSpec] = {
         golds=lambda row: _as_list(row.get("answer")),
         row_id=lambda row, i: str(i),
         gold_field_problem=_nq_open_answer_problem,
+        gold_format="`answer`, a list of non-empty strings",
     ),
     "simpleqa": DatasetSpec(
         hf_path="basicv8vc/SimpleQA",
@@ -117,6 +125,7 @@ DATASETS: dict[str, DatasetSpec] = {
         golds=lambda row: _as_list(row.get("answer")),
         row_id=lambda row, i: str(i),
         gold_field_problem=_simpleqa_answer_problem,
+        gold_format="`answer`, a non-empty string",
     ),
     "gsm8k": DatasetSpec(
         hf_path="openai/gsm8k",
@@ -127,6 +136,7 @@ DATASETS: dict[str, DatasetSpec] = {
         golds=_gsm8k_golds,
         row_id=lambda row, i: str(i),
         gold_field_problem=_gsm8k_answer_problem,
+        gold_format="`answer`, a solution ending in '#### N'",
     ),
 }
 
@@ -139,31 +149,132 @@ def _usable_golds(golds: list[Any]) -> list[str]:
     return list(seen)
 
 
-def _read_local(dataset: str, spec: DatasetSpec, data_files: str | Path) -> datasets.Dataset:
-    path = Path(data_files).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"semcal {dataset}: data_files={data_files} is not a file; pass a JSON or "
-            f"JSONL file in the schema of {spec.hf_path}"
-        )
-    rows = datasets.load_dataset("json", data_files=str(path), split="train")
-    if len(rows) == 0:
-        raise ValueError(f"semcal {dataset}: {path} holds no rows")
-    missing = [f for f in spec.required_fields if f not in rows.column_names]
-    # The first row tells a wrong dataset's file; a later row with a bad gold answer is
-    # one unusable row, dropped and reported like any other.
-    problem = (
-        f"it lacks field(s) {', '.join(missing)}"
-        if missing
-        else spec.gold_field_problem(rows[0]["answer"])
-    )
-    if problem:
-        raise ValueError(
-            f"semcal {dataset}: {path} is not in the schema of {spec.hf_path} ({problem}); "
-            "several semcal datasets need a file each: "
-            f"--metadata '{{\"data_files\": {{\"{dataset}\": \"PATH.jsonl\", ...}}}}'"
-        )
+class DataFileError(ValueError):
+    """A local data file that cannot give its dataset's rows; the message is one line
+    naming the file, the row at fault (1-based line of a JSONL file) and the fix."""
+
+
+def _decoded(dataset: str, path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        # utf-8-sig: a byte-order mark, which `datasets` reads past, is no error.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DataFileError(
+            f"semcal {dataset}: {path} line {line} is not UTF-8 (byte 0x{data[err.start]:02x} at "
+            f"column {column}); save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+
+
+def _numbered_rows(dataset: str, path: Path, text: str) -> list[tuple[str, Any]]:
+    """Each row of a JSON Lines file (or of a JSON array) with where it is: "line N" ("row N")."""
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataFileError(
+                f"semcal {dataset}: {path} is not valid JSON ({err.msg} at line {err.lineno}, "
+                f"column {err.colno}); fix it, or write one JSON object per line"
+            ) from None
+        return [(f"row {number}", row) for number, row in enumerate(rows, start=1)]
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((f"line {number}", json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise DataFileError(
+                f"semcal {dataset}: {path} line {number} is not JSON ({err.msg} at column "
+                f"{err.colno}); each line must hold one whole JSON object"
+            ) from None
     return rows
+
+
+def _check_rows(dataset: str, path: Path, rows: list[tuple[str, Any]]) -> None:
+    spec = DATASETS[dataset]
+    fields = ", ".join(spec.required_fields)
+    if not rows:
+        raise DataFileError(
+            f"semcal {dataset}: {path} holds no rows; it needs one JSON object per line with "
+            f"the fields {fields} of {spec.hf_path}"
+        )
+    usable = 0
+    for index, (where, row) in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataFileError(
+                f"semcal {dataset}: {path} {where} holds a JSON {type(row).__name__}, not an "
+                f"object; each row is an object with the fields {fields}"
+            )
+        missing = [field for field in spec.required_fields if field not in row]
+        if index == 0:
+            # The first row tells a wrong dataset's file; a later row with a bad gold
+            # answer is one unusable row, dropped and reported like any other.
+            if missing:
+                problem = f"{where} lacks field(s) {', '.join(missing)}"
+            elif gold_problem := spec.gold_field_problem(row["answer"]):
+                problem = f"{where}: {gold_problem}"
+            else:
+                problem = None
+            if problem:
+                raise DataFileError(
+                    f"semcal {dataset}: {path} is not in the schema of {spec.hf_path} ({problem}); "
+                    "several semcal datasets need a file each: "
+                    f"--metadata '{{\"data_files\": {{\"{dataset}\": \"PATH.jsonl\", ...}}}}'"
+                )
+        if missing:
+            raise DataFileError(
+                f"semcal {dataset}: {path} {where} lacks field(s) {', '.join(missing)}; every row "
+                f"needs {fields}: add them to that row or remove it"
+            )
+        usable += bool(str(spec.question(row) or "").strip() and _usable_golds(spec.golds(row)))
+    if not usable:
+        raise DataFileError(
+            f"semcal {dataset}: {path} has no row with a usable question and gold answer (none "
+            f"of its {len(rows)} rows; {rows[0][0]} has answer {rows[0][1]['answer']!r:.60}); "
+            f"each row needs a non-empty `{spec.required_fields[0]}` and {spec.gold_format}"
+        )
+
+
+def check_data_file(dataset: str, data_files: str | Path | dict | None) -> None:
+    """Raise DataFileError if the local file `data_files` gives `dataset` cannot be read.
+
+    Args:
+        dataset: triviaqa, nq_open, simpleqa or gsm8k.
+        data_files: as for `load_semcal_dataset`; None (the hub dataset) or a dict
+            without `dataset` has nothing to check.
+
+    The file must exist, be UTF-8 JSON Lines (or one JSON array) of objects, every row
+    must have the dataset's fields, the first row must be in its schema, and at least
+    one row must hold a usable question and gold answer. It is read with the standard
+    library, so the message can name the line at fault, which `datasets` cannot.
+    """
+    path = _data_file(dataset, data_files)
+    if path is None:
+        return
+    if not path.is_file():
+        raise DataFileError(
+            f"semcal {dataset}: data_files={path} is not a file; pass a JSON or JSONL file "
+            f"in the schema of {DATASETS[dataset].hf_path}"
+        )
+    _check_rows(dataset, path, _numbered_rows(dataset, path, _decoded(dataset, path)))
+
+
+def _data_file(dataset: str, data_files: str | Path | dict | None) -> Path | None:
+    """The file `data_files` gives `dataset`, or None for the hub dataset."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown semcal dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if isinstance(data_files, dict):
+        unknown = sorted(set(data_files) - set(DATASETS))
+        if unknown:
+            raise DataFileError(
+                f"data_files names unknown dataset(s) {', '.join(unknown)}; "
+                f"the keys are {', '.join(DATASETS)}"
+            )
+        data_files = data_files.get(dataset)
+    return None if data_files is None else Path(data_files).expanduser()
 
 
 def _read_hub(dataset: str, spec: DatasetSpec) -> datasets.Dataset:
@@ -229,18 +340,13 @@ def load_semcal_dataset(
     Returns:
         A DatasetDict holding the evaluation split under the hub dataset's split name.
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown semcal dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    path = _data_file(dataset, data_files)
     spec = DATASETS[dataset]
-    if isinstance(data_files, dict):
-        unknown = sorted(set(data_files) - set(DATASETS))
-        if unknown:
-            raise ValueError(
-                f"data_files names unknown dataset(s) {', '.join(unknown)}; "
-                f"the keys are {', '.join(DATASETS)}"
-            )
-        data_files = data_files.get(dataset)
-    rows = _read_hub(dataset, spec) if data_files is None else _read_local(dataset, spec, data_files)
+    if path is None:
+        rows = _read_hub(dataset, spec)
+    else:
+        check_data_file(dataset, path)
+        rows = datasets.load_dataset("json", data_files=str(path), split="train")
     return datasets.DatasetDict({spec.split: add_semcal_fields(dataset, rows)})
 
 

@@ -2,15 +2,22 @@
 
 - `run_lm_eval`: lm-eval's own CLI in this process, with the semcal tasks on the
   include path and this package's backends registered, after the checks that would
-  otherwise cost a whole generation (a backend that fixes one seed per request).
+  otherwise cost a whole generation (a backend that fixes one seed per request) or a
+  model load (`check_run_args`: a task name, `--limit`, the data files), and with a
+  check afterwards that lm-eval saved every sample it logged (`unsaved_samples`).
 - `evaluate_and_save`: `simple_evaluate` on semcal tasks, its results and samples
   written in `--output_path` layout (the demo's runs).
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 import sys
+import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +28,22 @@ from lm_eval.loggers import EvaluationTracker
 from lm_eval.models.api_models import TemplateAPI
 from lm_eval.models.openai_completions import LocalChatCompletion
 from lm_eval.tasks import TaskManager
+from lm_eval.tasks._index import Kind
+from lm_eval.tasks._yaml_loader import load_yaml
 from lm_eval.utils import setup_logging
 
-from lm_eval_semcal.harness.models import MODELS as SEMCAL_MODELS  # registers the semcal backends
+from lm_eval_semcal.harness.data import (
+    DataFileError,
+    check_data_file,
+    load_semcal_dataset,
+)
+from lm_eval_semcal.harness.models import (
+    MODELS as SEMCAL_MODELS,  # registers the semcal backends
+)
 from lm_eval_semcal.harness.task import SemcalConfigError
 from lm_eval_semcal.tasks import TASKS_DIR
 
-__all__ = ["evaluate_and_save", "fixed_seed_problem", "run_lm_eval"]
+__all__ = ["RunArgsError", "check_run_args", "evaluate_and_save", "fixed_seed_problem", "run_lm_eval", "unsaved_samples"]
 
 
 def fixed_seed_problem(model: str) -> str | None:
@@ -50,13 +66,108 @@ def fixed_seed_problem(model: str) -> str | None:
     )
 
 
+class RunArgsError(ValueError):
+    """`semcal run` arguments that would fail once the model is loaded; one line with the fix."""
+
+
+def _datasets_read(manager: TaskManager, name: str) -> set[str]:
+    """The semcal datasets that task, group or tag `name` of `manager`'s index reads."""
+    entry = manager.task_index[name]
+    if entry.kind is Kind.GROUP:
+        members = [member for member in (entry.cfg or {}).get("task") or [] if isinstance(member, str)]
+    elif entry.kind is Kind.TAG:
+        members = sorted(entry.tags)
+    else:
+        # Only a task that loads its data itself has a semcal loader; resolving its
+        # `!function`s imports what lm-eval imports to build it anyway.
+        if entry.yaml_path is None or "custom_dataset" not in (entry.cfg or {}):
+            return set()
+        loader = load_yaml(entry.yaml_path, resolve_func=True).get("custom_dataset")
+        is_semcal_loader = isinstance(loader, partial) and loader.func is load_semcal_dataset
+        return {loader.args[0]} if is_semcal_loader else set()
+    return set().union(*(_datasets_read(manager, member) for member in members if member in manager.task_index))
+
+
+def check_run_args(
+    tasks: Sequence[str] | None, include_path: str | list[str], limit: float | None, metadata: dict[str, Any]
+) -> None:
+    """Raise RunArgsError or DataFileError for what would stop `semcal run` after its model loads.
+
+    lm-eval 0.4.13's `simple_evaluate` creates the model before it builds the tasks, and
+    a semcal task loads its dataset as it is built, so a bad data file, an unknown task
+    or `--limit 0` cost a model load and end in a traceback. Checked here instead, on
+    lm-eval's parsed arguments: task names against the semcal folder's index (and the
+    user's `--include_path`) alone, not lm-eval's whole index; each data file the
+    requested semcal tasks read (`--metadata data_files=...`, merged over the model
+    args as lm-eval merges them), read once with the standard library.
+
+    Args:
+        tasks: the `--tasks` names (globs, groups, tags; YAML paths are left to lm-eval).
+        include_path: the task folders to index: the semcal folder and the user's.
+        limit: `--limit`.
+        metadata: the run's metadata, model args merged in.
+    """
+    if limit is not None and limit <= 0:
+        raise RunArgsError(
+            f"--limit {limit:g} leaves no question to ask; pass --limit N (the first N questions "
+            "of each task) or a fraction between 0 and 1, or leave it out for every question"
+        )
+    manager = TaskManager(include_path=include_path, include_defaults=False)
+    read: set[str] = set()
+    for name in tasks or []:
+        if name.endswith(".yaml") or Path(name).is_dir():
+            continue
+        matched = manager.match_tasks([name])
+        # No task of lm-eval's own is named semcal*: an unmatched one is a typo.
+        if not matched and name.startswith("semcal"):
+            close = difflib.get_close_matches(name, manager.all_tasks, n=1)
+            hint = f"did you mean {close[0]}?" if close else "`lm_eval ls tasks | grep semcal` lists them"
+            raise RunArgsError(f"no task {name}; {hint}")
+        for task in matched:
+            read |= _datasets_read(manager, task)
+    for dataset in sorted(read):
+        check_data_file(dataset, metadata.get("data_files"))
+
+
+def unsaved_samples(output_path: str | Path, since: float) -> list[str]:
+    """The samples lm-eval logged but did not save, one sentence per task.
+
+    lm-eval catches any error while it writes a task's samples file and only logs a
+    warning (`Could not save sample results`), leaving the file empty or cut short. Each
+    results JSON written to `output_path` (a folder or a .json path, as lm-eval takes it)
+    since the time `since` names its tasks and their question counts (`n-samples`); a
+    task's samples file must hold one line per question and filter pipeline.
+    """
+    out = Path(output_path)
+    if out.suffix == ".json":
+        prefix, results_files = f"{out.stem}_", out.parent.glob(f"{out.stem}_*.json")
+    else:
+        prefix, results_files = "results_", out.glob("*/results_*.json")
+    problems = []
+    for results_file in sorted(results_files):
+        if results_file.stat().st_mtime < since:
+            continue
+        results = json.loads(results_file.read_text(encoding="utf-8"))
+        date_id = results_file.stem.removeprefix(prefix)
+        for task, config in (results.get("configs") or {}).items():
+            questions = ((results.get("n-samples") or {}).get(task) or {}).get("effective")
+            expected = questions * len(config.get("filter_list") or [None]) if isinstance(questions, int) else 1
+            samples_file = results_file.with_name(f"samples_{task}_{date_id}.jsonl")
+            lines = samples_file.read_bytes().count(b"\n") if samples_file.is_file() else 0
+            if lines < expected:
+                problems.append(f"{task}: {samples_file} holds {lines} of its {expected} samples")
+    return problems
+
+
 def run_lm_eval(
     lm_eval_args: Sequence[str], repeats: int | None, allow_fixed_seed: bool = False, bootstrap_iters: int | None = None
 ) -> None:
     """lm-eval's own CLI, in this process, with the semcal tasks on the include path.
 
     Problems that would waste the generation (a fixed-seed backend, a task that cannot
-    sample M answers) end the command with one line before any model output is drawn.
+    sample M answers) end the command with one line before any model output is drawn;
+    those `check_run_args` finds, before the model loads. A run whose samples lm-eval
+    logged but could not save ends with one line and exit status 1, not 0.
     """
     setup_logging()
     argv = list(lm_eval_args)
@@ -80,9 +191,32 @@ def run_lm_eval(
             **{key: value for key, value in run_settings.items() if value is not None},
         }
     try:
-        harness.execute(args)
-    except SemcalConfigError as err:
+        check_run_args(
+            getattr(args, "tasks", None),
+            args.include_path,
+            getattr(args, "limit", None),
+            {**(getattr(args, "model_args", None) or {}), **(getattr(args, "metadata", None) or {})},
+        )
+    except (RunArgsError, DataFileError) as err:
         sys.exit(f"semcal run: error: {err}")
+    started = time.time()
+    try:
+        harness.execute(args)
+    except (SemcalConfigError, DataFileError) as err:
+        sys.exit(f"semcal run: error: {err}")
+    saves_samples = getattr(args, "log_samples", False) or getattr(args, "predict_only", False)
+    # Only the first process of a multi-process run saves results and samples.
+    problems = (
+        unsaved_samples(args.output_path, started)
+        if saves_samples and args.output_path and os.environ.get("RANK", "0") == "0"
+        else []
+    )
+    if problems:
+        sys.exit(
+            f"semcal run: error: samples not saved ({'; '.join(problems)}): lm-eval's warning "
+            "'Could not save sample results' above says why; the results JSON holds the metrics, "
+            "but `semcal report` and `semcal rescore` need the samples: remove the cause and rerun"
+        )
 
 
 def evaluate_and_save(

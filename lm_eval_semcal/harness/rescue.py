@@ -21,7 +21,9 @@ def write_rescue_file(name: str, rows: Iterable[dict]) -> Path:
     directory = Path(os.environ.get(RESCUE_DIR_ENV, "semcal_rescue"))
     path = directory / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out:
+    # A lone surrogate in a response cannot be UTF-8; written as its JSON escape (\ud800),
+    # it reads back as the same string, where a strict write would raise and lose the rows.
+    with path.open("w", encoding="utf-8", errors="backslashreplace") as out:
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
     return path

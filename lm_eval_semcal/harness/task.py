@@ -1,6 +1,6 @@
 """The lm-eval task class behind every semcal task YAML (`class: !function ...SemcalTask`).
 
-It is lm-eval's ConfigurableTask with four additions a sampling-based metric needs:
+It is lm-eval's ConfigurableTask with the additions a sampling-based metric needs:
 
 - run metadata overrides: `--metadata repeats=N` sets M, `--metadata collapse=NAME`
   (and `collapse_args={...}`) swaps the collapsing function of every semcal filter,
@@ -14,6 +14,9 @@ It is lm-eval's ConfigurableTask with four additions a sampling-based metric nee
   pitfall of some servers makes all M samples identical);
 - if grouping the answers fails, the raw responses are written to a JSONL file before the
   error propagates, so no generated text is lost (see `harness.rescue`);
+- a response holding a lone surrogate, which no UTF-8 file can hold (lm-eval would lose
+  the task's whole samples file to it), has each replaced by U+FFFD before the filters
+  read it, with one warning per task that counts the responses changed;
 - under `--apply_chat_template`, the conversation opens with a short instruction stating
   the answer's form for the task's response style (`exemplars.chat_instruction`), in a
   system turn, or at the head of the first user turn when the model's template has no
@@ -48,6 +51,20 @@ log = logging.getLogger(__name__)
 
 # The harness's filters that turn a question's M responses into one.
 LIST_REDUCING_FILTERS = ("take_first", "majority_vote")
+
+
+def _savable_text(response: Any) -> Any:
+    """`response` with each lone surrogate replaced by U+FFFD (the same object when it has none).
+
+    A surrogate pair that was never joined becomes its one character, as UTF-16 reads it.
+    """
+    if not isinstance(response, str):
+        return response
+    try:
+        response.encode("utf-8")
+    except UnicodeEncodeError:
+        return response.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return response
 
 
 class SemcalConfigError(ValueError):
@@ -228,6 +245,7 @@ class SemcalTask(ConfigurableTask):
 
     def apply_filters(self) -> None:
         self._drop_padding_responses()
+        self._make_responses_savable()
         try:
             super().apply_filters()
         except Exception as err:
@@ -249,6 +267,24 @@ class SemcalTask(ConfigurableTask):
                     self.config.task, instance.doc_id, len(instance.resps), repeats,
                 )
                 instance.resps = instance.resps[:repeats]
+
+    def _make_responses_savable(self) -> None:
+        # A lone surrogate (U+D800-U+DFFF) is valid in a JSON reply as a \u escape, but no
+        # UTF-8 file can hold it: lm-eval then loses the task's whole samples file. Each
+        # becomes U+FFFD here, where every backend's responses meet, before the filters
+        # read them, so the records and the saved responses agree.
+        changed = total = 0
+        for instance in self._instances:
+            total += len(instance.resps)
+            savable = [_savable_text(response) for response in instance.resps]
+            changed += sum(new is not old for new, old in zip(savable, instance.resps))
+            instance.resps = savable
+        if changed:
+            log.warning(
+                "%s: %d of %d responses held characters that cannot be saved (lone surrogates); "
+                "each was replaced by U+FFFD",
+                self.config.task, changed, total,
+            )
 
     def _warn_if_samples_identical(self) -> None:
         records = [
