@@ -55,6 +55,12 @@ def _json_object(text: str) -> dict:
     return value
 
 
+_ALLOW_PARTIAL_HELP = (
+    "go on with a samples file that holds fewer questions than its results JSON counted (cut short), "
+    "on the questions it holds; without it that is an error"
+)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="semcal",
@@ -103,6 +109,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BOOTSTRAP_ITERS,
         help=f"bootstrap resamples for the intervals (default {DEFAULT_BOOTSTRAP_ITERS})",
     )
+    report.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
 
     rescore = commands.add_parser(
         "rescore",
@@ -110,7 +117,8 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Reads an lm-eval output folder (run with --log_samples), groups every "
         "semcal task's saved responses again under the collapsing function B given by "
         "--classes, and writes results and samples in lm-eval's layout to "
-        "<model folder>/rescored-<B>/ (readable by `semcal report`). Nothing is generated.",
+        "<model folder>/rescored-<B>/ (readable by `semcal report`), with the options used in its "
+        "rescore.json; a folder made with other options is replaced only with --overwrite. Nothing is generated.",
     )
     rescore.add_argument("run_dir", help="the --output_path folder of an lm-eval run")
     rescore.add_argument("--classes", required=True, metavar="B", help="collapsing function (exact, normalize, numeric, ...)")
@@ -127,6 +135,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="bootstrap resamples for the 95%% intervals (default: the count the run used, else "
         f"{DEFAULT_BOOTSTRAP_ITERS}; 0: none)",
     )
+    rescore.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a rescored-<B> folder made with other options (--classes-args, --gold-match, "
+        "--bootstrap-iters; recorded in its rescore.json); without it such a folder is left as it is and "
+        "the command stops. A rerun with the same options replaces it anyway",
+    )
+    rescore.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
 
     agree = commands.add_parser(
         "agree",
@@ -144,6 +160,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help='options per B, as a JSON object of objects: \'{"llm": {"model": "...", "base_url": "..."}}\'',
     )
     agree.add_argument("--gold-match", choices=GOLD_MATCHES, help="as for rescore")
+    agree.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
 
     demo = commands.add_parser(
         "demo",
@@ -197,7 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lm_eval_semcal.runs.saved import RunDirError
 
         try:
-            written = write_reports(args.run_dir, out_dir=args.out, bootstrap_iters=args.bootstrap_iters)
+            written = write_reports(
+                args.run_dir, out_dir=args.out, bootstrap_iters=args.bootstrap_iters, allow_partial=args.allow_partial
+            )
         except RunDirError as err:
             parser.exit(1, f"semcal report: error: {err}\n")
         for path in written:
@@ -211,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "rescore":
                 written = rescore_run(
-                    args.run_dir, args.classes, args.classes_args, args.gold_match, bootstrap_iters=args.bootstrap_iters
+                    args.run_dir, args.classes, args.classes_args, args.gold_match, bootstrap_iters=args.bootstrap_iters,
+                    overwrite=args.overwrite, allow_partial=args.allow_partial,
                 )
                 for path in written:
                     print(path)
@@ -219,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 collapses = [name.strip() for name in args.classes.split(",") if name.strip()]
                 if len(collapses) < 2:
                     parser.error(f"agree: --classes needs two or more collapsing functions, got {args.classes!r}")
-                print(agreement_markdown(agreement(args.run_dir, collapses, args.classes_args, args.gold_match)))
+                found = agreement(args.run_dir, collapses, args.classes_args, args.gold_match, args.allow_partial)
+                print(agreement_markdown(found))
         except (RunDirError, ValueError, TypeError, OSError, ImportError, LlmServerError) as err:
             # OSError / ImportError: a model-based B whose model or package cannot be loaded;
             # their messages run over many lines, the first says what is missing.

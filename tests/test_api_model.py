@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import random
 import time
+import traceback
+from collections.abc import Callable
 
 import pytest
+import requests
 from conftest import FIXTURES
 from fake_server import FakeServer, Reply
 from lm_eval import simple_evaluate
 from lm_eval.api.instance import Instance
 from lm_eval.tasks import TaskManager
 
-from lm_eval_semcal.harness.api_model import ServerReplyError, SemcalCompletionsAPI, completions_from_reply
+from lm_eval_semcal.harness.api_model import (
+    REQUEST_LOGGERS,
+    ServerReplyError,
+    SemcalCompletionsAPI,
+    completions_from_reply,
+)
 from lm_eval_semcal.harness.evaluate import evaluate_and_save
 from lm_eval_semcal.runs.saved import load_run
 from lm_eval_semcal.tasks import TASKS_DIR
@@ -248,11 +257,67 @@ def test_a_server_slower_than_timeout_is_an_error(server):
 
 
 def test_unknown_paths_answer_404(server):
-    import requests
-
     base = server.url.removesuffix(COMPLETIONS_PATH)
     assert requests.get(f"{base}/tokenizer_info", timeout=5).status_code == 404
     assert requests.post(f"{base}/tokenize", json={}, timeout=5).status_code == 404
+
+
+# --- the API key ----------------------------------------------------------------------
+
+KEY = "sk-test-echoed-5b1e9c"
+
+
+def echo_the_key(server: FakeServer, status: int) -> Callable[[dict], Reply]:
+    """A server that quotes the request's Authorization header in its reply, as some do on a 401."""
+    return lambda payload: (status, {"error": f"not accepted: {server.headers[-1]['Authorization']}"})
+
+
+def test_a_key_the_server_echoes_is_never_logged_or_raised(server, monkeypatch, caplog, capfd):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    server.behaviour = echo_the_key(server, 401)
+    with caplog.at_level(logging.DEBUG), pytest.raises(RuntimeError) as caught:
+        make_model(server).generate_until(instances(["A"] * 2), disable_tqdm=True)
+
+    assert [h["Authorization"] for h in server.headers] == [f"Bearer {KEY}"] * 2  # the key was sent
+    # lm-eval's own warning, once per try, with the key masked.
+    refused = [r.getMessage() for r in caplog.records if r.name == "lm_eval.models.api_models" and "failed" in r.getMessage()]
+    assert refused == ['API request failed with error message: {"error": "not accepted: Bearer ***"}. Retrying...'] * 2
+    assert KEY not in caplog.text
+    assert all(KEY not in str(r.msg) and KEY not in str(r.args) for r in caplog.records)
+    assert KEY not in "".join(capfd.readouterr())
+    raised = "".join(traceback.format_exception(caught.value))
+    assert "HTTPError: 401 Client Error" in raised and KEY not in raised
+    # The filter is gone with the request: later records are left as they are.
+    assert all(not each.filters for each in map(logging.getLogger, REQUEST_LOGGERS))
+
+
+def test_a_key_quoted_in_a_bad_reply_is_masked_in_the_error(server, monkeypatch, rescue_dir):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    server.behaviour = echo_the_key(server, 200)
+    with pytest.raises(RuntimeError) as caught:
+        make_model(server).generate_until(instances(["A"] * 2), disable_tqdm=True)
+    assert "the reply has no `choices` list: \"{'error': 'not accepted: Bearer ***'}\"" in str(caught.value)
+    assert str(next(rescue_dir.glob("*.jsonl"))) in str(caught.value)
+    assert KEY not in "".join(traceback.format_exception(caught.value))
+
+
+def test_a_key_with_a_newline_is_masked_where_requests_quotes_it(server, monkeypatch):
+    # requests refuses the header and quotes its value, key and all, in the error.
+    monkeypatch.setenv("OPENAI_API_KEY", KEY + "\n")
+    with pytest.raises(RuntimeError, match="InvalidHeader") as caught:
+        make_model(server).generate_until(instances(["A"]), disable_tqdm=True)
+    raised = "".join(traceback.format_exception(caught.value))
+    assert "'Bearer ***\\n'" in raised and KEY not in raised
+    assert caught.value.__cause__ is None and server.payloads == []
+
+
+def test_without_a_key_nothing_is_masked(server, monkeypatch, caplog):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server.behaviour = lambda payload: (401, {"error": "a key is needed"})
+    with caplog.at_level(logging.WARNING), pytest.raises(RuntimeError) as caught:
+        make_model(server).generate_until(instances(["A"]), disable_tqdm=True)
+    assert 'API request failed with error message: {"error": "a key is needed"}. Retrying...' in caplog.text
+    assert isinstance(caught.value.__cause__, requests.HTTPError)
 
 
 # --- completions_from_reply -------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+import traceback
 
 import pytest
 from conftest import FIXTURES
@@ -119,6 +121,18 @@ def test_the_key_comes_from_the_environment(server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-123")
     make_model(server).generate_until(instances(["A"]), disable_tqdm=True)
     assert server.headers[0]["Authorization"] == "Bearer sk-test-123"
+
+
+def test_a_key_the_chat_server_echoes_is_never_logged_or_raised(server, monkeypatch, caplog, capfd):
+    key = "sk-test-chat-echoed-77a0"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    server.behaviour = lambda payload: (401, {"error": f"not accepted: {server.headers[-1]['Authorization']}"})
+    with caplog.at_level(logging.DEBUG), pytest.raises(RuntimeError, match="401 Client Error") as caught:
+        make_model(server).generate_until(instances(["A"]), disable_tqdm=True)
+    assert server.headers[0]["Authorization"] == f"Bearer {key}"
+    assert caplog.text.count('"not accepted: Bearer ***"') == 2
+    assert key not in caplog.text and key not in "".join(capfd.readouterr())
+    assert key not in "".join(traceback.format_exception(caught.value))
 
 
 def test_text_prompts_and_chat_prompts_go_to_their_own_backend(server):

@@ -597,6 +597,15 @@ def test_a_refused_key_names_the_variable_and_never_the_key(server, key, caplog)
         dict(client(server).complete(["x"]))
 
 
+def test_a_key_quoted_where_the_error_cuts_the_reply_is_masked_whole(server, key):
+    # The error quotes the reply's first 200 characters; the key starts at 197.
+    server.behaviour = lambda payload: (400, "x" * 190 + f"Bearer {SECRET}")
+    with pytest.raises(LlmServerError, match="answered HTTP 400") as caught:
+        dict(client(server, api_key_env=KEY_ENV).complete(["x"]))
+    assert str(caught.value).endswith("xxxBearer ***'")
+    assert SECRET[:3] not in str(caught.value)
+
+
 def test_a_missing_key_stops_the_filter_before_any_request(server, monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     options = {"model": "reader", "base_url": base_url(server), "api_key_env": KEY_ENV, "cache": None}

@@ -146,6 +146,9 @@ def test_load_run_reads_back_the_per_question_records(run_dir):
     assert run.model == MODEL and run.model_dir == MODEL_DIR
     assert run.M == 4 and run.n_questions == 4 and run.collapse == "normalize"
     assert run.doc_ids == (0, 1, 2, 3)
+    # lm-eval counts the questions it evaluated in the results JSON; the samples hold them all.
+    assert json.loads(run.results_file.read_text())["n-samples"][TASK] == {"original": 4, "effective": 4}
+    assert run.results_questions == 4 and run.lost_rows is None
     np.testing.assert_array_equal(run.confidence, CONFIDENCE)
     np.testing.assert_array_equal(run.correct, CORRECT)
     assert [list(r.classes.class_ids) for r in run.records] == [[0, 1, 1, 1], [0, 0, 0, 1], [0, 1, 1, 0], [0, 0, 0, 0]]
@@ -391,3 +394,58 @@ def test_questions_with_different_m_are_reported_as_such(run_dir, tmp_path, capl
     text = paths[1].read_text()
     assert "| samples per question (M) | 4-5 (differs between questions) |" in text
     assert "k* on the first floor(M/2) samples, share on the rest" in text
+
+
+def cut_samples(run_dir: Path, tmp_path: Path, keep: int) -> tuple[Path, Path]:
+    """A copy of the run whose samples file keeps its first `keep` lines, as a copy cut short leaves it."""
+    copy = copy_run(run_dir, tmp_path)
+    samples = only_file(model_folder(copy), "samples_*.jsonl")
+    samples.write_text("".join(line + "\n" for line in samples.read_text().splitlines()[:keep]))
+    return copy, samples
+
+
+def test_a_samples_file_that_lost_rows_is_an_error(run_dir, tmp_path, capsys):
+    copy, samples = cut_samples(run_dir, tmp_path, keep=3)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["report", str(copy), "--bootstrap-iters", "0"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (
+        f"semcal report: error: {samples} holds 3 questions of {TASK}, its results file 4: the samples file "
+        "lost rows; rerun the task, or pass --allow-partial to go on with the 3\n"
+    )
+    assert not (copy / "semcal_report").exists()
+
+
+def test_allow_partial_reports_on_the_questions_left_and_says_so_first(run_dir, tmp_path, caplog):
+    copy, samples = cut_samples(run_dir, tmp_path, keep=3)
+    with caplog.at_level(logging.WARNING, logger="lm_eval_semcal"):
+        assert cli.main(["report", str(copy), "--bootstrap-iters", "0", "--allow-partial"]) == 0
+    sentence = (
+        f"**Partial run: {samples} holds 3 questions of {TASK}, its results file 4: the samples file lost rows; "
+        "every number here is over the 3 left.**"
+    )
+    page = (copy / "semcal_report" / f"{TASK}.md").read_text().splitlines()
+    assert page[:3] == [f"# {TASK}: {MODEL}", "", sentence]
+    assert "| questions (n) | 3 |" in page
+    # The first three questions: confidence 3/4, 3/4, 2/4, correct 1, 1, 0.
+    assert markdown_table("\n".join(page), "| metric |")["acc"][0] == f"{2 / 3:.4f}"
+    assert "Not checked against lm-eval's results JSON: its numbers are over all 4 questions." in "\n".join(page)
+    assert not any("Differs" in line for line in page)
+    assert sentence in (copy / "semcal_report" / "summary.md").read_text()
+    warning = (
+        f"{samples} holds 3 questions of {TASK}, its results file 4: the samples file lost rows; going on with the 3 "
+        "(--allow-partial)"
+    )
+    assert [r.getMessage() for r in caplog.records if "lost rows" in r.getMessage()] == [warning]
+    assert not [r for r in caplog.records if "lm-eval reported" in r.getMessage()]
+
+
+def test_a_results_file_that_counts_no_questions_is_not_checked(run_dir, tmp_path):
+    # A results JSON without `n-samples` (written by other tools or older versions) cannot say rows are missing.
+    copy, _ = cut_samples(run_dir, tmp_path, keep=3)
+    results = only_file(model_folder(copy), "results_*.json")
+    data = json.loads(results.read_text())
+    del data["n-samples"]
+    results.write_text(json.dumps(data))
+    (run,) = load_run(copy)
+    assert run.n_questions == 3 and run.results_questions is None and run.lost_rows is None

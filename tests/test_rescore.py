@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,8 @@ def test_the_same_b_reproduces_every_reported_number(run_dir):
 
 
 def test_the_resample_count_can_be_overridden(run_dir):
-    written = rescore_run(run_dir, "normalize", bootstrap_iters=0)
+    # rescored-normalize holds the rescore of the test above, made with the run's own count.
+    written = rescore_run(run_dir, "normalize", bootstrap_iters=0, overwrite=True)
     after = json.loads(written[0].read_text())["results"][TASK]
     assert math.isnan(after["ece_ci_low,semcal"]) and math.isnan(after["smece_ci_high,semcal"])
     assert after["ece,semcal"] == pytest.approx(json.loads(load_run(run_dir)[0].results_file.read_text())["results"][TASK]["ece,semcal"])
@@ -183,8 +185,93 @@ def test_every_filter_of_a_task_keeps_its_samples(tmp_path):
     )
     out = save_scripted_run(tmp_path / "out", SCRIPT, "semcal_two_filters", BOOTSTRAP_ITERS, tasks_dir=tasks_dir)
     written = rescore_run(out, "exact")
-    assert len(written) == len(set(written)) == 2
+    assert [path.name.split("_")[0] for path in written] == ["results", "samples", "rescore.json"]
     rescored = {run.filter: run for run in load_run(written[0])}
     assert sorted(rescored) == ["semcal", "semcal_exact"]
     assert all(run.n_questions == 4 for run in rescored.values())
     assert [list(r.classes.class_ids) for r in rescored["semcal"].records] == CLASS_IDS["exact"]
+
+
+# --- a rescore of its own folder ----------------------------------------------------------
+
+
+def copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "out"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("rescored-*"))
+    return copy
+
+
+def rescore_record(written: list[Path]) -> tuple[dict, dict]:
+    """The options file and the results JSON's `semcal_rescore` entry of a rescore."""
+    results, _, options = written
+    return json.loads(options.read_text()), json.loads(results.read_text())["semcal_rescore"]
+
+
+def test_a_rescore_with_other_options_is_refused_until_overwrite(run_dir, tmp_path):
+    copy = copy_run(run_dir, tmp_path)
+    first = rescore_run(copy, "exact")
+    out_dir = first[0].parent
+    assert [path.parent for path in first] == [out_dir] * 3 and first[2].name == "rescore.json"
+    assert rescore_record(first)[0] == {"collapse": "exact", "collapse_args": None, "gold_match": None, "bootstrap_iters": None}
+    before = {path: path.read_bytes() for path in first}
+
+    with pytest.raises(RunDirError) as caught:
+        rescore_run(copy, "exact", gold_match="contains", bootstrap_iters=0)
+    assert str(caught.value) == (
+        f"{out_dir} holds a rescore made with --classes exact, not --classes exact --gold-match contains "
+        "--bootstrap-iters 0: add --overwrite to replace it, or move that folder away first"
+    )
+    assert {path: path.read_bytes() for path in first} == before
+
+    replaced = rescore_run(copy, "exact", gold_match="contains", bootstrap_iters=0, overwrite=True)
+    assert replaced == first
+    options, entry = rescore_record(replaced)
+    assert options == {"collapse": "exact", "collapse_args": None, "gold_match": "contains", "bootstrap_iters": 0}
+    assert entry["gold_match"] == "contains"
+
+
+def test_a_rescore_with_the_same_options_replaces_its_folder(run_dir, tmp_path):
+    copy = copy_run(run_dir, tmp_path)
+    first = rescore_run(copy, "exact", None, "same_class", 0)
+    before = {path: path.read_text() for path in first}
+    assert rescore_run(copy, "exact", None, "same_class", 0) == first
+    assert {path: path.read_text() for path in first} == before
+
+
+def test_a_folder_rescored_before_options_were_recorded_counts_as_other(run_dir, tmp_path):
+    copy = copy_run(run_dir, tmp_path)
+    first = rescore_run(copy, "exact")
+    first[2].unlink()
+    with pytest.raises(RunDirError, match="holds a rescore made with options it did not record, not --classes exact:"):
+        rescore_run(copy, "exact")
+
+
+def test_cli_rescore_names_the_options_and_the_way_out(run_dir, tmp_path, capsys):
+    copy = copy_run(run_dir, tmp_path)
+    assert cli.main(["rescore", str(copy), "--classes", "exact", "--gold-match", "contains"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["rescore", str(copy), "--classes", "exact", "--classes-args", "{}"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"semcal rescore: error: {copy / 'scripted__lm' / 'rescored-exact'} holds a rescore made with --classes exact "
+        "--gold-match contains, not --classes exact --classes-args '{}': add --overwrite to "
+        "replace it, or move that folder away first\n"
+    )
+    assert cli.main(["rescore", str(copy), "--classes", "exact", "--classes-args", "{}", "--overwrite"]) == 0
+
+
+def test_a_samples_file_that_lost_rows_is_rescored_only_when_allowed(run_dir, tmp_path):
+    copy = copy_run(run_dir, tmp_path)
+    (samples,) = copy.glob("*/samples_*.jsonl")
+    samples.write_text("".join(line + "\n" for line in samples.read_text().splitlines()[:3]))
+    with pytest.raises(RunDirError, match=r"holds 3 questions of semcal_triviaqa, its results file 4: the samples file lost rows"):
+        rescore_run(copy, "exact")
+    assert not list(copy.glob("*/rescored-exact"))
+    written = rescore_run(copy, "exact", allow_partial=True)
+    # The rescore is as partial as its source, and says so when read.
+    with pytest.raises(RunDirError, match="lost rows"):
+        load_run(written[0])
+    (rescored,) = load_run(written[0], allow_partial=True)
+    assert [list(r.classes.class_ids) for r in rescored.records] == CLASS_IDS["exact"][:3]

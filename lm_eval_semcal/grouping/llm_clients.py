@@ -49,6 +49,8 @@ class ChatClient(Protocol):
 
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What a key becomes in any text that is logged or raised.
+REDACTED_KEY = "***"
 
 
 def chat_url(base_url: str) -> str:
@@ -76,6 +78,15 @@ def api_key(api_key_env: str | None) -> str | None:
     if any(not char.isprintable() or char.isspace() for char in key):
         raise ValueError(f"llm: the key in ${api_key_env} holds spaces or control characters; set it to the key alone")
     return key
+
+
+def redact_key(text: str, key: str | None) -> str:
+    """`text` with every occurrence of the API key `key` replaced by `***` (as is without a key).
+
+    Redact a server's text before cutting it short: a cut can split the key and leave a
+    piece of it that no longer matches.
+    """
+    return text.replace(key, REDACTED_KEY) if key else text
 
 
 def reply_text(reply: object) -> str:
@@ -124,9 +135,6 @@ class OpenAIChatClient:
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}"} if self._key else {}
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "<key>") if self._key else text
 
     def _served_weights(self) -> str:
         """What the server says stands behind the model name (vLLM's `root`), for the cache key.
@@ -188,12 +196,12 @@ class OpenAIChatClient:
         if status == 429 or status >= 500:
             raise _Transient(f"HTTP {status}")
         if status != 200:
-            raise LlmServerError(f"llm: {self.url} answered HTTP {status}: {self._scrub(response.text[:200])!r}")
+            raise LlmServerError(f"llm: {self.url} answered HTTP {status}: {redact_key(response.text, self._key)[:200]!r}")
         try:
             reply = response.json()
         except ValueError:
             raise LlmServerError(
-                f"llm: {self.url} answered with something that is not JSON: {self._scrub(response.text[:200])!r}"
+                f"llm: {self.url} answered with something that is not JSON: {redact_key(response.text, self._key)[:200]!r}"
             ) from None
         return reply_text(reply)
 

@@ -18,14 +18,19 @@ groups are split, for servers that cap `n`).
 instruct model behind vLLM or SGLang): it needs `--apply_chat_template`, as lm-eval's
 chat backends do, and reads each sample from `message.content` (after
 `think_end_token`, when set).
+
+Both replace the API key by *** in what lm-eval logs while their requests run (a server
+may echo the Authorization header in a refusal, which lm-eval logs) and in the errors
+they raise.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +42,65 @@ from lm_eval.models.utils import postprocess_generated_text
 from tenacity import retry, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
-from lm_eval_semcal.harness.rescue import write_rescue_file
+from lm_eval_semcal.grouping.llm_clients import redact_key
 from lm_eval_semcal.harness.request_groups import RequestGroup, group_identical_requests
+from lm_eval_semcal.harness.rescue import write_rescue_file
 
 # Under lm-eval's logger, so the harness's --verbosity shows or hides these lines.
 logger = logging.getLogger(f"lm_eval.models.{__name__}")
 
 MODEL_NAME = "semcal-completions"
 CHAT_MODEL_NAME = "semcal-chat-completions"
+
+# Where lm-eval logs while our requests run: TemplateAPI.model_call logs a refused
+# request's body ("API request failed with error message: ..."), and a server may echo
+# the Authorization header, key and all, in it.
+REQUEST_LOGGERS = ("lm_eval.models.api_models", "lm_eval.models.openai_completions", logger.name)
+
+
+class _KeyRedaction(logging.Filter):
+    """Replaces the API key in a log record's message with ***."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.key in message:
+            record.msg, record.args = redact_key(message, self.key), ()
+        return True
+
+
+@contextmanager
+def _key_redacted_from_logs(key: str) -> Iterator[None]:
+    """While it lasts, `key` is replaced by *** in every record of REQUEST_LOGGERS.
+
+    A filter on a logger sees the records made on that logger only, so it goes on each
+    logger that lm-eval's request code writes to; nothing is installed without a key.
+    """
+    if not key:
+        yield
+        return
+    redaction = _KeyRedaction(key)
+    loggers = [logging.getLogger(name) for name in REQUEST_LOGGERS]
+    for each in loggers:
+        each.addFilter(redaction)
+    try:
+        yield
+    finally:
+        for each in loggers:
+            each.removeFilter(redaction)
+
+
+def _mentions(err: BaseException, key: str) -> bool:
+    """Whether the key is in the text of `err` or of an exception it was raised from."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if key in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class ServerReplyError(RuntimeError):
@@ -84,7 +140,25 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
             payload["n"] = n
         return payload
 
+    @property
+    def _sent_key(self) -> str:
+        """The API key sent with each request (`OPENAI_API_KEY`), padding dropped; '' for none.
+
+        Without its padding it still matches where a server or an error quotes the key
+        (a key ending in a newline is quoted as its repr).
+        """
+        return (self.api_key or "").strip()
+
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        """Every request's sample, one request of `n` samples per question (see the module).
+
+        The API key is replaced by *** in what lm-eval logs meanwhile and in the error
+        raised when a request fails for good.
+        """
+        with _key_redacted_from_logs(self._sent_key):
+            return self._generate_until(requests, disable_tqdm)
+
+    def _generate_until(self, requests: list[Instance], disable_tqdm: bool) -> list[str]:
         if any(len(request.args) > 2 for request in requests):
             raise ValueError(f"{self.backend_name} serves text prompts only; use lm-eval's own backend for multimodal requests")
         self._check_prompts(requests)
@@ -111,10 +185,15 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
                     pass
         except Exception as err:
             path = self._rescue(requests, groups, responses)
-            raise RuntimeError(
+            message = redact_key(
                 f"{self.backend_name}: a request failed after {self.max_retries} tries ({type(err).__name__}: {err}); "
-                f"the samples received so far are saved in {path}"
-            ) from err
+                f"the samples received so far are saved in {path}",
+                self._sent_key,
+            )
+            if self._sent_key and _mentions(err, self._sent_key):
+                # A traceback prints the cause's text too: a cause that quotes the key is left out.
+                raise RuntimeError(message) from None
+            raise RuntimeError(message) from err
         finally:
             progress.close()
         return responses
@@ -143,7 +222,7 @@ class SemcalCompletionsAPI(LocalCompletionsAPI):
             reply = self.model_call(
                 messages=[prompt], generate=True, gen_kwargs=copy.deepcopy(group.gen_kwargs), n=n, part=part
             )
-            return completions_from_reply(reply, n, self._sample_text)
+            return completions_from_reply(reply, n, self._sample_text, key=self._sent_key)
 
         return attempt()
 
@@ -198,25 +277,31 @@ class SemcalChatCompletionsAPI(SemcalCompletionsAPI, LocalChatCompletion):
         return postprocess_generated_text(content, stop=None, think_end_token=self.think_end_token)
 
 def completions_from_reply(
-    reply: Any, n: int, sample_text: Callable[[dict], str | None] = lambda choice: choice.get("text")
+    reply: Any,
+    n: int,
+    sample_text: Callable[[dict], str | None] = lambda choice: choice.get("text"),
+    key: str | None = None,
 ) -> list[str]:
     """The `n` sample texts of an OpenAI (chat) completions reply, in `index` order.
 
     `sample_text` reads a choice's text (`text`, or a chat choice's `message.content`).
     Raises ServerReplyError naming what is wrong when the reply is not an object with
     exactly the choices 0..n-1, each with a text: a short reply is an error, never a
-    short sample.
+    short sample. The API key `key`, when given, is replaced by *** where the error
+    quotes the reply.
     """
     choices = reply.get("choices") if isinstance(reply, dict) else None
     if not isinstance(choices, list):
-        raise ServerReplyError(f"the reply has no `choices` list: {str(reply)[:200]!r}")
+        raise ServerReplyError(f"the reply has no `choices` list: {redact_key(str(reply), key)[:200]!r}")
     texts: dict[int, str] = {}
     indices: list[int] = []
     for choice in choices:
         index = choice.get("index") if isinstance(choice, dict) else None
         text = sample_text(choice) if isinstance(choice, dict) else None
         if not isinstance(index, int) or not isinstance(text, str):
-            raise ServerReplyError(f"a choice lacks an integer `index` or its text: {str(choice)[:200]!r}")
+            raise ServerReplyError(
+                f"a choice lacks an integer `index` or its text: {redact_key(str(choice), key)[:200]!r}"
+            )
         texts[index] = text
         indices.append(index)
     if sorted(indices) != list(range(n)):

@@ -62,17 +62,19 @@ def agreement(
     collapses: Sequence[str],
     collapse_args: dict[str, dict] | None = None,
     gold_match: str | None = None,
+    allow_partial: bool = False,
 ) -> list[Agreement]:
     """How much the choice of B matters, per semcal task of `run_dir`.
 
-    `collapse_args` maps a B's name to its options (default options for the others).
+    `collapse_args` maps a B's name to its options (default options for the others);
+    `allow_partial` reads a samples file that lost rows, as `load_run` does.
     """
     options = {collapse: (collapse_args or {}).get(collapse) for collapse in collapses}
     unknown = sorted(set(collapse_args or {}) - set(collapses))
     if unknown:
         raise ValueError(f"agree: options given for {unknown}, which are not among --classes {list(collapses)}")
     found = []
-    for saved in read_and_check(run_dir, options, gold_match):
+    for saved in read_and_check(run_dir, options, gold_match, allow_partial=allow_partial):
         records = {
             collapse: regroup(saved, regrouping_step(saved, collapse, options[collapse], gold_match))
             for collapse in collapses

@@ -84,10 +84,14 @@ class TaskReport:
 
 
 def summarize(run: TaskRun, stem: str, bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS) -> TaskReport:
-    """The numbers of one task's report; logs a warning for each metric lm-eval reported differently."""
+    """The numbers of one task's report; logs a warning for each metric lm-eval reported differently.
+
+    A run whose samples file lost rows is not compared: lm-eval's numbers are over every
+    question, these over the ones left.
+    """
     metrics = corpus_metrics(run.records, bootstrap_iters=bootstrap_iters, label=run.task)
     split = split_half_estimates(run.records)
-    off = disagreements(metrics.values, run.reported)
+    off = [] if run.lost_rows else disagreements(metrics.values, run.reported)
     for name in off:
         log.warning(
             "%s: %s recomputed from %s is %r but lm-eval reported %r in %s",
@@ -186,6 +190,10 @@ _BIAS_SENTENCE = (
 )
 
 
+def _partial_sentence(run: TaskRun) -> str:
+    return f"**Partial run: {run.lost_rows}; every number here is over the {run.n_questions} left.**"
+
+
 def _task_markdown(report: TaskReport) -> str:
     run = report.run
     half = (run.M // 2) if run.M is not None else None
@@ -201,7 +209,12 @@ def _task_markdown(report: TaskReport) -> str:
         )
     else:
         ci_note = "Bootstrap intervals are off (0 resamples)."
-    if report.disagreements:
+    if run.lost_rows:
+        check = (
+            f"Not checked against lm-eval's results JSON: its numbers are over all {run.results_questions} "
+            "questions."
+        )
+    elif report.disagreements:
         check = (
             f"**Differs from lm-eval's results JSON: {', '.join(report.disagreements)}** "
             f"(by more than {AGREEMENT_TOLERANCE:g}; see the log)."
@@ -213,9 +226,10 @@ def _task_markdown(report: TaskReport) -> str:
             f"Recomputed point values agree with lm-eval's results JSON to {AGREEMENT_TOLERANCE:g} "
             f"({len(compared)} of {len(present)} metrics reported there)."
         )
-    lines = [
-        f"# {run.task}: {run.model}",
-        "",
+    lines = [f"# {run.task}: {run.model}", ""]
+    if run.lost_rows:
+        lines += [_partial_sentence(run), ""]
+    lines += [
         "| | |",
         "|---|---|",
         f"| questions (n) | {run.n_questions} |",
@@ -267,6 +281,11 @@ def _summary_markdown(reports: Sequence[TaskReport]) -> str:
         "Calibration metrics with their 95% bootstrap interval over questions; split: the "
         "split-half estimator (see each task's page).",
         "",
+    ]
+    for report in reports:
+        if report.run.lost_rows:
+            lines += [_partial_sentence(report.run), ""]
+    lines += [
         "| task | model | n | M | B | acc | conf | ece | smece | brier | auroc | split conf | split ECE | details |",
         "|---|---|---:|---|---|---:|---:|---|---|---|---|---:|---:|---|",
     ]
@@ -283,7 +302,10 @@ def _summary_markdown(reports: Sequence[TaskReport]) -> str:
 
 
 def write_reports(
-    run_dir: str | Path, out_dir: str | Path | None = None, bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS,
+    allow_partial: bool = False,
 ) -> list[Path]:
     """Write the report of every semcal task in an lm-eval output folder.
 
@@ -296,6 +318,10 @@ def write_reports(
         Where to write; default `RUN_DIR/semcal_report` (beside the JSON when given one).
     bootstrap_iters : int, default 1000
         Resamples for the 95% intervals (seed 0); 0 leaves them out.
+    allow_partial : bool, default False
+        Report on a samples file that lost rows (fewer questions than its results JSON
+        counted), saying so at the top of the task's page and of the summary, instead of
+        raising RunDirError.
 
     Returns
     -------
@@ -303,7 +329,7 @@ def write_reports(
         Per task `<task>_reliability.png` and `<task>.md`, then `summary.md`.
     """
     run_dir = Path(run_dir)
-    runs = load_run(run_dir)
+    runs = load_run(run_dir, allow_partial=allow_partial)
     if out_dir is None:
         out_dir = (run_dir.parent if run_dir.is_file() else run_dir) / REPORT_DIR_NAME
     _, written = report_runs(runs, out_dir, bootstrap_iters)

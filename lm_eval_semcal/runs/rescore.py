@@ -3,7 +3,9 @@
 Sampling M answers per question is the expensive part of a run. lm-eval's samples files
 (`--log_samples`) keep every raw response and document, so classes, records and every
 metric can be recomputed under any B. `rescore_run` writes the result in lm-eval's own
-layout, in `<model folder>/rescored-<B>/`, so `semcal report` reads it like a run.
+layout, in `<model folder>/rescored-<B>/`, so `semcal report` reads it like a run, with
+the options it was made with in `rescore.json` beside it: a rescore under other options
+does not replace it unless told to.
 Scoring goes through the same `ScoringStep` as the lm-eval filter, metrics through the
 same `corpus_metrics` as lm-eval's aggregations: the same B reproduces the run's numbers.
 """
@@ -28,6 +30,8 @@ from lm_eval_semcal.grouping.scoring_step import FILTER_NAME, ScoringStep
 from lm_eval_semcal.runs.saved import RunDirError, TaskRun, load_run, read_samples
 
 __all__ = ["SavedTask", "read_and_check", "regroup", "rescore_run"]
+
+OPTIONS_FILE = "rescore.json"
 
 
 @dataclass(frozen=True)
@@ -85,9 +89,14 @@ def regroup(saved: SavedTask, step: ScoringStep) -> list[QuestionRecord]:
     return step.score(saved.questions())
 
 
-def read_and_check(run_dir: str | Path, collapses: dict[str, dict | None], gold_match: str | None) -> list[SavedTask]:
-    """Every semcal task of `run_dir`, each B's settings checked on each before any model is asked."""
-    saved = [read_saved(run) for run in load_run(run_dir)]
+def read_and_check(
+    run_dir: str | Path, collapses: dict[str, dict | None], gold_match: str | None, allow_partial: bool = False
+) -> list[SavedTask]:
+    """Every semcal task of `run_dir`, each B's settings checked on each before any model is asked.
+
+    `allow_partial` reads a samples file that lost rows, as `load_run` does.
+    """
+    saved = [read_saved(run) for run in load_run(run_dir, allow_partial=allow_partial)]
     for task in saved:
         for collapse, collapse_args in collapses.items():
             try:
@@ -109,32 +118,81 @@ def _results_rows(metrics: CorpusMetrics) -> dict[str, float]:
     return rows
 
 
+def _options_flags(options: dict | None) -> str:
+    """Rescore options as the command line that gives them."""
+    if options is None:
+        return "options it did not record"
+    flags = [f"--classes {options.get('collapse')}"]
+    if options.get("collapse_args") is not None:
+        flags.append(f"--classes-args '{json.dumps(options['collapse_args'])}'")
+    if options.get("gold_match") is not None:
+        flags.append(f"--gold-match {options['gold_match']}")
+    if options.get("bootstrap_iters") is not None:
+        flags.append(f"--bootstrap-iters {options['bootstrap_iters']}")
+    return " ".join(flags)
+
+
+def _check_replaceable(out_dir: Path, options: dict, overwrite: bool) -> None:
+    """Raise RunDirError when `out_dir` holds a rescore made with other options and `overwrite` is off.
+
+    A folder with rescored results but no readable options file (written before options
+    were recorded, or by a rescore cut short) counts as other: its options are unknown.
+    """
+    if overwrite or not any(out_dir.glob("results_*.json")):
+        return
+    try:
+        existing = json.loads((out_dir / OPTIONS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        existing = None
+    if not isinstance(existing, dict):
+        existing = None
+    if existing != options:
+        raise RunDirError(
+            f"{out_dir} holds a rescore made with {_options_flags(existing)}, not {_options_flags(options)}: "
+            "add --overwrite to replace it, or move that folder away first"
+        )
+
+
 def rescore_run(
     run_dir: str | Path,
     collapse: str,
     collapse_args: dict | None = None,
     gold_match: str | None = None,
     bootstrap_iters: int | None = None,
+    overwrite: bool = False,
+    allow_partial: bool = False,
 ) -> list[Path]:
     """Write every semcal task of `run_dir` regrouped under `collapse`; return the files.
 
     Each model folder gets `rescored-<collapse>/` with a results JSON (the original's,
     with the semcal tasks' metrics and filter settings replaced, and a `semcal_rescore`
-    entry naming the source and B) and one samples file per task whose records are the
-    new groupings. The same B reproduces the original numbers exactly. `gold_match`,
-    when given, replaces each task's rule for judging the gold answer;
-    `bootstrap_iters` the resample count of the intervals (default: the run's own).
+    entry naming the source and B), one samples file per task whose records are the
+    new groupings, and `rescore.json`, the options below. The same B reproduces the
+    original numbers exactly. `gold_match`, when given, replaces each task's rule for
+    judging the gold answer; `bootstrap_iters` the resample count of the intervals
+    (default: the run's own). A folder that holds a rescore made with other options is
+    replaced only with `overwrite` (RunDirError before anything is regrouped otherwise);
+    one made with the same options is replaced. `allow_partial` rescores a samples file
+    that lost rows, as `load_run` reads it.
     """
+    options = {"collapse": collapse, "collapse_args": collapse_args, "gold_match": gold_match, "bootstrap_iters": bootstrap_iters}
+    # Compared as a recorded rescore is read back: through JSON (a tuple comes back a list).
+    options = json.loads(json.dumps(options))
     written: list[Path] = []
     sample_rows: dict[Path, list[str]] = {}
     by_results: dict[Path, list[tuple[SavedTask, ScoringStep, list[QuestionRecord]]]] = {}
-    for saved in read_and_check(run_dir, {collapse: collapse_args}, gold_match):
+    saved_tasks = read_and_check(run_dir, {collapse: collapse_args}, gold_match, allow_partial=allow_partial)
+    for results_file in {saved.run.results_file for saved in saved_tasks}:
+        _check_replaceable(results_file.parent / f"rescored-{collapse}", options, overwrite)
+    for saved in saved_tasks:
         step = regrouping_step(saved, collapse, collapse_args, gold_match)
         by_results.setdefault(saved.run.results_file, []).append((saved, step, regroup(saved, step)))
     for results_file, regrouped in by_results.items():
         results = json.loads(results_file.read_text(encoding="utf-8"))
         out_dir = results_file.parent / f"rescored-{collapse}"
         out_dir.mkdir(exist_ok=True)
+        # Until this rescore is whole, the folder vouches for no options.
+        (out_dir / OPTIONS_FILE).unlink(missing_ok=True)
         rescored = copy.deepcopy(results)
         rescored["semcal_rescore"] = {
             "source": str(results_file), "collapse": collapse, "collapse_args": collapse_args, "gold_match": gold_match,
@@ -176,4 +234,9 @@ def rescore_run(
     for samples_path, rows in sample_rows.items():
         samples_path.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
         written.append(samples_path)
+    # Last: a rescore cut short leaves results whose options are unknown, and a rerun must overwrite them.
+    for out_dir in sorted({path.parent for path in written}):
+        options_path = out_dir / OPTIONS_FILE
+        options_path.write_text(json.dumps(options, indent=2) + "\n", encoding="utf-8")
+        written.append(options_path)
     return written

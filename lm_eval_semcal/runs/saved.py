@@ -45,7 +45,9 @@ class TaskRun:
 
     `doc_ids` and `records` hold one entry per question in doc_id order; `reported`
     maps each metric name (filter suffix dropped, e.g. "ece", "ece_ci_low") to the value
-    lm-eval wrote into the results JSON.
+    lm-eval wrote into the results JSON; `results_questions` is the number of questions
+    the results JSON says were evaluated (lm-eval's `n-samples` effective count; None
+    when it records none).
     """
 
     task: str
@@ -57,10 +59,24 @@ class TaskRun:
     doc_ids: tuple[int, ...]
     records: tuple[QuestionRecord, ...]
     reported: dict[str, float]
+    results_questions: int | None
 
     @property
     def n_questions(self) -> int:
         return len(self.records)
+
+    @property
+    def lost_rows(self) -> str | None:
+        """The sentence saying that the samples file holds fewer questions than the results JSON counted.
+
+        None when it holds them all, or when the results JSON counts none.
+        """
+        if self.results_questions is None or self.n_questions >= self.results_questions:
+            return None
+        return (
+            f"{self.samples_file} holds {self.n_questions} questions of {self.task}, its results file "
+            f"{self.results_questions}: the samples file lost rows"
+        )
 
     @cached_property
     def confidence(self) -> np.ndarray:
@@ -106,6 +122,13 @@ class _ResultsFile:
     @property
     def model(self) -> str:
         return str(self.data.get("model_name") or self.data.get("config", {}).get("model") or self.model_dir)
+
+    def questions(self, task: str) -> int | None:
+        """How many questions of `task` lm-eval evaluated (its `n-samples` effective count), if recorded."""
+        counts = self.data.get("n-samples")
+        entry = counts.get(task) if isinstance(counts, dict) else None
+        count = entry.get("effective") if isinstance(entry, dict) else None
+        return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 def _read_results_file(path: Path) -> _ResultsFile | None:
@@ -209,10 +232,11 @@ def _task_run(
         doc_ids=tuple(doc_id for doc_id, _ in rows),
         records=tuple(record for _, record in rows),
         reported=_reported_metrics(found.data.get("results", {}).get(task, {}), name),
+        results_questions=found.questions(task),
     )
 
 
-def load_run(path: str | Path) -> list[TaskRun]:
+def load_run(path: str | Path, allow_partial: bool = False) -> list[TaskRun]:
     """Every semcal task of an lm-eval output folder, from its newest run.
 
     Parameters
@@ -220,6 +244,9 @@ def load_run(path: str | Path) -> list[TaskRun]:
     path : str or Path
         lm-eval's `--output_path` folder (holding one folder per model), one model's folder,
         or one results JSON.
+    allow_partial : bool, default False
+        Read a samples file that holds fewer questions than its results JSON counted (one
+        cut short) with a warning, instead of raising RunDirError.
 
     Returns
     -------
@@ -233,7 +260,8 @@ def load_run(path: str | Path) -> list[TaskRun]:
     ------
     RunDirError
         The path is missing, holds no results JSON, its newest results have no samples
-        files, or none of its tasks is a semcal task.
+        files, none of its tasks is a semcal task, or (unless `allow_partial`) a samples
+        file lost rows.
     """
     path = Path(path)
     if not path.exists():
@@ -259,6 +287,12 @@ def load_run(path: str | Path) -> list[TaskRun]:
             continue
         for name, rows in sorted(by_filter.items()):
             run = _task_run(task, found, samples_file, name, rows)
+            if run.lost_rows is not None:
+                if not allow_partial:
+                    raise RunDirError(
+                        f"{run.lost_rows}; rerun the task, or pass --allow-partial to go on with the {run.n_questions}"
+                    )
+                log.warning("%s; going on with the %d (--allow-partial)", run.lost_rows, run.n_questions)
             if run.M is None:
                 log.warning("%s: questions have different numbers of samples, M = %s", task, run.m_label)
             runs.append(run)
