@@ -2,7 +2,9 @@
 
     semcal tasks-dir                 print the semcal task folder (lm_eval finds it without a flag)
     semcal run [--repeats N] [--bootstrap-iters N] LM_EVAL_ARGS...
-                                     lm-eval's own `run`, with the semcal tasks included
+                                     lm-eval's own `run`, with the semcal tasks included;
+                                     with --use_cache PATH every sample is kept, and a rerun
+                                     resumes where an interrupted run stopped
     semcal report RUN_DIR [--out DIR] [--bootstrap-iters N]
                                      reliability diagram + Markdown table per semcal task
     semcal rescore RUN_DIR --classes B [--classes-args JSON]
@@ -76,7 +78,9 @@ def _build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         help="run lm-eval with the semcal tasks included",
         description="Runs lm-eval's own `run` command with `--include_path` set to the "
-        "semcal tasks. Every lm-eval option is accepted as is (see `lm_eval run -h`).",
+        "semcal tasks. Every lm-eval option is accepted as is (see `lm_eval run -h`); "
+        "`--use_cache PATH` also keeps every sampled generation in PATH_semcal_samples.db, "
+        "so that the same command resumes an interrupted run.",
     )
     run.add_argument(
         "--repeats",

@@ -10,6 +10,12 @@ allocated; CPU: peak resident set above the level before the run).
 
     python scripts/bench_generation.py                 # CPU, about 10 minutes on 2 cores
     python scripts/bench_generation.py --device cuda   # a GPU, larger batches worth trying
+    python scripts/bench_generation.py --store         # hf-semcal with and without the sample store
+
+`--store` times hf-semcal bare and through the sample store of `semcal run --use_cache`
+(a fresh store each time, so every sample is drawn and written), alternating, and prints
+the ratio of the medians; then the store alone: samples filed and written per second,
+in questions of M = 50, which bounds its share of any faster run.
 
 The model samples at T = 1 with no stop sequence (a random model almost never emits
 EOS), so every sequence generates exactly the new-token budget and both backends do the
@@ -19,6 +25,7 @@ same decoding work.
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import threading
 import time
@@ -30,6 +37,9 @@ from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
 from lm_eval_semcal.harness.hf_model import SemcalHFLM
+from lm_eval_semcal.harness.request_groups import settings_key
+from lm_eval_semcal.harness.resume import ResumableLM
+from lm_eval_semcal.harness.sample_store import PendingSamples, SampleStore, request_key
 from lm_eval_semcal.demo.tiny_model import build_tiny_model
 
 GPT2_SMALL = {"n_layer": 12, "n_embd": 768, "n_head": 12, "model_vocab_size": 50257}
@@ -115,12 +125,48 @@ def timed(lm, reqs: list[Instance], device: str) -> tuple[float, int]:
     return elapsed, memory.peak_bytes
 
 
+def store_overhead(fast: SemcalHFLM, reqs: list[Instance], device: str, model_dir: str, rounds: int) -> None:
+    """hf-semcal bare against hf-semcal through ResumableLM, `rounds` alternating pairs."""
+    times: dict[str, list[float]] = {"bare": [], "store": []}
+    fast.batch_size_per_gpu = len(reqs)
+    for round_ in range(rounds):
+        with tempfile.TemporaryDirectory() as cache:
+            stored = ResumableLM(fast, f"{cache}/bench_rank0.db", model="hf-semcal", model_args={"pretrained": model_dir})
+            for name, lm in (("bare", fast), ("store", stored))[:: 1 if round_ % 2 == 0 else -1]:
+                times[name].append(timed(lm, reqs, device)[0])
+            assert stored.store.count() == len(reqs)
+            stored.store.close()
+    bare, store = statistics.median(times["bare"]), statistics.median(times["store"])
+    print(f"  hf-semcal bare: median {bare:.3f} s, through the store: median {store:.3f} s ({rounds} runs each)")
+    print(f"  store / bare: {store / bare:.4f} ({(store / bare - 1) * 100:+.2f}%)")
+
+
+def store_throughput(questions: int = 400, samples: int = 50) -> None:
+    """Samples per second the store files and writes on its own (no model)."""
+    settings = {"until": ["\n"], "do_sample": True, "temperature": 1.0}
+    with tempfile.TemporaryDirectory() as cache:
+        store = SampleStore(f"{cache}/throughput_semcal_samples.db")
+        plan = [(request_key("m", f"Q{q}", settings), f"Q{q}", settings_key(settings), 0, samples) for q in range(questions)]
+        pending = PendingSamples(store, plan)
+        start = time.perf_counter()
+        for q in range(questions):
+            for s in range(samples):
+                pending.receive(f"Q{q}", settings, f" The answer is {s}.")
+        elapsed = time.perf_counter() - start
+        assert store.count() == questions * samples
+        store.close()
+    print(f"\nthe store alone: {questions * samples / elapsed:,.0f} samples/s filed and written "
+          f"({elapsed / (questions * samples) * 1e6:.1f} us a sample, one transaction per question of {samples})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--questions-per-batch", default="1,2,4", help="batch sizes to try, in questions of M")
     parser.add_argument("--workloads", default="concise,cot")
+    parser.add_argument("--store", action="store_true", help="the sample store's cost instead (see above)")
+    parser.add_argument("--rounds", type=int, default=5, help="--store: timed runs of each")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
 
@@ -140,6 +186,9 @@ def main() -> None:
             new_tokens = len(reqs) * workload.new_tokens
             print(f"\n{workload.name}: {workload.questions} questions, prompt {prompt_len:.0f} tokens, "
                   f"M = {workload.samples}, {workload.new_tokens} new tokens")
+            if args.store:
+                store_overhead(fast, reqs, args.device, model_dir, args.rounds)
+                continue
             per_batch = [int(q) for q in args.questions_per_batch.split(",")]
             sizes = [workload.samples * q for q in per_batch if q <= workload.questions]
             best = {}
@@ -151,6 +200,8 @@ def main() -> None:
                     print(f"  {name:<9} batch {batch_size:>4}: {seconds:7.2f} s  {new_tokens / seconds:7.0f} tok/s  "
                           f"peak {peak / 2**20:7.0f} MiB")
             print(f"  best hf / best hf-semcal: {best['hf'] / best['hf-semcal']:.1f}x")
+        if args.store:
+            store_throughput()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`accelerate launch --num_processes 2` with hf-semcal: each rank samples its share, rank 0 gets all.
+"""`accelerate launch --num_processes 2` with hf-semcal: each rank samples its share, rank 0 gets all,
+and both keep their samples in one store that a second run is served from.
 
 Runs two CPU processes (gloo) through the real `accelerate` launcher and the `semcal`
 module entry point on an odd number of questions (lm-eval then pads the short rank by
@@ -46,10 +47,10 @@ def test_two_cpu_processes_give_the_complete_result_set(tmp_path):
         "--tasks", "semcal_triviaqa",
         "--metadata", json.dumps({"data_files": str(FIXTURES / "triviaqa.jsonl")}),
         "--repeats", str(REPEATS), "--limit", str(QUESTIONS),
-        "--output_path", str(tmp_path / "out"), "--log_samples",
+        "--use_cache", str(tmp_path / "cache"), "--log_samples",
     ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    result = subprocess.run([*command, "--output_path", str(tmp_path / "out")], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
 
     questions = [json.loads(line) for line in (FIXTURES / "triviaqa.jsonl").read_text().splitlines()][:QUESTIONS]
@@ -68,3 +69,11 @@ def test_two_cpu_processes_give_the_complete_result_set(tmp_path):
     # Both ranks sampled: each logs its own share of the questions.
     shares = [line for line in result.stderr.splitlines() if "hf-semcal rank" in line]
     assert any("rank 0 of 2" in line for line in shares) and any("rank 1 of 2" in line for line in shares), shares
+
+    # Both ranks wrote their samples to one shared store: a second run is served wholly from it.
+    rerun = subprocess.run([*command, "--output_path", str(tmp_path / "rerun")], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    served = [line for line in rerun.stderr.splitlines() if "samples served from it" in line]
+    assert len(served) == 2 and all(line.endswith("; 0 to draw") for line in served), served
+    rerun_samples = [json.loads(line) for line in next((tmp_path / "rerun").rglob("samples_*.jsonl")).read_text().splitlines()]
+    assert sorted((s["doc_id"], s["resps"]) for s in rerun_samples) == sorted((s["doc_id"], s["resps"]) for s in samples)

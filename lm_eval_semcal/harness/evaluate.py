@@ -4,7 +4,9 @@
   include path and this package's backends registered, after the checks that would
   otherwise cost a whole generation (a backend that fixes one seed per request) or a
   model load (`check_run_args`: a task name, `--limit`, the data files), and with a
-  check afterwards that lm-eval saved every sample it logged (`unsaved_samples`).
+  check afterwards that lm-eval saved every sample it logged (`unsaved_samples`); with
+  `--use_cache PATH`, sampled requests are kept in and served from a sample store
+  (`resume`), so an interrupted run resumes.
 - `evaluate_and_save`: `simple_evaluate` on semcal tasks, its results and samples
   written in `--output_path` layout (the demo's runs).
 """
@@ -17,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from lm_eval_semcal.harness.data import (
 from lm_eval_semcal.harness.models import (
     MODELS as SEMCAL_MODELS,  # registers the semcal backends
 )
+from lm_eval_semcal.harness.resume import resumable_sampling
 from lm_eval_semcal.harness.task import SemcalConfigError
 from lm_eval_semcal.tasks import TASKS_DIR
 
@@ -200,8 +204,14 @@ def run_lm_eval(
     except (RunArgsError, DataFileError) as err:
         sys.exit(f"semcal run: error: {err}")
     started = time.time()
+    store = (
+        resumable_sampling(getattr(args, "model", None) or "hf", getattr(args, "model_args", None))
+        if getattr(args, "use_cache", None)
+        else nullcontext()
+    )
     try:
-        harness.execute(args)
+        with store:
+            harness.execute(args)
     except (SemcalConfigError, DataFileError) as err:
         sys.exit(f"semcal run: error: {err}")
     saves_samples = getattr(args, "log_samples", False) or getattr(args, "predict_only", False)
