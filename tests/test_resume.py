@@ -207,7 +207,7 @@ def test_the_rerun_says_what_the_store_served(tmp_path, caplog):
 
 
 def choices(payload: dict) -> dict:
-    return {"choices": [{"index": i, "text": f" {random.choice(['Paris', 'Lyon', 'Rome'])}"} for i in range(payload["n"])]}
+    return {"choices": [{"index": i, "text": f" {random.choice(['Paris', 'Lyon', 'Rome'])}"} for i in range(payload.get("n", 1))]}
 
 
 @pytest.mark.slow  # three `semcal run` processes
@@ -322,3 +322,44 @@ def test_the_hf_backends_resume_from_the_store(tmp_path, monkeypatch, tiny_model
         assert f"{questions * M} of {questions * M} samples served from it" in caplog.text
 
     assert saved(tmp_path / "resumed", "semcal_triviaqa") == saved(tmp_path / "from_store", "semcal_triviaqa")
+
+
+# --- the API backends, chat prompts included ---------------------------------------------
+
+
+def chat_choices(payload: dict) -> dict:
+    texts = [f" {random.choice(['Paris', 'Lyon'])}" for _ in range(payload.get("n", 1))]
+    return {"choices": [{"index": i, "message": {"role": "assistant", "content": t}} for i, t in enumerate(texts)]}
+
+
+@pytest.mark.parametrize(
+    "backend, path, reply, extra",
+    [
+        ("semcal-completions", "/v1/completions", choices, ()),
+        ("semcal-chat-completions", "/v1/chat/completions", chat_choices, ("--apply_chat_template",)),
+        # lm-eval's own backend: one request per sample, each reported through the hook.
+        ("local-completions", "/v1/completions", choices, ()),
+    ],
+)
+def test_the_api_backends_are_served_from_the_store(tmp_path, tiny_model, backend, path, reply, extra):
+    server = FakeServer(path, lambda payload: (200, reply(payload)))
+    tokenizer = "" if "chat" in backend else f",tokenizer_backend=huggingface,tokenizer={tiny_model}"
+
+    def run(out: Path) -> None:
+        run_lm_eval(
+            ["run", "--model", backend, "--model_args", f"model=gen,base_url={server.url}{tokenizer}",
+             "--tasks", "semcal_triviaqa", "--metadata", json.dumps({"data_files": str(FIXTURES / "triviaqa.jsonl")}),
+             "--use_cache", str(tmp_path / "cache"), "--output_path", str(out), "--log_samples", *extra],
+            repeats=M, bootstrap_iters=0, allow_fixed_seed=backend == "local-completions",
+        )  # fmt: skip
+
+    try:
+        run(tmp_path / "first")
+        asked = len(server.payloads)
+        assert asked == (4 if backend.startswith("semcal") else 4 * M)
+        run(tmp_path / "again")
+        assert len(server.payloads) == asked
+    finally:
+        server.close()
+    assert SampleStore(store_path(tmp_path / "cache")).count() == 4 * M
+    assert saved(tmp_path / "first", "semcal_triviaqa") == saved(tmp_path / "again", "semcal_triviaqa")
