@@ -185,8 +185,28 @@ def test_placement_arguments_leave_the_identity_alone_and_weights_change_it(tmp_
 
 
 def test_the_store_is_named_after_the_cache_path_and_shared_by_the_ranks(tmp_path):
+    assert store_path(f"{tmp_path}/runs/cache") == tmp_path / "runs" / "cache_semcal_samples.db"
     assert store_path(f"{tmp_path}/runs/cache_rank0.db") == tmp_path / "runs" / "cache_semcal_samples.db"
     assert store_path(f"{tmp_path}/runs/cache_rank1.db") == tmp_path / "runs" / "cache_semcal_samples.db"
+
+
+def test_a_file_that_cannot_be_the_store_stops_semcal_run_in_one_line_before_the_model(tmp_path, monkeypatch, capsys):
+    (tmp_path / "cache_semcal_samples.db").write_text("notes, not samples\n" * 100)
+    monkeypatch.setattr(ScriptedSampler, "__init__", lambda *a, **k: pytest.fail("the model was built"))
+    with pytest.raises(SystemExit) as stopped:
+        semcal_run(tmp_path / "cache")
+    assert str(stopped.value) == (
+        f"semcal run: error: --use_cache {tmp_path / 'cache'}: {tmp_path / 'cache_semcal_samples.db'} cannot be used "
+        "as a sample store (DatabaseError: file is not a database); pass another --use_cache path"
+    )
+
+
+def test_a_backend_returning_no_text_loses_nothing_else(tmp_path, monkeypatch):
+    drawn = ScriptedSampler.generate_until
+    monkeypatch.setattr(ScriptedSampler, "generate_until", lambda self, requests, **kw: [None, *drawn(self, requests)[1:]])
+    ScriptedSampler.reports = False
+    semcal_run(tmp_path / "cache", tmp_path / "out")
+    assert SampleStore(store_path(tmp_path / "cache")).count() == QUESTIONS * M - 1
 
 
 def test_the_rerun_says_what_the_store_served(tmp_path, caplog):

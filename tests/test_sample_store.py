@@ -8,7 +8,13 @@ import sqlite3
 import pytest
 
 from lm_eval_semcal.harness.request_groups import settings_key
-from lm_eval_semcal.harness.sample_store import PendingSamples, SampleStore, file_fingerprint, request_key
+from lm_eval_semcal.harness.sample_store import (
+    PendingSamples,
+    SampleStore,
+    SampleStoreError,
+    file_fingerprint,
+    request_key,
+)
 
 SETTINGS = {"until": ["\n"], "do_sample": True, "temperature": 1.0, "max_gen_toks": 16}
 
@@ -45,8 +51,19 @@ def test_a_store_of_another_schema_is_refused(tmp_path):
     SampleStore(tmp_path / "s.db").close()
     with sqlite3.connect(tmp_path / "s.db") as db:
         db.execute("UPDATE meta SET value = '0' WHERE name = 'schema'")
-    with pytest.raises(ValueError, match="schema 0, this version reads 1; pass another --use_cache path"):
+    with pytest.raises(SampleStoreError, match="schema 0, this version reads 1; pass another --use_cache path"):
         SampleStore(tmp_path / "s.db")
+
+
+def test_a_file_that_is_no_database_is_refused_in_one_line(tmp_path):
+    (tmp_path / "s.db").write_text("not a database, but a run's notes\n" * 100)
+    with pytest.raises(SampleStoreError, match=r"s.db cannot be used as a sample store \(DatabaseError: file is not a database\); pass another --use_cache path"):
+        SampleStore(tmp_path / "s.db")
+
+
+def test_a_response_that_is_no_text_is_not_kept(store):
+    store.put([("k", 0, "a"), ("k", 1, None), ("k", 2, "c")])
+    assert store.samples("k") == [(0, "a"), (2, "c")]
 
 
 def test_request_keys_differ_by_model_prompt_and_settings_only():

@@ -43,7 +43,8 @@ from lm_eval_semcal.harness.data import (
 from lm_eval_semcal.harness.models import (
     MODELS as SEMCAL_MODELS,  # registers the semcal backends
 )
-from lm_eval_semcal.harness.resume import resumable_sampling
+from lm_eval_semcal.harness.resume import resumable_sampling, store_path
+from lm_eval_semcal.harness.sample_store import SampleStore, SampleStoreError
 from lm_eval_semcal.harness.task import SemcalConfigError
 from lm_eval_semcal.tasks import TASKS_DIR
 
@@ -203,6 +204,11 @@ def run_lm_eval(
         )
     except (RunArgsError, DataFileError) as err:
         sys.exit(f"semcal run: error: {err}")
+    if getattr(args, "use_cache", None):
+        try:
+            SampleStore(store_path(args.use_cache)).close()
+        except SampleStoreError as err:
+            sys.exit(f"semcal run: error: --use_cache {args.use_cache}: {err}")
     started = time.time()
     store = (
         resumable_sampling(getattr(args, "model", None) or "hf", getattr(args, "model_args", None))
@@ -212,7 +218,7 @@ def run_lm_eval(
     try:
         with store:
             harness.execute(args)
-    except (SemcalConfigError, DataFileError) as err:
+    except (SemcalConfigError, DataFileError, SampleStoreError) as err:
         sys.exit(f"semcal run: error: {err}")
     saves_samples = getattr(args, "log_samples", False) or getattr(args, "predict_only", False)
     # Only the first process of a multi-process run saves results and samples.

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import re
-import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
@@ -56,7 +55,8 @@ PLACEMENT_ARGS = frozenset(
 
 
 def store_path(cache_db: str | Path) -> Path:
-    """The sample store beside lm-eval's cache: `PATH_rank0.db` -> `PATH_semcal_samples.db`.
+    """The sample store of `--use_cache PATH`: `PATH_semcal_samples.db`, from PATH or from
+    the cache lm-eval names after it (`PATH_rank0.db`).
 
     lm-eval gives each process its own `_rankN.db`; the processes share one sample store,
     so a run resumed with another number of processes finds every sample.
@@ -112,7 +112,7 @@ class _StoreHook(CacheHook):
             try:
                 if pending.receive(_prompt_text(req[0]), req[1] if isinstance(req[1], dict) else {}, res):
                     return
-            except (sqlite3.Error, OSError) as err:
+            except Exception as err:  # noqa: BLE001 - the store must never stop the sampling
                 self._resumable.store_failed(err)
                 return
         super().add_partial(attr, req, res)
@@ -191,9 +191,10 @@ class ResumableLM(CachingLM):
         return results
 
     def _keep(self, write) -> None:
+        # Samples already drawn are worth more than the store: a failed write is a warning.
         try:
             write()
-        except (sqlite3.Error, OSError) as err:
+        except Exception as err:  # noqa: BLE001
             self.store_failed(err)
 
 

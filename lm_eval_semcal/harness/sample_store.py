@@ -37,7 +37,7 @@ from typing import Any
 
 from lm_eval_semcal.harness.request_groups import settings_key
 
-__all__ = ["BUSY_TIMEOUT_S", "PendingSamples", "SampleStore", "file_fingerprint", "request_key"]
+__all__ = ["BUSY_TIMEOUT_S", "PendingSamples", "SampleStore", "SampleStoreError", "file_fingerprint", "request_key"]
 
 BUSY_TIMEOUT_S = 120.0
 SCHEMA_VERSION = "1"
@@ -78,6 +78,10 @@ def file_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+class SampleStoreError(ValueError):
+    """A file that cannot serve as the sample store; one line with the fix."""
+
+
 class SampleStore:
     """Sampled responses keyed by (request key, sample index), in one SQLite file.
 
@@ -87,9 +91,24 @@ class SampleStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+            self._create()
+        except (sqlite3.DatabaseError, OSError) as err:
+            raise SampleStoreError(
+                f"{self.path} cannot be used as a sample store ({type(err).__name__}: {err}); "
+                "pass another --use_cache path"
+            ) from err
+        (version,) = self._db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        if version != SCHEMA_VERSION:
+            raise SampleStoreError(
+                f"{self.path} is a sample store of schema {version}, this version reads {SCHEMA_VERSION}; "
+                "pass another --use_cache path"
+            )
+
+    def _create(self) -> None:
         self._use_wal()
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._transaction():
@@ -99,12 +118,6 @@ class SampleStore:
             )
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        (version,) = self._db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-        if version != SCHEMA_VERSION:
-            raise ValueError(
-                f"{self.path} is a sample store of schema {version}, this version reads {SCHEMA_VERSION}; "
-                "pass another --use_cache path"
-            )
 
     def _use_wal(self) -> None:
         # Switching a new file to WAL takes its lock without waiting (SQLite calls no busy
@@ -134,7 +147,12 @@ class SampleStore:
         """Store `(key, index, response)` rows in one transaction (a row replaces its index's)."""
         # UTF-8 bytes that keep a lone surrogate (a server's "\ud800") as it came: the
         # run replaces it later, and a served sample must be the text the model gave.
-        encoded = [(key, index, response.encode("utf-8", "surrogatepass")) for key, index, response in rows]
+        # A response that is no text (a backend's None) is not kept: a rerun draws it again.
+        encoded = [
+            (key, index, response.encode("utf-8", "surrogatepass"))
+            for key, index, response in rows
+            if isinstance(response, str)
+        ]
         if not encoded:
             return
         with self._transaction():
