@@ -36,11 +36,11 @@ import torch
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
+from lm_eval_semcal.demo.tiny_model import build_tiny_model
 from lm_eval_semcal.harness.hf_model import SemcalHFLM
 from lm_eval_semcal.harness.request_groups import settings_key
 from lm_eval_semcal.harness.resume import ResumableLM
 from lm_eval_semcal.harness.sample_store import PendingSamples, SampleStore, request_key
-from lm_eval_semcal.demo.tiny_model import build_tiny_model
 
 GPT2_SMALL = {"n_layer": 12, "n_embd": 768, "n_head": 12, "model_vocab_size": 50257}
 

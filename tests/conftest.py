@@ -70,6 +70,28 @@ def scripted_lm() -> type[ScriptedLM]:
 
 
 @pytest.fixture(autouse=True)
+def rescue_dir(tmp_path, monkeypatch) -> Path:
+    """Rescue files go to the test's own folder, never to ./semcal_rescue."""
+    monkeypatch.setenv("SEMCAL_RESCUE_DIR", str(tmp_path / "rescue"))
+    return tmp_path / "rescue"
+
+
+@pytest.fixture
+def in_process_run(monkeypatch):
+    """`semcal run` in this process, without lm-eval's global logging setup and with an
+    index of the semcal folder alone (lm-eval's whole task index costs ~15 s a run)."""
+    from functools import partialmethod
+
+    from lm_eval.tasks import TaskManager
+
+    from lm_eval_semcal.harness import evaluate
+
+    monkeypatch.setattr(evaluate, "setup_logging", lambda: None)
+    monkeypatch.setattr(TaskManager, "__init__", partialmethod(TaskManager.__init__, include_defaults=False))
+    monkeypatch.delenv("RANK", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def no_bootstrap_by_default(monkeypatch):
     """Bootstrap intervals cost seconds per task; tests about them turn them back on."""
     monkeypatch.setenv("SEMCAL_BOOTSTRAP_ITERS", "0")

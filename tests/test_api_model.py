@@ -57,12 +57,6 @@ def server():
     fake.close()
 
 
-@pytest.fixture(autouse=True)
-def rescue_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEMCAL_RESCUE_DIR", str(tmp_path / "rescue"))
-    return tmp_path / "rescue"
-
-
 def make_model(server: FakeServer, **kwargs) -> SemcalCompletionsAPI:
     options = {"base_url": server.url, "model": "fake", "tokenizer_backend": None, "max_retries": 2}
     return SemcalCompletionsAPI(**(options | kwargs))

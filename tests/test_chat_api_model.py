@@ -51,12 +51,6 @@ def server():
     fake.close()
 
 
-@pytest.fixture(autouse=True)
-def rescue_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEMCAL_RESCUE_DIR", str(tmp_path / "rescue"))
-    return tmp_path / "rescue"
-
-
 def make_model(server: FakeServer, **kwargs) -> SemcalChatCompletionsAPI:
     options = {"base_url": server.url, "model": "fake-instruct", "max_retries": 2}
     return SemcalChatCompletionsAPI(**(options | kwargs))

@@ -16,7 +16,6 @@ import random
 import signal
 import subprocess
 import sys
-from functools import partialmethod
 from pathlib import Path
 
 import pytest
@@ -24,9 +23,7 @@ from conftest import FIXTURES, GSM8K_TEST, shared_file
 from fake_server import FakeServer
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
-from lm_eval.tasks import TaskManager
 
-from lm_eval_semcal.harness import evaluate as evaluate_module
 from lm_eval_semcal.harness.evaluate import run_lm_eval
 from lm_eval_semcal.harness.resume import log as resume_log
 from lm_eval_semcal.harness.resume import model_identity, store_path
@@ -76,11 +73,7 @@ class ScriptedSampler(LM):
 
 
 @pytest.fixture(autouse=True)
-def fresh_sampler(monkeypatch):
-    monkeypatch.setattr(evaluate_module, "setup_logging", lambda: None)
-    # lm-eval's whole task index costs ~15 s a run; the semcal folder is all these runs read.
-    monkeypatch.setattr(TaskManager, "__init__", partialmethod(TaskManager.__init__, include_defaults=False))
-    monkeypatch.delenv("RANK", raising=False)
+def fresh_sampler(in_process_run):
     ScriptedSampler.drawn, ScriptedSampler.die_after, ScriptedSampler.reports = [], None, True
 
 

@@ -116,13 +116,6 @@ def test_unsaved_samples_finds_a_samples_file_left_empty_short_or_missing(tmp_pa
     assert unsaved_samples(out, since=time.time() + 60) == []
 
 
-@pytest.fixture
-def in_process_run(monkeypatch):
-    """`semcal run` in this process, without lm-eval's global logging setup."""
-    monkeypatch.setattr(evaluate_module, "setup_logging", lambda: None)
-    monkeypatch.delenv("RANK", raising=False)
-
-
 def run_args(tasks: str, data_files, *extra: str, output: Path | None = None) -> list[str]:
     args = ["run", "--model", "hf", "--model_args", "pretrained=/nonexistent/model", "--tasks", tasks]
     args += ["--metadata", f"data_files={data_files}", *extra]

@@ -108,7 +108,7 @@ def test_a_request_is_written_when_its_last_sample_arrives(store):
     assert pending.receive("Q1", SETTINGS, "b")
     assert rows_of(store.path) == []
     assert pending.receive("Q1", SETTINGS, "c")
-    assert rows_of(store.path) == [("k1", 0, "a".encode()), ("k1", 1, b"b"), ("k1", 2, b"c")]
+    assert rows_of(store.path) == [("k1", 0, b"a"), ("k1", 1, b"b"), ("k1", 2, b"c")]
     assert pending.receive("Q2", SETTINGS, "y")
     assert store.samples("k2") == [(2, "x"), (3, "y")]  # after the 2 samples it already had
     # Every sample asked for has come: one more, or one of an unknown prompt, is not filed.

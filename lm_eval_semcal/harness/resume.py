@@ -34,7 +34,12 @@ from lm_eval.api.model import LM, CacheHook, CachingLM
 from lm_eval.utils import simple_parse_args_string
 
 from lm_eval_semcal.harness.request_groups import group_identical_requests, settings_key
-from lm_eval_semcal.harness.sample_store import PendingSamples, SampleStore, file_fingerprint, request_key
+from lm_eval_semcal.harness.sample_store import (
+    PendingSamples,
+    SampleStore,
+    file_fingerprint,
+    request_key,
+)
 
 __all__ = ["ResumableLM", "model_identity", "resumable_sampling", "store_path"]
 
