@@ -169,7 +169,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="semantic calibration on a synthetic world with known answers, offline, on a CPU",
-        description="Trains (first run only; cached in ~/.cache/lm_eval_semcal/demo) a tiny model on a "
+        description="Trains (first run only; cached in the user cache folder, ~/.cache/lm_eval_semcal/demo on Linux "
+        "unless $XDG_CACHE_HOME moves it) a tiny model on a "
         "synthetic world whose answer distributions are known, and a tuned variant of it ($SEMCAL_DEMO_CACHE "
         "moves the cache); samples M answers "
         "per question from both through lm-eval (task semcal_synthetic, backend hf-semcal); prints the "

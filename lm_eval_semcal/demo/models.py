@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lm_eval_semcal.demo import world as synthetic
+from lm_eval_semcal.grouping.judgement_cache import cache_root
 from lm_eval_semcal.demo.tiny_model import build_tiny_model
 
 CACHE_ENV = "SEMCAL_DEMO_CACHE"
@@ -67,8 +68,8 @@ class DemoConfig:
 
 
 def cache_dir(config: DemoConfig) -> Path:
-    """~/.cache/lm_eval_semcal/demo/<config hash>, or under $SEMCAL_DEMO_CACHE."""
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lm_eval_semcal" / "demo")
+    """`demo/<config hash>` in the package's cache folder (`cache_root`), or under $SEMCAL_DEMO_CACHE."""
+    root = Path(os.environ.get(CACHE_ENV) or cache_root() / "demo")
     return root / config.key()
 
 

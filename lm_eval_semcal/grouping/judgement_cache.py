@@ -13,13 +13,25 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
+import platformdirs
+
 # Several processes (a distributed run, a rescore beside a run) may share one file.
 _LOCK_TIMEOUT_S = 60
 
 
+def cache_root() -> Path:
+    """The package's cache folder, where each platform keeps an application's caches.
+
+    From `platformdirs`: on Linux `$XDG_CACHE_HOME/lm_eval_semcal` (`~/.cache/lm_eval_semcal`
+    when the variable is unset), on macOS `~/Library/Caches/lm_eval_semcal`, on Windows
+    `%LOCALAPPDATA%\\lm_eval_semcal\\Cache`.
+    """
+    return Path(platformdirs.user_cache_dir("lm_eval_semcal", appauthor=False))
+
+
 def default_cache_path() -> Path:
-    """~/.cache/lm_eval_semcal/judgements.sqlite, shared by every model-based B."""
-    return Path.home() / ".cache" / "lm_eval_semcal" / "judgements.sqlite"
+    """`judgements.sqlite` in `cache_root()`, shared by every model-based B."""
+    return cache_root() / "judgements.sqlite"
 
 
 def cache_file(cache: str | Path | None) -> Path | None:

@@ -377,7 +377,7 @@ def make_llm_collapser(
     `model` with `base_url`: the model name an OpenAI-compatible endpoint serves
     (`num_concurrent`, `max_retries`, `timeout`, key in the variable `api_key_env`);
     without: a Hugging Face model id or folder (`device`, `batch_size`, `dtype`).
-    `cache`: an SQLite file, "default" (~/.cache/lm_eval_semcal/judgements.sqlite) or
+    `cache`: an SQLite file, "default" (judgements.sqlite in `cache_root()`, ~/.cache/lm_eval_semcal on Linux) or
     None (memory only).
     """
     client = make_reader(

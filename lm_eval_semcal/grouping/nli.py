@@ -169,7 +169,7 @@ def make_nli_collapser(
 ) -> Collapser:
     """Bidirectional entailment by an NLI model (`strict` or `lenient`), judgements cached on disk.
 
-    `cache`: an SQLite file, "default" (~/.cache/lm_eval_semcal/judgements.sqlite)
+    `cache`: an SQLite file, "default" (judgements.sqlite in `cache_root()`, ~/.cache/lm_eval_semcal on Linux)
     or None (memory only).
     """
     judge = hf_judge(model, device, batch_size)
