@@ -16,18 +16,21 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import lm_eval.evaluator as lm_eval_evaluator
 from lm_eval import simple_evaluate
 from lm_eval._cli import HarnessCLI
 from lm_eval.api.registry import get_model
 from lm_eval.loggers import EvaluationTracker
+from lm_eval.loggers.utils import get_commit_from_path
 from lm_eval.models.api_models import TemplateAPI
 from lm_eval.models.openai_completions import LocalChatCompletion
 from lm_eval.tasks import TaskManager
@@ -164,6 +167,28 @@ def unsaved_samples(output_path: str | Path, since: float) -> list[str]:
     return problems
 
 
+def quiet_git_hash() -> str | None:
+    """lm-eval's `get_git_commit_hash`, without git's `fatal: not a git repository` on stderr.
+
+    lm-eval records the commit of the working folder in every results file by running
+    `git describe --always`, whose complaint outside a repository reaches the terminal.
+    """
+    try:
+        return subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL).strip().decode()  # noqa: S607
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return get_commit_from_path(os.getcwd())
+
+
+@contextmanager
+def _quiet_git() -> Iterator[None]:
+    original = lm_eval_evaluator.get_git_commit_hash
+    lm_eval_evaluator.get_git_commit_hash = quiet_git_hash
+    try:
+        yield
+    finally:
+        lm_eval_evaluator.get_git_commit_hash = original
+
+
 def run_lm_eval(
     lm_eval_args: Sequence[str], repeats: int | None, allow_fixed_seed: bool = False, bootstrap_iters: int | None = None
 ) -> None:
@@ -216,7 +241,7 @@ def run_lm_eval(
         else nullcontext()
     )
     try:
-        with store:
+        with store, _quiet_git():
             harness.execute(args)
     except (SemcalConfigError, DataFileError, SampleStoreError) as err:
         sys.exit(f"semcal run: error: {err}")
@@ -242,9 +267,10 @@ def evaluate_and_save(
     as `lm_eval --output_path OUT --log_samples` saves it; returns the results (samples removed)."""
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata)
     tracker = EvaluationTracker(output_path=str(output_path))
-    results = simple_evaluate(
-        tasks=list(tasks), task_manager=manager, log_samples=True, evaluation_tracker=tracker, **evaluate_args
-    )
+    with _quiet_git():
+        results = simple_evaluate(
+            tasks=list(tasks), task_manager=manager, log_samples=True, evaluation_tracker=tracker, **evaluate_args
+        )
     samples = results.pop("samples")
     tracker.save_results_aggregated(results=results, samples=samples)
     for task in results["configs"]:
