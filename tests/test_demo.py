@@ -173,6 +173,8 @@ def test_the_files_agree_with_an_independent_recomputation(demo_run):
 
     diagrams = [path.name for path in (demo_run / "report").iterdir() if path.name.endswith("_reliability.png")]
     assert len(diagrams) == 4
+    # Named by the models' names, not their cache paths.
+    assert sorted(name.split("__")[0] for name in diagrams) == ["base", "base", "tuned", "tuned"], diagrams
     assert "- [x] tuned model overconfident" in (demo_run / "demo.md").read_text()
 
 

@@ -23,7 +23,7 @@ from lm_eval_semcal.core.estimators import split_half_choice, split_half_estimat
 from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.core.semantic_classes import SemanticClasses
 from lm_eval_semcal.runs.report import summarize, write_reports
-from lm_eval_semcal.runs.saved import RunDirError, load_run
+from lm_eval_semcal.runs.saved import RunDirError, label_models, load_run
 
 TASK = "semcal_triviaqa"
 MODEL = "scripted/lm"
@@ -352,14 +352,47 @@ def test_several_models_get_their_own_files(run_dir, tmp_path):
         data["model_name"], data["model_name_sanitized"] = f"org/{name}", name
         results.write_text(json.dumps(data))
     paths = write_reports(out, bootstrap_iters=0)
+    # Named by the hub id, its slash made a file name's underscore.
     assert [p.name for p in paths] == [
-        f"base__{TASK}_reliability.png", f"base__{TASK}.md",
-        f"instruct__{TASK}_reliability.png", f"instruct__{TASK}.md",
+        f"org_base__{TASK}_reliability.png", f"org_base__{TASK}.md",
+        f"org_instruct__{TASK}_reliability.png", f"org_instruct__{TASK}.md",
         "summary.md",
     ]
     rows = markdown_rows(paths[-1].read_text(), "| task |")
     assert [row[:2] for row in rows] == [[TASK, "org/base"], [TASK, "org/instruct"]]
-    assert rows[0][-1] == f"[base__{TASK}.md](base__{TASK}.md)"
+    assert rows[0][-1] == f"[org_base__{TASK}.md](org_base__{TASK}.md)"
+
+
+def test_local_model_paths_are_named_by_what_tells_them_apart(run_dir, tmp_path):
+    out = tmp_path / "out"
+    models = {"base": "/root/.cache/lm_eval_semcal/demo/77a53aee6d8200ab/base",
+              "tuned": "/root/.cache/lm_eval_semcal/demo/77a53aee6d8200ab/tuned",
+              "ckpt": "/data/run7/checkpoint-100/model", "ckpt2": "/data/run8/checkpoint-100/model"}  # fmt: skip
+    for folder, model in models.items():
+        shutil.copytree(model_folder(run_dir), out / folder)
+        results = only_file(out / folder, "results_*.json")
+        data = json.loads(results.read_text())
+        data["model_name"], data["model_name_sanitized"] = model, model.replace("/", "__")
+        results.write_text(json.dumps(data))
+    names = {run.model: run.name for run in load_run(out)}
+    assert names == {
+        models["base"]: "base", models["tuned"]: "tuned",
+        models["ckpt"]: "run7/checkpoint-100/model", models["ckpt2"]: "run8/checkpoint-100/model",
+    }  # fmt: skip
+    two = [run for run in load_run(out) if run.model in (models["base"], models["tuned"])]
+    assert [run.name for run in label_models(two)] == ["base", "tuned"]
+    given = label_models(two, {models["base"]: "Base", str(out / "tuned"): "Tuned (DPO)"})
+    assert [run.name for run in given] == ["Base", "Tuned (DPO)"]
+    # The figure's title says the name, not the path.
+    paths = write_reports(out / "base", bootstrap_iters=0)
+    assert "| base |" in paths[-1].read_text()
+
+
+def test_one_model_run_twice_is_told_apart_by_its_output_folder(run_dir, tmp_path):
+    for output in ("direct", "cot"):
+        shutil.copytree(model_folder(run_dir), tmp_path / output / "model")
+    runs = label_models([*load_run(tmp_path / "direct"), *load_run(tmp_path / "cot")])
+    assert [run.name for run in runs] == ["scripted/lm [direct]", "scripted/lm [cot]"]
 
 
 def test_an_edited_record_is_refused_with_its_line(run_dir, tmp_path):

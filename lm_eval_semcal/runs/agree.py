@@ -92,7 +92,7 @@ def agreement(
             collapse: corpus_metrics(records[collapse], bootstrap_iters=0, label=saved.run.task).values
             for collapse in collapses
         }
-        found.append(Agreement(saved.run.task, saved.run.model, list(collapses), metrics, ari))
+        found.append(Agreement(saved.run.task, saved.run.name, list(collapses), metrics, ari))
     return found
 
 

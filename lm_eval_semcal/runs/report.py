@@ -114,15 +114,15 @@ def summarize(run: TaskRun, stem: str, bootstrap_iters: int = DEFAULT_BOOTSTRAP_
 
 
 def _stems(runs: Sequence[TaskRun]) -> list[str]:
-    """A distinct file name stem per run: the task, led by the model folder when there are
+    """A distinct file name stem per run: the task, led by the model's name when there are
     several models, followed by the filter when a task has several semcal filters."""
-    several_models = len({run.model_dir for run in runs}) > 1
-    filters = Counter((run.model_dir, run.task) for run in runs)
+    several_models = len({run.name for run in runs}) > 1
+    filters = Counter((run.name, run.task) for run in runs)
     stems = []
     for run in runs:
-        stem = run.task if filters[(run.model_dir, run.task)] == 1 else f"{run.task}_{run.filter}"
+        stem = run.task if filters[(run.name, run.task)] == 1 else f"{run.task}_{run.filter}"
         if several_models:
-            stem = f"{run.model_dir}__{stem}"
+            stem = f"{run.name}__{stem}"
         stems.append(re.sub(r"[^\w.-]+", "_", stem))
     return stems
 
@@ -175,7 +175,7 @@ def plot_reliability(report: TaskReport, path: Path) -> None:
         ax.set_xlabel("semantic confidence (share of samples in the plurality class)")
         ax.set_ylabel("accuracy of the plurality answer")
         ax.set_title(
-            f"{run.task} | {run.model}\n{run.n_questions} questions, M = {run.m_label}, {smece_text}",
+            f"{run.task} | {run.name}\n{run.n_questions} questions, M = {run.m_label}, {smece_text}",
             fontsize=11,
         )
         fig.savefig(path, dpi=150, bbox_inches="tight")
@@ -226,7 +226,7 @@ def _task_markdown(report: TaskReport) -> str:
             f"Recomputed point values agree with lm-eval's results JSON to {AGREEMENT_TOLERANCE:g} "
             f"({len(compared)} of {len(present)} metrics reported there)."
         )
-    lines = [f"# {run.task}: {run.model}", ""]
+    lines = [f"# {run.task}: {run.name}", ""]
     if run.lost_rows:
         lines += [_partial_sentence(run), ""]
     lines += [
@@ -292,7 +292,7 @@ def _summary_markdown(reports: Sequence[TaskReport]) -> str:
     for report in reports:
         run = report.run
         lines.append(
-            f"| {run.task} | {run.model} | {run.n_questions} | {run.m_label} | {run.collapse} | "
+            f"| {run.task} | {run.name} | {run.n_questions} | {run.m_label} | {run.collapse} | "
             f"{_number(report.values['acc'])} | {_number(report.values['conf'])} | "
             + " | ".join(_with_interval(report, name) for name in CALIBRATION_METRICS)
             + f" | {_number(calibration.mean_confidence(report.split.confidence, report.split.correct))}"

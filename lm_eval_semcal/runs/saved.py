@@ -9,12 +9,13 @@ raw logged samples (documents and responses) for regrouping.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from lm_eval_semcal.core.records import DamagedRecord, QuestionRecord
 
-__all__ = ["RunDirError", "TaskRun", "load_run", "read_samples"]
+__all__ = ["RunDirError", "TaskRun", "doc_hash", "label_models", "load_run", "read_samples", "readable_name"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,12 @@ class RunDirError(Exception):
 class TaskRun:
     """One semcal task (and filter) of an lm-eval run, read back from its results and samples files.
 
-    `doc_ids` and `records` hold one entry per question in doc_id order; `reported`
+    `model` is the model's name as lm-eval recorded it (a hub id, a local path, an API
+    model's name); `name` is what figures, tables and file names show.
+
+    `doc_ids`, `doc_hashes` and `records` hold one entry per question in doc_id order
+    (`doc_hashes`: lm-eval's hash of the question's document, which matches a question
+    across runs whatever its position); `reported`
     maps each metric name (filter suffix dropped, e.g. "ece", "ece_ci_low") to the value
     lm-eval wrote into the results JSON; `results_questions` is the number of questions
     the results JSON says were evaluated (lm-eval's `n-samples` effective count; None
@@ -57,9 +63,16 @@ class TaskRun:
     results_file: Path
     samples_file: Path
     doc_ids: tuple[int, ...]
+    doc_hashes: tuple[str, ...]
     records: tuple[QuestionRecord, ...]
     reported: dict[str, float]
     results_questions: int | None
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The model's name for people: its label (`label_models`), else `readable_name(model)`."""
+        return self.label or readable_name(self.model)
 
     @property
     def n_questions(self) -> int:
@@ -107,6 +120,64 @@ class TaskRun:
     @property
     def collapse(self) -> str:
         return ", ".join(sorted({record.collapse for record in self.records}))
+
+
+def _is_path(model: str) -> bool:
+    # A hub id is "owner/name": one slash, not led by a path's marks.
+    return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1
+
+
+def readable_name(model: str) -> str:
+    """A model's name for people: a hub id or an API model's name as is, a local path's last part."""
+    if not _is_path(model):
+        return model
+    parts = [part for part in re.split(r"[/\\]+", model) if part not in ("", ".", "~")]
+    return parts[-1] if parts else model
+
+
+def label_models(runs: Sequence[TaskRun], given: dict[str, str] | None = None) -> list[TaskRun]:
+    """`runs` with a label each that tells their models apart, for figures, tables and file names.
+
+    A label in `given` wins; its key is the model's recorded name, its folder name, or the
+    path of its model folder or of the output folder holding it. Otherwise a hub id or an
+    API model's name is kept as is, and each local path is cut to the fewest last parts
+    that no other path ends with (`.../demo/77a5/base` and `.../demo/77a5/tuned` are
+    `base` and `tuned`; `/data/run7/ckpt/model` beside `/data/run8/ckpt/model` is
+    `run7/ckpt/model`). Two folders still sharing a label (one model run twice) get their output
+    folder's name after it.
+    """
+    given = given or {}
+    folders = list(dict.fromkeys(run.results_file.parent for run in runs))
+    model_of = {run.results_file.parent: run for run in runs}
+
+    def given_label(folder: Path) -> str | None:
+        run = model_of[folder]
+        keys = {run.model, run.model_dir, str(folder), str(folder.resolve()), str(folder.parent), str(folder.parent.resolve())}
+        matches = [label for key, label in given.items() if key in keys or str(Path(key).expanduser().resolve()) in keys]
+        return matches[0] if matches else None
+
+    labels: dict[Path, str] = {}
+    paths: dict[Path, list[str]] = {}
+    for folder in folders:
+        model = model_of[folder].model
+        if (label := given_label(folder)) is not None:
+            labels[folder] = label
+        elif _is_path(model):
+            paths[folder] = [part for part in re.split(r"[/\\]+", model) if part not in ("", ".", "~")] or [model]
+        else:
+            labels[folder] = model
+    distinct_models = {tuple(parts) for parts in paths.values()}
+    for folder, parts in paths.items():
+        others = [other for other in distinct_models if other != tuple(parts)]
+        depth = next(
+            (k for k in range(1, len(parts)) if all(tuple(parts[-k:]) != other[-k:] for other in others)), len(parts)
+        )
+        labels[folder] = "/".join(parts[-depth:])
+    shared = Counter(labels.values())
+    for folder in folders:
+        if shared[labels[folder]] > 1:
+            labels[folder] = f"{labels[folder]} [{folder.parent.name}]"
+    return [replace(run, label=labels[run.results_file.parent]) for run in runs]
 
 
 @dataclass(frozen=True)
@@ -169,13 +240,23 @@ def _newest_per_task(files: Sequence[_ResultsFile]) -> dict[tuple[str, str], _Re
     return newest
 
 
-def _records_by_filter(samples_file: Path) -> dict[str, list[tuple[int, QuestionRecord]]]:
-    """Per filter, the (doc_id, record) of every question; filters without records are left out.
+def doc_hash(sample: dict) -> str:
+    """lm-eval's hash of a logged sample's document (its `doc_hash`, or computed as lm-eval
+    computes it: SHA-256 of the document as JSON with indent 2, non-ASCII kept)."""
+    logged = sample.get("doc_hash")
+    if isinstance(logged, str) and logged:
+        return logged
+    text = json.dumps(sample.get("doc"), indent=2, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _records_by_filter(samples_file: Path) -> dict[str, list[tuple[int, str, QuestionRecord]]]:
+    """Per filter, the (doc_id, doc hash, record) of every question; filters without records are left out.
 
     A filter's samples are semcal records either all or not at all; a mix means a damaged
     file, and is an error rather than a task to skip.
     """
-    records: dict[str, list[tuple[int, QuestionRecord]]] = defaultdict(list)
+    records: dict[str, list[tuple[int, str, QuestionRecord]]] = defaultdict(list)
     others: Counter[str] = Counter()
     with samples_file.open(encoding="utf-8") as lines:
         for line_no, line in enumerate(lines, 1):
@@ -196,7 +277,7 @@ def _records_by_filter(samples_file: Path) -> dict[str, list[tuple[int, Question
             except ValueError:
                 others[name] += 1
                 continue
-            records[name].append((int(sample["doc_id"]), record))
+            records[name].append((int(sample["doc_id"]), doc_hash(sample), record))
     mixed = sorted(set(records) & set(others))
     if mixed:
         raise RunDirError(
@@ -219,7 +300,7 @@ def _reported_metrics(task_results: dict, filter_name: str) -> dict[str, float]:
 
 
 def _task_run(
-    task: str, found: _ResultsFile, samples_file: Path, name: str, rows: list[tuple[int, QuestionRecord]]
+    task: str, found: _ResultsFile, samples_file: Path, name: str, rows: list[tuple[int, str, QuestionRecord]]
 ) -> TaskRun:
     rows = sorted(rows, key=lambda row: row[0])
     return TaskRun(
@@ -229,8 +310,9 @@ def _task_run(
         model_dir=found.model_dir,
         results_file=found.path,
         samples_file=samples_file,
-        doc_ids=tuple(doc_id for doc_id, _ in rows),
-        records=tuple(record for _, record in rows),
+        doc_ids=tuple(doc_id for doc_id, _, _ in rows),
+        doc_hashes=tuple(hashed for _, hashed, _ in rows),
+        records=tuple(record for _, _, record in rows),
         reported=_reported_metrics(found.data.get("results", {}).get(task, {}), name),
         results_questions=found.questions(task),
     )
@@ -298,7 +380,7 @@ def load_run(path: str | Path, allow_partial: bool = False) -> list[TaskRun]:
             runs.append(run)
 
     if runs:
-        return runs
+        return label_models(runs)
     if without_samples:
         raise RunDirError(
             f"{path} has results but no samples files (for {', '.join(without_samples)}): re-run "
