@@ -1,0 +1,212 @@
+"""Measure how often each reported 95% bootstrap interval covers the truth, by simulation.
+
+Three worlds, each a model whose confidence lies on the k/50 grid (the plugin's M = 50
+samples) with P(confidence = k/50) proportional to the Beta(3, 1.5) density at
+(k - 0.5)/50 (mass skewed towards high confidence, mean about 0.66, as semantic
+confidences of LLMs are), and P(correct | confidence c):
+
+- calibrated:    c
+- overconfident: 0.8 c
+- mixed:         0.15 + 0.7 c   (underconfident below 0.5, overconfident above)
+
+Two models answer the same questions in pairs of worlds: (calibrated, overconfident)
+and (mixed, mixed). Question i has a difficulty u_i ~ U(0, 1) shared by both models, and
+a model is correct when u_i < P(correct | its confidence), so the two models' verdicts
+are positively correlated; their confidences come from uniforms v_a, v_b through each
+world's confidence distribution, with v_b = v_a for a random 60% of the questions (else
+drawn afresh). Each model on its own is exactly a draw from its world, so the truth of a
+difference is the difference of the two worlds' truths.
+
+Each corpus of n questions is resampled once by
+`paired_bootstrap_distributions`, which gives the bootstrap distribution of each model
+and of their difference from the same resamples (a model's marginal resamples are a
+plain bootstrap of that model); every method's interval is built from it. Single-world
+rows use model a of the pair for calibrated and mixed, model b for overconfident.
+
+The truth of each metric is computed from the world's exact distribution: ECE, the L2
+binned error (debiased_l2_ce's target), Brier and AUROC by their formulas over the 50
+confidence levels; smECE by `relplot.smECE` on 10^7 questions in the world's exact
+proportions (counts rounded to integers).
+
+smECE's bootstrap costs about 2 s per model per corpus (1000 resamples), so it runs on
+the first `--smece-corpora` corpora of each cell only; the other metrics on all.
+
+    python scripts/coverage.py [--quick] [--corpora 200] [--smece-corpora 40] [--resamples 1000]
+
+Runtime (one core of a shared 2-core machine, nice 10): 623 s with the defaults, of which
+smECE takes about half; 45 s with --quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+
+from lm_eval_semcal.core.calibration import (
+    INTERVAL_METHODS,
+    auroc,
+    binned_ece,
+    brier,
+    debiased_l2_ce,
+    paired_bootstrap_distributions,
+    smece,
+)
+
+M = 50
+GRID = np.arange(1, M + 1) / M
+_MIDPOINTS = (np.arange(1, M + 1) - 0.5) / M
+CONFIDENCE_PROBABILITY = _MIDPOINTS ** (3 - 1) * (1 - _MIDPOINTS) ** (1.5 - 1)
+CONFIDENCE_PROBABILITY /= CONFIDENCE_PROBABILITY.sum()
+
+WORLDS = {
+    "calibrated": lambda c: c,
+    "overconfident": lambda c: 0.8 * c,
+    "mixed": lambda c: 0.15 + 0.7 * c,
+}
+PAIRS = [("calibrated", "overconfident"), ("mixed", "mixed")]
+# Which model of which pair stands for each world in the single-world rows.
+WORLD_SOURCES = {"calibrated": (0, "a"), "overconfident": (0, "b"), "mixed": (1, "a")}
+METRICS = {
+    "ece": binned_ece,
+    "debiased_l2_ce": debiased_l2_ce,
+    "smece": smece,
+    "brier": brier,
+    "auroc": auroc,
+}
+SHARED_CONFIDENCE = 0.6
+LEVEL = 0.95
+N_BINS = 10
+TRUTH_QUESTIONS = 10**7
+
+
+def world_truths(accuracy_at) -> dict[str, float]:
+    """Every metric of a world, from its exact distribution over the 50 levels."""
+    p = CONFIDENCE_PROBABILITY
+    acc = accuracy_at(GRID)
+    bins = np.minimum(np.floor(GRID * N_BINS + 1e-9), N_BINS - 1)
+    gaps = [(p[bins == b] * (GRID - acc)[bins == b]).sum() for b in range(N_BINS)]
+    masses = [p[bins == b].sum() for b in range(N_BINS)]
+    ece = sum(abs(g) for g in gaps)
+    l2 = np.sqrt(sum(g * g / m for g, m in zip(gaps, masses) if m > 0))
+    brier_score = (p * (acc * (1 - GRID) ** 2 + (1 - acc) * GRID**2)).sum()
+    # Mann-Whitney: a right answer at level k beats every wrong one below it, ties half.
+    right, wrong = p * acc, p * (1 - acc)
+    wrong_below = np.cumsum(wrong) - wrong
+    auc = (right * (wrong_below + 0.5 * wrong)).sum() / (right.sum() * wrong.sum())
+    counts_right = np.round(right * TRUTH_QUESTIONS).astype(np.int64)
+    counts_wrong = np.round(wrong * TRUTH_QUESTIONS).astype(np.int64)
+    conf = np.concatenate([np.repeat(GRID, counts_right), np.repeat(GRID, counts_wrong)])
+    correct = np.concatenate([np.ones(counts_right.sum()), np.zeros(counts_wrong.sum())])
+    return {
+        "ece": float(ece),
+        "debiased_l2_ce": float(l2),
+        "smece": float(smece(conf, correct)),
+        "brier": float(brier_score),
+        "auroc": float(auc),
+    }
+
+
+def draw_pair(rng: np.random.Generator, n: int, world_a: str, world_b: str):
+    """Two models' (confidence, correct) on the same n questions; see the module docstring."""
+    cumulative = np.cumsum(CONFIDENCE_PROBABILITY)
+    difficulty = rng.random(n)
+    v_a = rng.random(n)
+    v_b = np.where(rng.random(n) < SHARED_CONFIDENCE, v_a, rng.random(n))
+    out = []
+    for world, v in ((world_a, v_a), (world_b, v_b)):
+        conf = GRID[np.minimum(np.searchsorted(cumulative, v, side="right"), M - 1)]
+        out += [conf, (difficulty < WORLDS[world](conf)).astype(float)]
+    return out
+
+
+def simulate(corpora: int, smece_corpora: int, resamples: int, sizes: list[int]) -> list[dict]:
+    truths = {world: world_truths(accuracy_at) for world, accuracy_at in WORLDS.items()}
+    # (row label, n, metric) -> list of (estimate, {method: (low, high)}, truth)
+    outcomes: dict[tuple[str, int, str], list] = {}
+    for pair_index, (world_a, world_b) in enumerate(PAIRS):
+        pair_label = f"{world_a} - {world_b}"
+        for n in sizes:
+            for corpus in range(corpora):
+                rng = np.random.default_rng([pair_index, n, corpus])
+                sample = draw_pair(rng, n, world_a, world_b)
+                for name, metric in METRICS.items():
+                    if name == "smece" and corpus >= smece_corpora:
+                        continue
+                    with warnings.catch_warnings():
+                        # AUROC resamples with one class are dropped; not news here.
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        paired = paired_bootstrap_distributions(metric, *sample, resamples, corpus)
+                    truth_a, truth_b = truths[world_a][name], truths[world_b][name]
+                    results = {"a": (paired.a, truth_a), "b": (paired.b, truth_b)}
+                    results["difference"] = (paired.difference, truth_a - truth_b)
+                    for world, (source_pair, side) in WORLD_SOURCES.items():
+                        if source_pair == pair_index:
+                            outcomes.setdefault((world, n, name), []).append(results[side])
+                    outcomes.setdefault((pair_label, n, name), []).append(results["difference"])
+    rows = []
+    for (label, n, name), results in outcomes.items():
+        truth = results[0][1]
+        estimates = [distribution.value for distribution, _ in results]
+        for method in INTERVAL_METHODS:
+            intervals = np.array([d.interval(method, LEVEL) for d, _ in results])
+            covered = (intervals[:, 0] <= truth) & (truth <= intervals[:, 1])
+            rows.append(
+                {
+                    "world": label,
+                    "n": n,
+                    "metric": name,
+                    "method": method,
+                    "coverage": covered.mean(),
+                    "width": np.nanmean(intervals[:, 1] - intervals[:, 0]),
+                    "truth": truth,
+                    "estimate": float(np.mean(estimates)),
+                    "corpora": len(results),
+                }
+            )
+    order = list(WORLDS) + [f"{a} - {b}" for a, b in PAIRS]
+    rows.sort(key=lambda r: (order.index(r["world"]), r["n"], list(METRICS).index(r["metric"])))
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        (
+            "| world / pair (a - b) | n | metric | method | coverage | mean width | truth "
+            "| mean estimate | corpora |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        flag = "" if r["coverage"] >= 0.9 else " **<90%**"
+        lines.append(
+            f"| {r['world']} | {r['n']} | {r['metric']} | {r['method']} | "
+            f"{100 * r['coverage']:.1f}%{flag} | {r['width']:.4f} | {r['truth']:.4f} | "
+            f"{r['estimate']:.4f} | {r['corpora']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="20 corpora (4 smECE), 300 resamples")
+    parser.add_argument("--corpora", type=int, default=200, help="corpora per world and n")
+    parser.add_argument("--smece-corpora", type=int, default=40, help="of those, scored for smECE")
+    parser.add_argument("--resamples", type=int, default=1000, help="resamples per corpus")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[300, 3000], help="corpus sizes")
+    args = parser.parse_args()
+    if args.quick:
+        args.corpora, args.smece_corpora, args.resamples = 20, 4, 300
+    start = time.perf_counter()
+    rows = simulate(args.corpora, min(args.smece_corpora, args.corpora), args.resamples, args.sizes)
+    print(markdown(rows))
+    print(
+        f"\n{args.corpora} corpora per cell ({min(args.smece_corpora, args.corpora)} for smECE), "
+        f"{args.resamples} resamples, level {LEVEL}; {time.perf_counter() - start:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
