@@ -299,7 +299,9 @@ def test_corpus_metrics_by_hand_and_against_lm_eval():
     assert got.values["auroc"] == 1.0
     assert got.values["no_answer"] == pytest.approx(0.25 / 3)
     assert got.values["n_classes"] == pytest.approx((2 + 3 + 1) / 3)
-    assert list(got.values) == ["acc", "conf", "ece", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer"]
+    assert list(got.values) == [
+        "acc", "conf", "ece", "debiased_l2_ce", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer"
+    ]  # fmt: skip
     assert got.stderrs["acc"] == lm_eval_mean_stderr(correct) == pytest.approx(statistics.stdev(correct) / math.sqrt(3))
     assert all(math.isnan(low) and math.isnan(high) for low, high in got.intervals.values())
     low, high = corpus_metrics(records, bootstrap_iters=200).intervals["brier"]
@@ -317,7 +319,7 @@ def test_not_attempted_is_reported_only_when_every_question_was_graded():
     for records in ([plain], [graded_record(*ROME), plain]):
         metrics = corpus_metrics(records, bootstrap_iters=0)
         assert "not_attempted" not in metrics.values and "not_attempted" not in metrics.stderrs
-        assert len(metrics.values) == 9
+        assert len(metrics.values) == 10
 
 
 def test_one_question_has_no_standard_error_and_no_questions_is_an_error():

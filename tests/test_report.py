@@ -211,11 +211,15 @@ def test_report_numbers_equal_hand_values(run_dir, caplog):
     assert report.split_ece == pytest.approx(HAND_SPLIT_ECE)
     assert report.disagreements == []
     assert not [r for r in caplog.records if "lm-eval reported" in r.getMessage()]
-    for name, hand_metric in (("ece", hand_ece), ("brier", hand_brier)):
-        low, high = report.intervals[name]
-        assert low <= report.values[name] <= high
-        expected = reference_bootstrap(hand_metric, CONFIDENCE, CORRECT, iters=200, seed=0)
-        assert (low, high) == pytest.approx(expected, abs=1e-12, rel=0)
+    low, high = report.intervals["brier"]
+    assert low <= report.values["brier"] <= high
+    expected = reference_bootstrap(hand_brier, CONFIDENCE, CORRECT, iters=200, seed=0)
+    assert (low, high) == pytest.approx(expected, abs=1e-12, rel=0)
+    # ECE's is the basic interval: the percentile one reflected about the estimate
+    # (2 ece - q97.5, 2 ece - q2.5), clipped to [0, 1].
+    q_low, q_high = reference_bootstrap(hand_ece, CONFIDENCE, CORRECT, iters=200, seed=0)
+    basic = (max(0.0, 2 * HAND_ECE - q_high), min(1.0, 2 * HAND_ECE - q_low))
+    assert report.intervals["ece"] == pytest.approx(basic, abs=1e-12, rel=0)
 
 
 def test_write_reports_writes_tables_and_a_diagram(run_dir, tmp_path):
@@ -225,18 +229,20 @@ def test_write_reports_writes_tables_and_a_diagram(run_dir, tmp_path):
 
     text = (out / f"{TASK}.md").read_text()
     metrics = markdown_table(text, "| metric |")
-    assert list(metrics) == ["acc", "conf", "ece", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer"]
+    assert list(metrics) == [
+        "acc", "conf", "ece", "debiased_l2_ce", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer"
+    ]  # fmt: skip
     assert float(metrics["acc"][0]) == pytest.approx(0.5, abs=5e-5)
     assert float(metrics["ece"][0]) == pytest.approx(HAND_ECE, abs=5e-5)
     assert float(metrics["brier"][0]) == pytest.approx(HAND_BRIER, abs=5e-5)
     assert metrics["acc"][1] == "" and metrics["ece"][2] == "lower"
     low, high = reference_bootstrap(hand_brier, CONFIDENCE, CORRECT, iters=200, seed=0)
     assert metrics["brier"][1] == f"[{low:.4f}, {high:.4f}]"
-    low, high = reference_bootstrap(hand_ece, CONFIDENCE, CORRECT, iters=200, seed=0)
-    assert metrics["ece"][1] == f"[{low:.4f}, {high:.4f}]"
+    q_low, q_high = reference_bootstrap(hand_ece, CONFIDENCE, CORRECT, iters=200, seed=0)
+    assert metrics["ece"][1] == f"[{max(0.0, 2 * HAND_ECE - q_high):.4f}, {min(1.0, 2 * HAND_ECE - q_low):.4f}]"
     assert "| samples per question (M) | 4 |" in text
     assert "| collapsing function (B) | normalize |" in text
-    assert "agree with lm-eval's results JSON to 1e-09 (9 of 9 metrics reported there)" in text
+    assert "agree with lm-eval's results JSON to 1e-09 (10 of 10 metrics reported there)" in text
 
     split = markdown_table(text, "| estimator |")
     plurality, halves = split.values()

@@ -49,6 +49,7 @@ __all__ = [
     "brier",
     "debiased_l2_ce",
     "mean_confidence",
+    "overconfidence",
     "paired_bootstrap_ci",
     "paired_bootstrap_distributions",
     "smece",
@@ -162,6 +163,10 @@ def _weighted_accuracy(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> np.
 
 def _weighted_mean_confidence(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (w @ conf) / w.sum(axis=1)
+
+
+def _weighted_overconfidence(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (w @ (conf - corr)) / w.sum(axis=1)
 
 
 def _weighted_brier(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -387,6 +392,24 @@ def binned_ece(confidence, correct, n_bins=_DEFAULT_N_BINS) -> float:
     return _point(_weighted_binned_ece, conf, corr, n_bins=_validate_n_bins(n_bins))
 
 
+def overconfidence(confidence, correct) -> float:
+    """Mean confidence minus accuracy: above 0 overconfident, below 0 underconfident.
+
+    Parameters
+    ----------
+    confidence : array-like of shape (n,), values in [0, 1]
+    correct : array-like of shape (n,), values in {0, 1} or bool
+
+    Returns
+    -------
+    float in [-1, 1]
+        ``conf - acc = (1/n) * sum_i (confidence_i - correct_i)``. It measures the
+        direction of miscalibration on average only: errors of both signs cancel, so a
+        value near 0 does not mean calibrated (read the ECE for that).
+    """
+    return _point(_weighted_overconfidence, *_validate(confidence, correct))
+
+
 def debiased_l2_ce(confidence, correct, n_bins=_DEFAULT_N_BINS) -> float:
     """Debiased L2 binned calibration error (Kumar, Liang & Ma, NeurIPS 2019).
 
@@ -498,12 +521,13 @@ class _Resampling:
     statistic estimates when the observed questions are the population the resamples
     are drawn from (None: the statistic is its own plug-in, as every metric here but
     the debiased one); `report` the non-decreasing map from the statistic's scale to
-    the metric's value (None: the identity).
+    the metric's value (None: the identity); `bounds` the range of the metric's value.
     """
 
     statistic: Callable
     target: Callable | None = None
     report: Callable | None = None
+    bounds: tuple[float, float] = (0.0, 1.0)
 
 
 # The metrics whose interval is computed from the count matrix over atoms, without
@@ -511,6 +535,7 @@ class _Resampling:
 _WEIGHTED: dict[Callable, _Resampling] = {
     accuracy: _Resampling(_weighted_accuracy),
     mean_confidence: _Resampling(_weighted_mean_confidence),
+    overconfidence: _Resampling(_weighted_overconfidence, bounds=(-1.0, 1.0)),
     binned_ece: _Resampling(_weighted_binned_ece),
     # The debiased estimator is unbiased for the squared error, and the plug-in squared
     # error of the observed questions is what its resamples estimate: the interval is
@@ -566,8 +591,8 @@ class _Scorer:
         self.atom_conf, self.atom_corr, self.counts = _atoms(conf, corr)
         self.resampling = _WEIGHTED.get(metric)
         self.metric = metric
-        # Every metric of this module lies in [0, 1]; a generic one may lie anywhere.
-        self.bounds = (0.0, 1.0) if self.resampling is not None else (-math.inf, math.inf)
+        # A metric of this module has its range; a generic one may lie anywhere.
+        self.bounds = self.resampling.bounds if self.resampling is not None else (-math.inf, math.inf)
 
     def statistic(self, w: np.ndarray) -> np.ndarray:
         if self.resampling is not None:

@@ -2,9 +2,10 @@
 
 `process_results` turns the filter's per-question record into one item per metric; the
 aggregations are thin wrappers over `lm_eval_semcal.core.metrics`, the one metrics path
-that report, rescore and the demo use too. Each calibration metric X (ece, smece, brier,
-auroc) also gets `X_ci_low` and `X_ci_high`: the 95% percentile-bootstrap interval over
-questions, with a fixed seed, so a run's intervals are reproducible.
+that report, rescore and the demo use too. Each calibration metric X (ece,
+debiased_l2_ce, smece, brier, auroc) also gets `X_ci_low` and `X_ci_high`: the 95%
+bootstrap interval over questions (`core.metrics.INTERVAL_METHOD` says which), with a
+fixed seed, so a run's intervals are reproducible.
 
 The resample count is a run setting: `--metadata bootstrap_iters=N` (what `semcal run
 --bootstrap-iters N` sets), else the environment variable SEMCAL_BOOTSTRAP_ITERS, else
