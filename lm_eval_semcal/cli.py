@@ -11,6 +11,9 @@
                                      regroup a saved run under another B, recompute metrics
     semcal agree RUN_DIR --classes B1,B2,...
                                      metrics under several B and how their classes agree
+    semcal compare RUN_DIR [RUN_DIR ...] --out DIR [--label NAME=LABEL] [--pair A=B]
+                                     several models side by side: metrics.csv, pairs.csv
+                                     (paired differences), comparison.md and .html
     semcal demo [--out DIR] [--samples M]
                                      a synthetic world, a base and a tuned model trained on it,
                                      and semantic calibration shown against the known truth
@@ -166,6 +169,39 @@ def _build_parser() -> argparse.ArgumentParser:
     agree.add_argument("--gold-match", choices=GOLD_MATCHES, help="as for rescore")
     agree.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
 
+    compare = commands.add_parser(
+        "compare",
+        help="several models' runs side by side, with paired differences and one page",
+        description="Reads lm-eval output folders (any number of models, rescored runs too) and "
+        "writes to --out: metrics.csv (per model, task and metric: value, 95%% interval, n), "
+        "pairs.csv (per pair of models: the difference model_b minus model_a on the questions "
+        "both answered, matched by document, with a paired bootstrap interval), comparison.md "
+        "and comparison.html (one self-contained page with the figures inline).",
+    )
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="lm-eval --output_path folders")
+    compare.add_argument("--out", required=True, help="the folder to write to")
+    compare.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="NAME=LABEL",
+        help="show the model recorded as NAME (its name, path or folder) as LABEL; repeatable",
+    )
+    compare.add_argument(
+        "--pair",
+        action="append",
+        default=[],
+        metavar="A=B",
+        help="join model A to model B (e.g. base=instruct) in the smECE figure and list the pair first; repeatable",
+    )
+    compare.add_argument(
+        "--bootstrap-iters",
+        type=_positive_int(0),
+        default=DEFAULT_BOOTSTRAP_ITERS,
+        help=f"bootstrap resamples for the intervals (default {DEFAULT_BOOTSTRAP_ITERS})",
+    )
+    compare.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
+
     demo = commands.add_parser(
         "demo",
         help="semantic calibration on a synthetic world with known answers, offline, on a CPU",
@@ -224,6 +260,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         except RunDirError as err:
             parser.exit(1, f"semcal report: error: {err}\n")
+        for path in written:
+            print(path)
+    elif args.command == "compare":
+        from lm_eval_semcal.runs.compare import compare_runs, parse_labels, parse_pairs
+        from lm_eval_semcal.runs.saved import RunDirError
+
+        try:
+            written = compare_runs(
+                args.run_dirs, args.out, labels=parse_labels(args.label), pairs=parse_pairs(args.pair),
+                bootstrap_iters=args.bootstrap_iters, allow_partial=args.allow_partial,
+            )  # fmt: skip
+        except RunDirError as err:
+            parser.exit(1, f"semcal compare: error: {err}\n")
         for path in written:
             print(path)
     elif args.command in ("rescore", "agree"):

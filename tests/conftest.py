@@ -97,9 +97,13 @@ def no_bootstrap_by_default(monkeypatch):
     monkeypatch.setenv("SEMCAL_BOOTSTRAP_ITERS", "0")
 
 
-def save_scripted_run(out: Path, script: dict, task: str, bootstrap_iters: str, tasks_dir: Path | None = None) -> Path:
-    """`script` answers `task` (TriviaQA fixture, M = 4), saved in `out` as
-    `lm_eval run --output_path OUT --log_samples` saves it; `tasks_dir` adds task YAMLs."""
+def save_scripted_run(
+    out: Path, script: dict, task: str, bootstrap_iters: str, tasks_dir: Path | None = None, model: str = "scripted/lm",
+    data_files: Path = FIXTURES / "triviaqa.jsonl", repeats: int = 4,
+) -> Path:
+    """`script` answers `task` (TriviaQA fixture, M = 4, unless `data_files` and `repeats`
+    say otherwise) as model `model`, saved in `out` as `lm_eval run --output_path OUT
+    --log_samples` saves it; `tasks_dir` adds task YAMLs."""
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
@@ -111,12 +115,12 @@ def save_scripted_run(out: Path, script: dict, task: str, bootstrap_iters: str, 
         task_manager = TaskManager(
             include_path=[str(TASKS_DIR)] + ([str(tasks_dir)] if tasks_dir else []),
             include_defaults=False,
-            metadata={"data_files": str(FIXTURES / "triviaqa.jsonl"), "repeats": 4},
+            metadata={"data_files": str(data_files), "repeats": repeats},
         )
         tracker = EvaluationTracker(output_path=str(out))
         results = simple_evaluate(
             model=ScriptedLM(script),
-            model_args="pretrained=scripted/lm",
+            model_args=f"pretrained={model}",
             tasks=[task],
             task_manager=task_manager,
             log_samples=True,

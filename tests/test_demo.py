@@ -7,6 +7,7 @@ that its files agree with one another and with an independent recomputation.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -176,6 +177,22 @@ def test_the_files_agree_with_an_independent_recomputation(demo_run):
     # Named by the models' names, not their cache paths.
     assert sorted(name.split("__")[0] for name in diagrams) == ["base", "base", "tuned", "tuned"], diagrams
     assert "- [x] tuned model overconfident" in (demo_run / "demo.md").read_text()
+
+
+@slow
+def test_the_demo_compares_base_and_tuned_on_one_page(demo_run):
+    comparison = demo_run / "comparison"
+    assert all((comparison / name).is_file() for name in ("metrics.csv", "pairs.csv", "comparison.md", "comparison.html"))
+    with (comparison / "pairs.csv").open() as handle:
+        pairs = list(csv.DictReader(handle))
+    # base against tuned under each grouping, and the two groupings of each model.
+    towns = {row["metric"]: row for row in pairs if (row["model_a"], row["model_b"]) == ("base (semcal)", "tuned (semcal)")}
+    assert towns["acc"]["n_shared"] == "300"
+    # The tuned model is the more overconfident, beyond the paired interval.
+    assert float(towns["overconfidence"]["low"]) > 0
+    summary = json.loads((demo_run / "demo.json").read_text())["models"]
+    gap = {name: summary[name]["metrics"]["towns"]["conf"] - summary[name]["metrics"]["towns"]["acc"] for name in summary}
+    assert float(towns["overconfidence"]["difference"]) == pytest.approx(gap["tuned"] - gap["base"], abs=1e-12)
 
 
 def test_the_noise_floor_of_a_perfect_predictor_by_hand():

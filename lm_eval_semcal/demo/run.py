@@ -32,6 +32,7 @@ from lm_eval_semcal.core.semantic_classes import plurality
 from lm_eval_semcal.demo import models as demo_model
 from lm_eval_semcal.demo import world as synthetic
 from lm_eval_semcal.grouping.torch_devices import check_device
+from lm_eval_semcal.runs.compare import compare_runs
 from lm_eval_semcal.runs.report import TaskReport, report_runs
 from lm_eval_semcal.runs.saved import load_run
 
@@ -194,11 +195,12 @@ def run_demo(
     synthetic.write_evaluation_file(world, out_dir / "world.jsonl")
     run_dir = out_dir / "lm_eval"
     # This run's files only: a folder left by an earlier demo would mix its runs into the tables.
-    for own in (run_dir, out_dir / "report"):
+    for own in (run_dir, out_dir / "report", out_dir / "comparison"):
         shutil.rmtree(own, ignore_errors=True)
     for model_dir in models.values():
         _evaluate(model_dir, config, samples, run_dir, device, batch_size, seed)
     reports, _ = report_runs(load_run(run_dir), out_dir / "report", bootstrap_iters)
+    compare_runs([run_dir], out_dir / "comparison", pairs=[("base", "tuned")], bootstrap_iters=bootstrap_iters)
 
     by_run = {(report.run.model_dir, report.run.filter): report for report in reports}
     results: dict[str, ModelResult] = {}
@@ -287,7 +289,12 @@ def markdown(result: DemoResult) -> str:
         )
     lines += ["", "Findings:", ""]
     lines += [f"- [{'x' if shown else ' '}] {text}" for text, shown in result.findings]
-    lines += ["", f"Reliability diagrams and per-task tables: {result.out_dir / 'report'}", ""]
+    lines += [
+        "",
+        f"Reliability diagrams and per-task tables: {result.out_dir / 'report'}",
+        f"Base against tuned, paired differences with intervals: {result.out_dir / 'comparison' / 'comparison.html'}",
+        "",
+    ]
     return "\n".join(lines)
 
 

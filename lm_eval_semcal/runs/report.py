@@ -38,7 +38,7 @@ from lm_eval_semcal.core.metrics import CALIBRATION_METRICS, METRICS, corpus_met
 from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.runs.saved import TaskRun, load_run
 
-__all__ = ["TaskReport", "disagreements", "report_runs", "summarize", "write_reports"]
+__all__ = ["TaskReport", "disagreements", "numpy_global_seed", "report_runs", "summarize", "write_reports"]
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _with_interval(report: TaskReport, name: str) -> str:
 
 
 @contextmanager
-def _numpy_global_seed(seed: int) -> Iterator[None]:
+def numpy_global_seed(seed: int) -> Iterator[None]:
     # relplot's bootstrap band is drawn by sklearn's BaggingRegressor from numpy's global
     # generator: seed it so that a report is reproducible, and give the caller its state back.
     state = np.random.get_state()
@@ -162,7 +162,7 @@ def plot_reliability(report: TaskReport, path: Path) -> None:
     if not (math.isnan(low) or math.isnan(high)):
         smece_text += f" [{low:.3f}, {high:.3f}]"
     # relplot styles through matplotlib's global rcParams; rc_context gives them back.
-    with mpl.rc_context(), _numpy_global_seed(0), warnings.catch_warnings():
+    with mpl.rc_context(), numpy_global_seed(0), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Passing a dict to DataFrame.from_records")
         relplot.diagrams.set_default_style()
         mpl.rcParams["font.size"] = 11

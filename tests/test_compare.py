@@ -1,0 +1,219 @@
+"""`semcal compare`: two models' saved runs, their metrics, paired differences and one page.
+
+Two scripted models answer the TriviaQA fixture's four questions (M = 4). Every number
+below is worked out by hand from their answers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FIXTURES, save_scripted_run
+
+from lm_eval_semcal import cli
+from lm_eval_semcal.core import calibration
+from lm_eval_semcal.core.metrics import COMPARED_METRICS, metric_interval
+from lm_eval_semcal.runs.compare import CompareError, compare_runs, parse_labels, parse_pairs
+from lm_eval_semcal.runs.saved import doc_hash, load_run
+
+TASK = "semcal_triviaqa"
+FRANCE, ROME = "What is the capital city of France?", "Which city was the capital of the Roman Empire?"
+BERLIN, LISBON = "In which city is the Brandenburg Gate?", "What is the capital of Portugal?"
+# base: France right (1.0), Rome right on a tie it wins by coming first (0.5), Berlin wrong
+# (0.75), Lisbon wrong (0.5: Porto).
+BASE = {
+    FRANCE: [" Paris"] * 4,
+    ROME: [" Rome", " Milan", " Rome", " Milan"],
+    BERLIN: [" Munich", " Munich", " Berlin", " Munich"],
+    LISBON: [" Porto", " Lisbon", " Porto", " Faro"],
+}
+# tuned: one answer per question, two of them wrong: confidence 1 everywhere.
+TUNED = {FRANCE: [" Paris"] * 4, ROME: [" Milan"] * 4, BERLIN: [" Munich"] * 4, LISBON: [" Lisbon"] * 4}
+BASE_CONF, BASE_CORRECT = [1.0, 0.5, 0.75, 0.5], [1.0, 1.0, 0.0, 0.0]
+TUNED_CONF, TUNED_CORRECT = [1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 1.0]
+# ECE by hand: base's bins 9 (gap 0), 5 (0.5 vs 0.5: 0), 7 (0.75 vs 0): 0.75 / 4;
+# tuned's one bin: 1 vs 0.5.
+HAND = {
+    "base": {"acc": 0.5, "conf": 0.6875, "overconfidence": 0.1875, "ece": 0.1875},
+    "tuned": {"acc": 0.5, "conf": 1.0, "overconfidence": 0.5, "ece": 0.5},
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    save_scripted_run(root / "base", BASE, TASK, "0", model="/models/demo/base")
+    save_scripted_run(root / "tuned", TUNED, TASK, "0", model="/models/demo/tuned")
+    return root
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_doc_hash_is_lm_evals(runs):
+    sample = json.loads(next((runs / "base").rglob("samples_*.jsonl")).read_text().splitlines()[0])
+    assert doc_hash({"doc": sample["doc"]}) == sample["doc_hash"]
+
+
+def test_two_models_give_all_four_files_with_hand_numbers(runs, tmp_path):
+    written = compare_runs([runs / "base", runs / "tuned"], tmp_path / "cmp", bootstrap_iters=200)
+    names = [path.name for path in written]
+    assert names[:4] == ["metrics.csv", "pairs.csv", "comparison.md", "comparison.html"]
+    assert all(path.is_file() for path in written)
+
+    rows = read_csv(tmp_path / "cmp" / "metrics.csv")
+    assert list(rows[0]) == ["model", "task", "metric", "value", "low", "high", "n"]
+    assert {row["model"] for row in rows} == {"base", "tuned"}
+    assert [row["metric"] for row in rows if row["model"] == "base"] == list(COMPARED_METRICS)
+    for row in rows:
+        model = row["model"]
+        conf, correct = (BASE_CONF, BASE_CORRECT) if model == "base" else (TUNED_CONF, TUNED_CORRECT)
+        if row["metric"] in HAND[model]:
+            assert float(row["value"]) == pytest.approx(HAND[model][row["metric"]], abs=1e-12)
+        assert float(row["value"]) == pytest.approx(COMPARED_METRICS[row["metric"]](conf, correct), abs=1e-12)
+        low, high = metric_interval(row["metric"], np.array(conf), np.array(correct), 200)
+        assert (float(row["low"]), float(row["high"])) == pytest.approx((low, high), abs=1e-12, nan_ok=True)
+        assert row["n"] == "4" and row["task"] == TASK
+
+    pairs = read_csv(tmp_path / "cmp" / "pairs.csv")
+    assert list(pairs[0]) == ["task", "metric", "model_a", "model_b", "difference", "low", "high", "n_shared"]
+    by_metric = {row["metric"]: row for row in pairs}
+    assert {(row["model_a"], row["model_b"], row["n_shared"]) for row in pairs} == {("base", "tuned", "4")}
+    # tuned minus base, on the same four questions.
+    assert float(by_metric["ece"]["difference"]) == pytest.approx(0.5 - 0.1875, abs=1e-12)
+    assert float(by_metric["conf"]["difference"]) == pytest.approx(1.0 - 0.6875, abs=1e-12)
+    assert float(by_metric["acc"]["difference"]) == 0.0
+    for row in pairs:
+        difference, low, high = float(row["difference"]), float(row["low"]), float(row["high"])
+        assert low <= difference <= high or (row["metric"] == "auroc" and np.isnan(difference))
+    # The same resampled questions for both: the paired bootstrap of the core, b minus a.
+    expected = calibration.paired_bootstrap_ci(
+        calibration.mean_confidence, TUNED_CONF, TUNED_CORRECT, BASE_CONF, BASE_CORRECT, iters=200, seed=0
+    )
+    assert (float(by_metric["conf"]["low"]), float(by_metric["conf"]["high"])) == pytest.approx(expected[1:], abs=1e-12)
+
+
+def test_the_page_is_self_contained_and_names_the_models(runs, tmp_path):
+    compare_runs([runs / "base", runs / "tuned"], tmp_path / "cmp", pairs=[("base", "tuned")], bootstrap_iters=50)
+    page = (tmp_path / "cmp" / "comparison.html").read_text()
+    assert "base" in page and "tuned" in page and "/models/demo" not in page
+    sources = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert sources and all(source.startswith("data:image/png;base64,") for source in sources)
+    markdown = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| semcal_triviaqa | tuned | 4 | 4 | normalize |" in markdown
+    assert "(overconfident)" in markdown or "(within noise)" in markdown
+    assert "ECE and smECE are biased upward near perfect calibration" in markdown
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
+        assert (tmp_path / "cmp" / image).is_file()
+
+
+def test_questions_are_matched_by_document_not_position(runs, tmp_path):
+    # The same questions in another order, one left out: three shared, each matched to itself.
+    rows = (FIXTURES / "triviaqa.jsonl").read_text().splitlines()
+    (tmp_path / "reordered.jsonl").write_text("\n".join(rows[3:0:-1]) + "\n")
+    save_scripted_run(tmp_path / "other", TUNED, TASK, "0", model="/models/demo/other", data_files=tmp_path / "reordered.jsonl")
+    compare_runs([runs / "base", tmp_path / "other"], tmp_path / "cmp", bootstrap_iters=0)
+    by_metric = {row["metric"]: row for row in read_csv(tmp_path / "cmp" / "pairs.csv")}
+    assert by_metric["acc"]["n_shared"] == "3"
+    # Rome, Berlin, Lisbon: base right on Rome only, tuned on Lisbon only.
+    assert float(by_metric["acc"]["difference"]) == pytest.approx(1 / 3 - 1 / 3, abs=1e-12)
+    assert float(by_metric["conf"]["difference"]) == pytest.approx(1.0 - (0.5 + 0.75 + 0.5) / 3, abs=1e-12)
+    markdown = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "compared on the 3 questions both answered" in markdown
+
+
+def test_runs_with_other_settings_are_compared_on_what_they_share_and_say_so(runs, tmp_path):
+    two = {question: answers[:2] for question, answers in TUNED.items()}
+    save_scripted_run(tmp_path / "m2", two, TASK, "0", model="/models/demo/m2", repeats=2)
+    compare_runs([runs / "base", tmp_path / "m2"], tmp_path / "cmp", bootstrap_iters=0)
+    assert "base and m2 differ in M 4 vs 2; compared on the 4 questions both answered." in (
+        tmp_path / "cmp" / "comparison.md"
+    ).read_text()
+
+
+def test_runs_sharing_no_question_are_a_clear_error(runs, tmp_path):
+    rows = [json.loads(line) for line in (FIXTURES / "triviaqa.jsonl").read_text().splitlines()]
+    (tmp_path / "other.jsonl").write_text("".join(json.dumps({**row, "question": row["question"] + " (2)"}) + "\n" for row in rows))
+    script = {f"{question} (2)": answers for question, answers in TUNED.items()}
+    save_scripted_run(tmp_path / "other", script, TASK, "0", model="/models/demo/other", data_files=tmp_path / "other.jsonl")
+    with pytest.raises(CompareError, match="semcal_triviaqa: base and other share no question"):
+        compare_runs([runs / "base", tmp_path / "other"], tmp_path / "cmp", bootstrap_iters=0)
+
+
+def test_labels_and_pairs(runs, tmp_path):
+    labels = parse_labels(["/models/demo/base=Qwen base", f"{runs / 'tuned'}=Qwen instruct"])
+    compare_runs([runs / "base", runs / "tuned"], tmp_path / "cmp", labels=labels, pairs=[("Qwen instruct", "Qwen base")], bootstrap_iters=0)
+    pairs = read_csv(tmp_path / "cmp" / "pairs.csv")
+    # The pair as the user named it: instruct first, so the difference is base minus instruct.
+    assert {(row["model_a"], row["model_b"]) for row in pairs} == {("Qwen instruct", "Qwen base")}
+    ece = next(row for row in pairs if row["metric"] == "ece")
+    assert float(ece["difference"]) == pytest.approx(0.1875 - 0.5, abs=1e-12)
+    with pytest.raises(CompareError, match="--pair base=nobody: no model named 'nobody'; the models are base, tuned"):
+        compare_runs([runs / "base", runs / "tuned"], tmp_path / "cmp2", pairs=[("base", "nobody")], bootstrap_iters=0)
+    with pytest.raises(CompareError, match="give two model names as A=B"):
+        parse_pairs(["base"])
+    with pytest.raises(CompareError, match="as NAME=LABEL"):
+        parse_labels(["base"])
+
+
+def test_the_command_writes_the_files_and_errors_in_one_line(runs, tmp_path, capsys):
+    assert cli.main(["compare", str(runs / "base"), str(runs / "tuned"), "--out", str(tmp_path / "cmp"), "--bootstrap-iters", "0", "--pair", "base=tuned"]) in (0, None)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:4] == [str(tmp_path / "cmp" / name) for name in ("metrics.csv", "pairs.csv", "comparison.md", "comparison.html")]
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["compare", str(tmp_path / "missing"), "--out", str(tmp_path / "x")])
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err.strip().endswith("does not exist: pass the --output_path folder of an lm-eval run")
+
+
+# --- the page in a real browser ----------------------------------------------------------
+
+
+def browser() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.slow  # starts a headless browser
+def test_the_page_renders_in_a_real_browser(runs, tmp_path):
+    binary = browser()
+    if binary is None:
+        if os.environ.get("SEMCAL_REQUIRE_BROWSER"):
+            pytest.fail("no chromium on PATH: `apt-get install -y chromium` (CI sets SEMCAL_REQUIRE_BROWSER)")
+        pytest.skip("no chromium on PATH: `apt-get install -y chromium` to run this check")
+    compare_runs([runs / "base", runs / "tuned"], tmp_path / "cmp", pairs=[("base", "tuned")], bootstrap_iters=50)
+    page = (tmp_path / "cmp" / "comparison.html").as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=5000",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    shot = tmp_path / "page.png"
+    subprocess.run([binary, *flags, "--window-size=1366,2400", f"--screenshot={shot}", page], check=True, capture_output=True, timeout=120)
+    # The DOM after scripts and images: every figure decoded, to a size.
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        (tmp_path / "cmp" / "comparison.html").read_text().replace(
+            "</body>",
+            "<script>window.addEventListener('load', () => { document.body.dataset.figures = "
+            "[...document.images].filter(i => i.complete && i.naturalWidth > 100).length + '/' + "
+            "document.images.length; });</script></body>",
+        )
+    )
+    dom = subprocess.run([binary, *flags, "--dump-dom", probe.as_uri()], check=True, capture_output=True, text=True, timeout=120).stdout
+    figures = re.search(r'data-figures="(\d+)/(\d+)"', dom)
+    assert figures and figures.group(1) == figures.group(2) and int(figures.group(2)) == 2, dom[:500]
+    assert ">base<" in dom and ">tuned<" in dom
+
+    from matplotlib.image import imread
+
+    pixels = imread(shot)
+    assert pixels.shape[1] == 1366
+    # Not blank: the page has text and figures, so many pixels are far from white.
+    assert (pixels[..., :3].mean(axis=2) < 0.6).mean() > 0.01
