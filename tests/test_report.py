@@ -364,8 +364,13 @@ def test_several_models_get_their_own_files(run_dir, tmp_path):
         f"org_instruct__{TASK}_reliability.png", f"org_instruct__{TASK}.md",
         "summary.md",
     ]
-    rows = markdown_rows(paths[-1].read_text(), "| task |")
+    summary = paths[-1].read_text()
+    rows = markdown_rows(summary, "| task |")
     assert [row[:2] for row in rows] == [[TASK, "org/base"], [TASK, "org/instruct"]]
+    header = next(line for line in summary.splitlines() if line.startswith("| task |"))
+    assert header.count("|") == summary.splitlines()[summary.splitlines().index(header) + 1].count("|")
+    assert all(len(row) == header.count("|") - 1 for row in rows)
+    assert "| debiased_l2_ce |" in header
     assert rows[0][-1] == f"[org_base__{TASK}.md](org_base__{TASK}.md)"
 
 

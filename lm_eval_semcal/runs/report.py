@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from lm_eval_semcal.core import calibration
 from lm_eval_semcal.core.estimators import SplitEstimate, split_half_estimates
-from lm_eval_semcal.core.metrics import CALIBRATION_METRICS, METRICS, corpus_metrics
+from lm_eval_semcal.core.metrics import CALIBRATION_METRICS, INTERVAL_NOTES, METRICS, corpus_metrics
 from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.runs.saved import TaskRun, load_run
 
@@ -204,8 +204,8 @@ def _task_markdown(report: TaskReport) -> str:
     )
     if report.bootstrap_iters:
         ci_note = (
-            f"95% intervals: percentile bootstrap over questions, {report.bootstrap_iters} "
-            f"resamples, seed {BOOTSTRAP_SEED}."
+            f"95% intervals: bootstrap over questions, {report.bootstrap_iters} resamples, seed "
+            f"{BOOTSTRAP_SEED} (basic interval for ece, percentile for the rest)."
         )
     else:
         ci_note = "Bootstrap intervals are off (0 resamples)."
@@ -249,10 +249,8 @@ def _task_markdown(report: TaskReport) -> str:
             continue
         bounds = _interval(report.intervals[name]) if name in report.intervals else ""
         lines.append(f"| {name} | {_number(report.values[name])} | {bounds} | {better} |")
+    lines += ["", ci_note + " " + check, "", *(f"{note}\n" for note in INTERVAL_NOTES[:1])]
     lines += [
-        "",
-        ci_note + " " + check,
-        "",
         "## Estimator bias: split-half confidence",
         "",
         "| estimator | mean confidence | acc | ECE (10 bins) |",
@@ -281,13 +279,15 @@ def _summary_markdown(reports: Sequence[TaskReport]) -> str:
         "Calibration metrics with their 95% bootstrap interval over questions; split: the "
         "split-half estimator (see each task's page).",
         "",
+        INTERVAL_NOTES[0],
+        "",
     ]
     for report in reports:
         if report.run.lost_rows:
             lines += [_partial_sentence(report.run), ""]
     lines += [
-        "| task | model | n | M | B | acc | conf | ece | smece | brier | auroc | split conf | split ECE | details |",
-        "|---|---|---:|---|---|---:|---:|---|---|---|---|---:|---:|---|",
+        "| task | model | n | M | B | acc | conf | " + " | ".join(CALIBRATION_METRICS) + " | split conf | split ECE | details |",
+        "|---|---|---:|---|---|---:|---:|" + "---|" * len(CALIBRATION_METRICS) + "---:|---:|---|",
     ]
     for report in reports:
         run = report.run
