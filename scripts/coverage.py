@@ -31,7 +31,10 @@ proportions (counts rounded to integers).
 smECE's bootstrap costs about 2 s per model per corpus (1000 resamples), so it runs on
 the first `--smece-corpora` corpora of each cell only; the other metrics on all.
 
-    python scripts/coverage.py [--quick] [--corpora 200] [--smece-corpora 40] [--resamples 1000]
+    python scripts/coverage.py [--quick] [--corpora 200] [--smece-corpora 40] [--resamples 1000] [--metrics ...]
+
+It prints every method's coverage, then the coverage of the intervals `semcal run`,
+`semcal report` and `semcal compare` report, one row per world and n (the README's table).
 
 Runtime (one core of a shared 2-core machine, nice 10): 623 s with the defaults, of which
 smECE takes about half; 45 s with --quick.
@@ -45,15 +48,8 @@ import warnings
 
 import numpy as np
 
-from lm_eval_semcal.core.calibration import (
-    INTERVAL_METHODS,
-    auroc,
-    binned_ece,
-    brier,
-    debiased_l2_ce,
-    paired_bootstrap_distributions,
-    smece,
-)
+from lm_eval_semcal.core.calibration import INTERVAL_METHODS, paired_bootstrap_distributions, smece
+from lm_eval_semcal.core.metrics import COMPARED_METRICS, INTERVAL_METHOD
 
 M = 50
 GRID = np.arange(1, M + 1) / M
@@ -69,13 +65,8 @@ WORLDS = {
 PAIRS = [("calibrated", "overconfident"), ("mixed", "mixed")]
 # Which model of which pair stands for each world in the single-world rows.
 WORLD_SOURCES = {"calibrated": (0, "a"), "overconfident": (0, "b"), "mixed": (1, "a")}
-METRICS = {
-    "ece": binned_ece,
-    "debiased_l2_ce": debiased_l2_ce,
-    "smece": smece,
-    "brier": brier,
-    "auroc": auroc,
-}
+# Every metric `semcal compare` reports with an interval, and what `semcal run` reports.
+METRICS = COMPARED_METRICS
 SHARED_CONFIDENCE = 0.6
 LEVEL = 0.95
 N_BINS = 10
@@ -100,7 +91,11 @@ def world_truths(accuracy_at) -> dict[str, float]:
     counts_wrong = np.round(wrong * TRUTH_QUESTIONS).astype(np.int64)
     conf = np.concatenate([np.repeat(GRID, counts_right), np.repeat(GRID, counts_wrong)])
     correct = np.concatenate([np.ones(counts_right.sum()), np.zeros(counts_wrong.sum())])
+    mean_conf, mean_acc = float((p * GRID).sum()), float((p * acc).sum())
     return {
+        "acc": mean_acc,
+        "conf": mean_conf,
+        "overconfidence": mean_conf - mean_acc,
         "ece": float(ece),
         "debiased_l2_ce": float(l2),
         "smece": float(smece(conf, correct)),
@@ -122,7 +117,7 @@ def draw_pair(rng: np.random.Generator, n: int, world_a: str, world_b: str):
     return out
 
 
-def simulate(corpora: int, smece_corpora: int, resamples: int, sizes: list[int]) -> list[dict]:
+def simulate(corpora: int, smece_corpora: int, resamples: int, sizes: list[int], metrics: list[str]) -> list[dict]:
     truths = {world: world_truths(accuracy_at) for world, accuracy_at in WORLDS.items()}
     # (row label, n, metric) -> list of (estimate, {method: (low, high)}, truth)
     outcomes: dict[tuple[str, int, str], list] = {}
@@ -132,7 +127,8 @@ def simulate(corpora: int, smece_corpora: int, resamples: int, sizes: list[int])
             for corpus in range(corpora):
                 rng = np.random.default_rng([pair_index, n, corpus])
                 sample = draw_pair(rng, n, world_a, world_b)
-                for name, metric in METRICS.items():
+                for name in metrics:
+                    metric = METRICS[name]
                     if name == "smece" and corpus >= smece_corpora:
                         continue
                     with warnings.catch_warnings():
@@ -189,6 +185,21 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def reported_table(rows: list[dict]) -> str:
+    """One row per world and n, a column per metric: the coverage of the interval reported
+    (`core.metrics.INTERVAL_METHOD`), as the README shows it."""
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    cells: dict[tuple[str, int], dict[str, str]] = {}
+    for r in rows:
+        if r["method"] == INTERVAL_METHOD.get(r["metric"], "percentile"):
+            flag = "" if r["coverage"] >= 0.9 else " *"
+            cells.setdefault((r["world"], r["n"]), {})[r["metric"]] = f"{100 * r['coverage']:.1f}%{flag}"
+    lines = ["| world / pair | n | " + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
+    for (world, n), by_metric in cells.items():
+        lines.append(f"| {world} | {n} | " + " | ".join(by_metric.get(m, "") for m in metrics) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 corpora (4 smECE), 300 resamples")
@@ -196,12 +207,15 @@ def main() -> None:
     parser.add_argument("--smece-corpora", type=int, default=40, help="of those, scored for smECE")
     parser.add_argument("--resamples", type=int, default=1000, help="resamples per corpus")
     parser.add_argument("--sizes", type=int, nargs="+", default=[300, 3000], help="corpus sizes")
+    parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=list(METRICS), help="metrics to study")
     args = parser.parse_args()
     if args.quick:
         args.corpora, args.smece_corpora, args.resamples = 20, 4, 300
     start = time.perf_counter()
-    rows = simulate(args.corpora, min(args.smece_corpora, args.corpora), args.resamples, args.sizes)
+    rows = simulate(args.corpora, min(args.smece_corpora, args.corpora), args.resamples, args.sizes, args.metrics)
     print(markdown(rows))
+    print("\nThe intervals reported (`core.metrics.INTERVAL_METHOD`; * below 90%):\n")
+    print(reported_table(rows))
     print(
         f"\n{args.corpora} corpora per cell ({min(args.smece_corpora, args.corpora)} for smECE), "
         f"{args.resamples} resamples, level {LEVEL}; {time.perf_counter() - start:.0f} s"
