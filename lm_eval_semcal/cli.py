@@ -60,6 +60,15 @@ def _json_object(text: str) -> dict:
     return value
 
 
+def _add_bootstrap_iters(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--bootstrap-iters",
+        type=_positive_int(0),
+        default=DEFAULT_BOOTSTRAP_ITERS,
+        help=f"bootstrap resamples for the 95%% intervals (default {DEFAULT_BOOTSTRAP_ITERS}; 0: none)",
+    )
+
+
 _ALLOW_PARTIAL_HELP = (
     "go on with a samples file that holds fewer questions than its results JSON counted (cut short), "
     "on the questions it holds; without it that is an error"
@@ -110,12 +119,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("run_dir", help="the --output_path folder of an lm-eval run")
     report.add_argument("--out", help="where to write the report (default: RUN_DIR/semcal_report)")
-    report.add_argument(
-        "--bootstrap-iters",
-        type=_positive_int(0),
-        default=DEFAULT_BOOTSTRAP_ITERS,
-        help=f"bootstrap resamples for the intervals (default {DEFAULT_BOOTSTRAP_ITERS})",
-    )
+    _add_bootstrap_iters(report)
     report.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
 
     rescore = commands.add_parser(
@@ -194,12 +198,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="A=B",
         help="join model A to model B (e.g. base=instruct) in the smECE figure and list the pair first; repeatable",
     )
-    compare.add_argument(
-        "--bootstrap-iters",
-        type=_positive_int(0),
-        default=DEFAULT_BOOTSTRAP_ITERS,
-        help=f"bootstrap resamples for the intervals (default {DEFAULT_BOOTSTRAP_ITERS})",
-    )
+    _add_bootstrap_iters(compare)
     compare.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
 
     demo = commands.add_parser(
@@ -220,12 +219,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--device", default="cpu", help="torch device for sampling (default cpu)")
     demo.add_argument("--batch-size", type=_positive_int(1), default=500, help="sampled rows per pass (default 500)")
-    demo.add_argument(
-        "--bootstrap-iters",
-        type=_positive_int(0),
-        default=DEFAULT_BOOTSTRAP_ITERS,
-        help=f"bootstrap resamples for the 95%% intervals (default {DEFAULT_BOOTSTRAP_ITERS})",
-    )
+    _add_bootstrap_iters(demo)
 
     tiny = commands.add_parser(
         "tiny-model",

@@ -21,6 +21,7 @@ from lm_eval_semcal.core.calibration import (
     binned_ece,
     bootstrap_ci,
     brier,
+    debiased_l2_ce,
     mean_confidence,
     smece,
 )
@@ -205,10 +206,11 @@ def test_input_validation(metric, conf, correct, match):
         bootstrap_ci(metric, conf, correct, iters=10)
 
 
+@pytest.mark.parametrize("binned", [binned_ece, debiased_l2_ce])
 @pytest.mark.parametrize("n_bins", [0, -3, 2.5, True])
-def test_binned_ece_rejects_bad_n_bins(n_bins):
+def test_binned_errors_reject_bad_n_bins(binned, n_bins):
     with pytest.raises(ValueError, match="n_bins must be a positive integer"):
-        binned_ece([0.5], [1], n_bins=n_bins)
+        binned([0.5], [1], n_bins=n_bins)
 
 
 @pytest.mark.parametrize(

@@ -25,15 +25,19 @@ import numpy as np
 
 from lm_eval_semcal.core import calibration
 from lm_eval_semcal.core.records import QuestionRecord
-from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, CI_LEVEL, DEFAULT_BOOTSTRAP_ITERS
+from lm_eval_semcal.core.settings import (
+    BOOTSTRAP_SEED,
+    CI_LEVEL,
+    DEFAULT_BOOTSTRAP_ITERS,
+)
 
 __all__ = [
     "CALIBRATION_METRICS",
     "COMPARED_METRICS",
     "INTERVAL_METHOD",
     "INTERVAL_NOTES",
-    "METRICS",
     "MEAN_METRICS",
+    "METRICS",
     "CorpusMetrics",
     "corpus_metrics",
     "mean",
@@ -87,14 +91,18 @@ COMPARED_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 INTERVAL_METHOD: dict[str, str] = {"ece": "basic"}
 # Said next to the numbers wherever ECE and smECE are shown with intervals.
 INTERVAL_NOTES = (
-    "ECE and smECE are biased upward near perfect calibration: for a well-calibrated model "
-    "their 95% interval usually lies entirely above the true value 0 (in simulation it "
-    "contained 0 in at most 65% of cases), so an interval above 0 is not evidence of "
-    "miscalibration: read debiased_l2_ce and its interval, which contained the true value in "
-    "at least 93% of simulated cases, 0 included.",
-    "When one of two models is nearly calibrated, a difference in ECE or smECE understates "
-    "the gap between them, and its interval missed the true difference in up to 83% of "
-    "simulated cases: compare debiased_l2_ce instead.",
+    (
+        "ECE and smECE are biased upward near perfect calibration: for a well-calibrated model "
+        "their 95% interval usually lies entirely above the true value 0 (in simulation it "
+        "contained 0 in at most 65% of cases), so an interval above 0 is not evidence of "
+        "miscalibration: read debiased_l2_ce and its interval, which contained the true value in "
+        "at least 93% of simulated cases, 0 included."
+    ),
+    (
+        "When one of two models is nearly calibrated, a difference in ECE or smECE understates "
+        "the gap between them, and its interval missed the true difference in up to 83% of "
+        "simulated cases: compare debiased_l2_ce instead."
+    ),
 )
 
 

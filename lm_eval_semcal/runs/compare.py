@@ -447,9 +447,11 @@ def compare_runs(
 
     blocks: list[object] = [
         "# Semantic calibration: models compared",
-        f"{_count(len({run.name for run in runs}), 'model')}, {_count(len(by_task), 'task')}. Each interval is a 95% bootstrap "
-        f"interval over questions ({bootstrap_iters} resamples); a difference is model_b minus model_a on the "
-        "questions both answered, with the same resampled questions for both (paired).",
+        (
+            f"{_count(len({run.name for run in runs}), 'model')}, {_count(len(by_task), 'task')}. Each interval "
+            f"is a 95% bootstrap interval over questions ({bootstrap_iters} resamples); a difference is model_b "
+            "minus model_a on the questions both answered, with the same resampled questions for both (paired)."
+        ),
         "## Models and tasks",
         Table(
             ("task", "model", "n", "M", "B", "acc", "smECE", "conf minus acc"),
@@ -460,7 +462,7 @@ def compare_runs(
                  _confidence_gap(numbers[(entry.task, entry.name)]["overconfidence"]))
                 for entry in entries
             ],
-        ),  # fmt: skip
+        ),
         *INTERVAL_NOTES,
         "## Reliability diagrams",
         *figures,
@@ -497,7 +499,7 @@ def compare_runs(
                     for pair in shown
                     for name, estimate in differences[id(pair)].items()
                 ],
-            ),  # fmt: skip
+            ),
         ]
     markdown, page = out_dir / "comparison.md", out_dir / "comparison.html"
     markdown.write_text(_markdown(blocks, out_dir), encoding="utf-8")
