@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +75,17 @@ def rescue_dir(tmp_path, monkeypatch) -> Path:
     """Rescue files go to the test's own folder, never to ./semcal_rescue."""
     monkeypatch.setenv("SEMCAL_RESCUE_DIR", str(tmp_path / "rescue"))
     return tmp_path / "rescue"
+
+
+# `semcal` as a command in a new process, indexing the semcal task folder alone (lm-eval's
+# whole task index costs ~15 s a start): for tests that must signal or kill the process.
+SEMCAL_COMMAND_SEMCAL_INDEX = [
+    sys.executable,
+    "-c",
+    "import sys; from functools import partialmethod; from lm_eval.tasks import TaskManager; "
+    "TaskManager.__init__ = partialmethod(TaskManager.__init__, include_defaults=False); "
+    "from lm_eval_semcal.cli import main; sys.exit(main())",
+]
 
 
 @pytest.fixture

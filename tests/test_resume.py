@@ -15,11 +15,10 @@ import os
 import random
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, GSM8K_TEST, shared_file
+from conftest import FIXTURES, GSM8K_TEST, SEMCAL_COMMAND_SEMCAL_INDEX, shared_file
 from fake_server import FakeServer
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
@@ -244,7 +243,7 @@ def test_a_run_killed_by_a_signal_resumes_where_it_stopped(tmp_path):
 
     def run(out: str) -> subprocess.Popen:
         command = [
-            sys.executable, "-m", "lm_eval_semcal", "run", "--repeats", str(M), "--bootstrap-iters", "0",
+            *SEMCAL_COMMAND_SEMCAL_INDEX, "run", "--repeats", str(M), "--bootstrap-iters", "0",
             "--model", "semcal-completions", "--model_args",
             f"model=gen,tokenizer_backend=huggingface,tokenizer={tokenizer},base_url={server.url}",
             "--tasks", "semcal_triviaqa", "--metadata", json.dumps({"data_files": str(data)}),

@@ -44,10 +44,14 @@ def group_identical_requests(requests: Iterable[tuple[str, dict[str, Any]]]) -> 
     [('Q1', [0, 2]), ('Q2', [1])]
     """
     groups: dict[tuple[str, str], RequestGroup] = {}
+    # lm-eval's M copies of a request share one settings dict: each dict is keyed once.
+    keys_of: dict[int, tuple[dict, str]] = {}
     for index, (context, gen_kwargs) in enumerate(requests):
         if not isinstance(gen_kwargs, dict):
             raise TypeError(f"request {index}: generation settings must be a dict, got {type(gen_kwargs).__name__}")
-        key = (context, settings_key(gen_kwargs))
+        if id(gen_kwargs) not in keys_of:
+            keys_of[id(gen_kwargs)] = (gen_kwargs, settings_key(gen_kwargs))
+        key = (context, keys_of[id(gen_kwargs)][1])
         if key not in groups:
             groups[key] = RequestGroup(context, gen_kwargs)
         groups[key].indices.append(index)
