@@ -13,6 +13,7 @@ from lm_eval.api.task import ConfigurableTask
 from lm_eval.tasks import TaskManager, get_task_dict
 
 from lm_eval_semcal.core.records import QuestionRecord
+from lm_eval_semcal.harness.evaluate import run_lm_eval as semcal_run
 from lm_eval_semcal.harness.exemplars import chat_instruction
 from lm_eval_semcal.tasks import TASKS_DIR
 
@@ -113,26 +114,32 @@ NO_SYSTEM_TEMPLATE = (
 )
 
 
-def run_lm_eval(model: Path, out: Path, *flags: str) -> list[dict]:
+def run_lm_eval(model: Path, out: Path, *flags: str, console: bool = False) -> list[dict]:
+    """Two GSM8K questions, M = 3: through the `lm_eval` console script, or (faster, the
+    same lm-eval CLI) `semcal run` in this process."""
     rows = out.parent / "gsm8k.jsonl"
     rows.write_text("".join(shared_file(GSM8K_TEST).read_text().splitlines(keepends=True)[:2]))
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "lm_eval"), "--model", "hf-semcal",
-         "--model_args", f"pretrained={model},dtype=float32", "--device", "cpu", "--tasks", "semcal_gsm8k",
-         "--metadata", f"data_files={rows}", "repeats=3", "--limit", "2", "--output_path", str(out),
-         "--log_samples", *flags],
-        capture_output=True, text=True, timeout=600, cwd=out.parent,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    args = [
+        "--model", "hf-semcal", "--model_args", f"pretrained={model},dtype=float32", "--device", "cpu",
+        "--tasks", "semcal_gsm8k", "--metadata", f"data_files={rows}", "repeats=3", "--limit", "2",
+        "--output_path", str(out), "--log_samples", *flags,
+    ]  # fmt: skip
+    if console:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "lm_eval"), *args], capture_output=True, text=True, timeout=600, cwd=out.parent
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    else:
+        semcal_run(["run", *args], repeats=None)
     [samples] = out.rglob("samples_semcal_gsm8k_*.jsonl")
     return [json.loads(line) for line in samples.open()]
 
 
-@pytest.mark.slow  # the real lm_eval console script on a tiny chat model, three times
-def test_lm_eval_renders_the_instruction_for_a_tiny_chat_model(tmp_path):
+@pytest.mark.slow  # the real lm_eval console script on a tiny chat model, then three runs in process
+def test_lm_eval_renders_the_instruction_for_a_tiny_chat_model(tmp_path, in_process_run):
     model = chat_model(tmp_path, SYSTEM_TEMPLATE)
     for flags in (("--apply_chat_template", "--fewshot_as_multiturn"), ("--apply_chat_template",)):
-        samples = run_lm_eval(model, tmp_path / f"out{len(flags)}", *flags)
+        samples = run_lm_eval(model, tmp_path / f"out{len(flags)}", *flags, console=len(flags) == 2)
         assert len(samples) == 2
         for sample in samples:
             prompt = sample["arguments"]["gen_args_0"]["arg_0"]
