@@ -217,3 +217,17 @@ def test_the_page_renders_in_a_real_browser(runs, tmp_path):
     assert pixels.shape[1] == 1366
     # Not blank: the page has text and figures, so many pixels are far from white.
     assert (pixels[..., :3].mean(axis=2) < 0.6).mean() > 0.01
+
+
+def test_a_rescored_run_is_compared_with_its_source_under_its_own_name(runs, tmp_path):
+    from lm_eval_semcal.runs.rescore import rescore_run
+
+    source = tmp_path / "base"
+    shutil.copytree(runs / "base", source)
+    rescored = rescore_run(source, "exact", None, None, bootstrap_iters=0)[0].parent
+    compare_runs([source, rescored], tmp_path / "cmp", bootstrap_iters=0)
+    pairs = read_csv(tmp_path / "cmp" / "pairs.csv")
+    assert {(row["model_a"], row["model_b"]) for row in pairs} == {("base", "base (rescored-exact)")}
+    markdown = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| semcal_triviaqa | base (rescored-exact) | 4 | 4 | exact |" in markdown
+    assert "differ in B normalize vs exact" in markdown

@@ -143,8 +143,9 @@ def label_models(runs: Sequence[TaskRun], given: dict[str, str] | None = None) -
     API model's name is kept as is, and each local path is cut to the fewest last parts
     that no other path ends with (`.../demo/77a5/base` and `.../demo/77a5/tuned` are
     `base` and `tuned`; `/data/run7/ckpt/model` beside `/data/run8/ckpt/model` is
-    `run7/ckpt/model`). Two folders still sharing a label (one model run twice) get their output
-    folder's name after it.
+    `run7/ckpt/model`). Of two folders still sharing a label, a rescored one gets its
+    folder's name after it (`base (rescored-nli)`); one model run twice, its output
+    folder's name (`base [cot]`).
     """
     given = given or {}
     folders = list(dict.fromkeys(run.results_file.parent for run in runs))
@@ -173,6 +174,10 @@ def label_models(runs: Sequence[TaskRun], given: dict[str, str] | None = None) -
             (k for k in range(1, len(parts)) if all(tuple(parts[-k:]) != other[-k:] for other in others)), len(parts)
         )
         labels[folder] = "/".join(parts[-depth:])
+    shared = Counter(labels.values())
+    for folder in folders:
+        if shared[labels[folder]] > 1 and folder.name.startswith("rescored-"):
+            labels[folder] = f"{labels[folder]} ({folder.name})"
     shared = Counter(labels.values())
     for folder in folders:
         if shared[labels[folder]] > 1:
