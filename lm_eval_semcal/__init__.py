@@ -5,7 +5,7 @@ The package is layered, each folder importing only the folders listed before it:
     core/      the math and the per-question scorer (numpy and relplot only)
     grouping/  the collapsing functions B and their registry
     harness/   the lm-eval adapters: tasks, filter, metrics, backends (the only lm_eval imports)
-    runs/      saved runs read back: report, rescore, agree
+    runs/      saved runs read back: report, rescore, agree, compare
     demo/      `semcal demo`: a synthetic world with known answers
     cli.py     the `semcal` command
 
@@ -44,7 +44,10 @@ _EXPORTS: dict[str, str] = {
     "binned_ece": "core.calibration",
     "bootstrap_ci": "core.calibration",
     "brier": "core.calibration",
+    "debiased_l2_ce": "core.calibration",
     "mean_confidence": "core.calibration",
+    "overconfidence": "core.calibration",
+    "paired_bootstrap_ci": "core.calibration",
     "smece": "core.calibration",
     "split_half_estimates": "core.estimators",
     # collapsing functions B
