@@ -19,16 +19,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-GSM8K_TEST = SHARED_DATA / "gsm8k" / "test.jsonl"
-
-
-def shared_file(path: Path) -> Path:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: the tests read the real data in shared/ beside the repo"
-        )
-    return path
+# Real data nobody here wrote, carried in the repository (tests/data/gsm8k/README.md).
+GSM8K_DATA = Path(__file__).resolve().parent / "data" / "gsm8k"
+GSM8K_TEST = GSM8K_DATA / "test.jsonl"
+GSM8K_SOLUTIONS = GSM8K_DATA / "example_model_solutions.jsonl"
 
 
 class ScriptedLM(LM):

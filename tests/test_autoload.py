@@ -15,7 +15,7 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import GSM8K_TEST, REPO_ROOT, shared_file
+from conftest import GSM8K_TEST, REPO_ROOT
 
 import lm_eval_semcal_autoload as autoload
 from lm_eval_semcal.harness import plugin
@@ -210,7 +210,7 @@ def test_plain_lm_eval_runs_semcal_after_a_wheel_install(tmp_path):
     subprocess.run([str(venv / "bin" / "python"), "-m", "lm_eval_semcal.cli", "tiny-model", str(model)],
                    check=True, capture_output=True, timeout=300)
     rows = tmp_path / "gsm8k.jsonl"
-    rows.write_text("".join(shared_file(GSM8K_TEST).read_text().splitlines(keepends=True)[:3]))
+    rows.write_text("".join(GSM8K_TEST.read_text().splitlines(keepends=True)[:3]))
     command = [
         str(venv / "bin" / "lm_eval"), "--model", "hf-semcal", "--model_args", f"pretrained={model},dtype=float32",
         "--device", "cpu", "--tasks", "semcal_gsm8k", "--metadata", f"data_files={rows}", "repeats=2",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, GSM8K_TEST, shared_file
+from conftest import FIXTURES, GSM8K_TEST
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.tasks import TaskManager, get_task_dict
 
@@ -17,7 +17,7 @@ from lm_eval_semcal.harness.evaluate import run_lm_eval as semcal_run
 from lm_eval_semcal.harness.exemplars import chat_instruction
 from lm_eval_semcal.tasks import TASKS_DIR
 
-DATA_FILES = {"gsm8k": str(shared_file(GSM8K_TEST)), "triviaqa": str(FIXTURES / "triviaqa.jsonl")}
+DATA_FILES = {"gsm8k": str(GSM8K_TEST), "triviaqa": str(FIXTURES / "triviaqa.jsonl")}
 CONCISE_NUMBER = "Answer each question with the final number alone, on one line, with no working, units or other words."
 
 
@@ -118,7 +118,7 @@ def run_lm_eval(model: Path, out: Path, *flags: str, console: bool = False) -> l
     """Two GSM8K questions, M = 3: through the `lm_eval` console script, or (faster, the
     same lm-eval CLI) `semcal run` in this process."""
     rows = out.parent / "gsm8k.jsonl"
-    rows.write_text("".join(shared_file(GSM8K_TEST).read_text().splitlines(keepends=True)[:2]))
+    rows.write_text("".join(GSM8K_TEST.read_text().splitlines(keepends=True)[:2]))
     args = [
         "--model", "hf-semcal", "--model_args", f"pretrained={model},dtype=float32", "--device", "cpu",
         "--tasks", "semcal_gsm8k", "--metadata", f"data_files={rows}", "repeats=3", "--limit", "2",

@@ -7,7 +7,7 @@ import logging
 
 import datasets
 import pytest
-from conftest import FIXTURES, GSM8K_TEST, shared_file
+from conftest import FIXTURES, GSM8K_TEST
 
 from lm_eval_semcal.harness import data
 
@@ -28,7 +28,7 @@ LOCAL = {
 def fake_hub(dataset, monkeypatch):
     """The hub replaced by the dataset's local rows: the (path, name, split) asked for, and the rows."""
     calls = []
-    local_rows = datasets.load_dataset("json", data_files=str(shared_file(LOCAL[dataset])), split="train")
+    local_rows = datasets.load_dataset("json", data_files=str(LOCAL[dataset]), split="train")
 
     def fake_load_dataset(path, name=None, split=None, **kwargs):
         calls.append((path, name, split))
@@ -94,7 +94,7 @@ def test_triviaqa_golds_and_ids():
 
 
 def test_gsm8k_gold_is_the_number_after_the_hashes():
-    rows = data.load_semcal_dataset("gsm8k", data_files=str(shared_file(GSM8K_TEST)))["test"]
+    rows = data.load_semcal_dataset("gsm8k", data_files=str(GSM8K_TEST))["test"]
     assert len(rows) == 1319
     assert rows[0]["semcal_golds"] == ["18"]
     real = [json.loads(line) for line in GSM8K_TEST.open()]
@@ -128,7 +128,7 @@ def test_data_files_dict_picks_each_datasets_file():
 def test_another_datasets_file_is_refused_not_misread(dataset, other, problem):
     # One data_files path for a whole group would feed every dataset the same file.
     with pytest.raises(ValueError, match=rf"semcal {dataset}: .* is not in the schema of .*{problem}.*\"data_files\": {{"):
-        data.load_semcal_dataset(dataset, data_files=str(shared_file(LOCAL[other])))
+        data.load_semcal_dataset(dataset, data_files=str(LOCAL[other]))
 
 
 def test_local_file_errors_name_the_fix(tmp_path):

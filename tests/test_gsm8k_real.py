@@ -1,6 +1,6 @@
 """Real-data check of answer extraction against OpenAI's GSM8K correctness labels.
 
-`shared/data/gsm8k/example_model_solutions.jsonl` holds 1319 GSM8K test questions, each
+`tests/data/gsm8k/example_model_solutions.jsonl` holds 1319 GSM8K test questions, each
 with four real GPT-3 runs (6B / 175B, finetuning / verification) and OpenAI's label
 `is_correct` for each solution; `test.jsonl` is the GSM8K test set (gold after "####").
 Extracting every solution as a `cot` number answer and comparing it to the gold with
@@ -14,9 +14,8 @@ and decimals ("A: 7.5"). Thirteen solutions were cut off before their "A:" line 
 row 852, 175b_verification, is just "25"; row 48 ends in "0.3333...3"); their last
 number is not the gold and OpenAI labels them all wrong, so they agree as well.
 
-The data lie in `shared/` next to the repository (the repository is `<dir>/main` with
-`<dir>/shared` beside it; CI clones the repository the same way). A missing data folder
-is a failure, not a skip.
+The data are carried in the repository (`tests/data/gsm8k/README.md` gives their source
+and licence). A missing file is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -26,14 +25,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from conftest import GSM8K_SOLUTIONS, GSM8K_TEST
 
 from lm_eval_semcal.core.extraction import extract_answer, gsm8k_gold
 from lm_eval_semcal.core.normalization import parse_number
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "gsm8k"
-SOLUTIONS = DATA_DIR / "example_model_solutions.jsonl"
-TEST_SET = DATA_DIR / "test.jsonl"
 N_QUESTIONS = 1319
 
 # run -> (questions whose extracted answer agrees with OpenAI's is_correct,
@@ -53,17 +49,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def data() -> tuple[list[dict], list[dict]]:
-    missing = [str(p) for p in (SOLUTIONS, TEST_SET) if not p.is_file()]
-    if missing:
-        pytest.fail(
-            "GSM8K real-data files not found: "
-            + ", ".join(missing)
-            + f". They must lie in <repo>/../shared/data/gsm8k/ (repo = {REPO_ROOT}): "
-            "check out the shared/ folder next to the repository.",
-            pytrace=False,
-        )
-    solutions, test = _read_jsonl(SOLUTIONS), _read_jsonl(TEST_SET)
-    return solutions, test
+    return _read_jsonl(GSM8K_SOLUTIONS), _read_jsonl(GSM8K_TEST)
 
 
 @pytest.fixture(scope="module")

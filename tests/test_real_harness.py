@@ -10,7 +10,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, GSM8K_TEST, shared_file
+from conftest import FIXTURES, GSM8K_TEST
 
 from lm_eval_semcal.tasks import TASKS_DIR
 
@@ -54,7 +54,7 @@ def test_lm_eval_console_runs_a_semcal_task_on_a_local_file(tiny_model, tmp_path
             "--batch_size", "8",
             "--tasks", "semcal_gsm8k",
             "--include_path", str(TASKS_DIR),
-            "--metadata", f"data_files={shared_file(GSM8K_TEST)}", "repeats=3",
+            "--metadata", f"data_files={GSM8K_TEST}", "repeats=3",
             "--limit", "3",
             "--output_path", str(out),
             "--log_samples",
@@ -134,7 +134,7 @@ def test_semcal_run_ends_a_misconfigured_run_with_one_line(tiny_model, tmp_path)
             "--model_args", f"pretrained={tiny_model},dtype=float32",
             "--device", "cpu",
             "--tasks", "semcal_gsm8k",
-            "--metadata", f"data_files={shared_file(GSM8K_TEST)}",
+            "--metadata", f"data_files={GSM8K_TEST}",
             "--gen_kwargs", "temperature=0",
             "--limit", "1",
         ],

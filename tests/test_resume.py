@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, GSM8K_TEST, SEMCAL_COMMAND_SEMCAL_INDEX, shared_file
+from conftest import FIXTURES, GSM8K_TEST, SEMCAL_COMMAND_SEMCAL_INDEX
 from fake_server import FakeServer
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
@@ -79,7 +79,7 @@ def fresh_sampler(in_process_run):
 def semcal_run(cache: Path, out: Path | None = None, *extra: str, model_args: str = "name=a") -> None:
     args = [
         "run", "--model", "semcal-test-sampler", "--model_args", model_args,
-        "--tasks", "semcal_gsm8k", "--metadata", json.dumps({"data_files": str(shared_file(GSM8K_TEST))}),
+        "--tasks", "semcal_gsm8k", "--metadata", json.dumps({"data_files": str(GSM8K_TEST)}),
         "--limit", str(QUESTIONS), "--use_cache", str(cache), *extra,
     ]  # fmt: skip
     if out is not None:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, GSM8K_TEST, ScriptedLM, save_scripted_run, shared_file
+from conftest import FIXTURES, GSM8K_TEST, ScriptedLM, save_scripted_run
 from lm_eval._cli import HarnessCLI
 
 from lm_eval_semcal.cli import main
@@ -145,7 +145,7 @@ def test_semcal_run_exits_non_zero_when_lm_eval_did_not_save_the_samples(tmp_pat
 
 
 def gsm8k_rows(count: int) -> list[str]:
-    return shared_file(GSM8K_TEST).read_text(encoding="utf-8").splitlines()[:count]
+    return GSM8K_TEST.read_text(encoding="utf-8").splitlines()[:count]
 
 
 def write_bad_file(tmp_path: Path, kind: str) -> Path:
@@ -180,7 +180,7 @@ def test_semcal_run_stops_with_one_line_before_lm_eval_starts(tmp_path, monkeypa
         raise AssertionError("lm-eval started: the model would have loaded")
 
     monkeypatch.setattr(HarnessCLI, "execute", lm_eval_run)
-    path = shared_file(GSM8K_TEST) if kind == "good" else write_bad_file(tmp_path, kind)
+    path = GSM8K_TEST if kind == "good" else write_bad_file(tmp_path, kind)
     with pytest.raises(SystemExit) as stopped:
         main(run_args(tasks, path, *extra))
     error = stopped.value.code
@@ -191,7 +191,7 @@ def test_semcal_run_stops_with_one_line_before_lm_eval_starts(tmp_path, monkeypa
 def test_check_run_args_reads_the_files_of_the_datasets_the_tasks_read(tmp_path):
     bad_nq_open = tmp_path / "nq_open.jsonl"
     bad_nq_open.write_bytes(b"")
-    data_files = {"data_files": {"gsm8k": str(shared_file(GSM8K_TEST)), "nq_open": str(bad_nq_open)}}
+    data_files = {"data_files": {"gsm8k": str(GSM8K_TEST), "nq_open": str(bad_nq_open)}}
     include = str(TASKS_DIR)
     # lm-eval's own tasks (and YAML paths) are lm-eval's to resolve; gsm8k's file is good.
     check_run_args(["hellaswag", "semcal_gsm8k", "semcal_gsm8k_cot", "my_task.yaml"], include, 0.5, data_files)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 import relplot
-from conftest import FIXTURES, GSM8K_TEST, ScriptedLM, shared_file
+from conftest import FIXTURES, GSM8K_TEST, ScriptedLM
 from lm_eval import simple_evaluate
 from lm_eval.tasks import TaskManager
 
@@ -120,7 +120,7 @@ def test_bootstrap_intervals_bracket_the_point_estimate(monkeypatch):
 
 
 def test_gsm8k_numeric_classes_on_real_test_rows():
-    rows = [json.loads(line) for line in shared_file(GSM8K_TEST).open()][:2]
+    rows = [json.loads(line) for line in GSM8K_TEST.open()][:2]
     golds = [row["answer"].split("####")[-1].strip() for row in rows]
     assert golds == ["18", "3"]
     script = {
@@ -142,7 +142,7 @@ def test_gsm8k_numeric_classes_on_real_test_rows():
 
 
 def test_gsm8k_cot_takes_the_number_after_the_answer_is():
-    rows = [json.loads(line) for line in shared_file(GSM8K_TEST).open()][:1]
+    rows = [json.loads(line) for line in GSM8K_TEST.open()][:1]
     script = {
         rows[0]["question"]: [
             " 16 - 3 - 4 = 9 eggs, 9 * 2 = 18. The answer is 18.",
