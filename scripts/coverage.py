@@ -34,7 +34,7 @@ the first `--smece-corpora` corpora of each cell only; the other metrics on all.
     python scripts/coverage.py [--quick] [--corpora 200] [--smece-corpora 40] [--resamples 1000] [--metrics ...]
 
 It prints every method's coverage, then the coverage of the intervals `semcal run`,
-`semcal report` and `semcal compare` report, one row per world and n (the README's table).
+`semcal report` and `semcal compare` report, one row per world and n (docs/metrics.md's table).
 
 Runtime (one core of a shared 2-core machine, nice 10): 623 s with the defaults, of which
 smECE takes about half; 45 s with --quick.
@@ -187,7 +187,7 @@ def markdown(rows: list[dict]) -> str:
 
 def reported_table(rows: list[dict]) -> str:
     """One row per world and n, a column per metric: the coverage of the interval reported
-    (`core.metrics.INTERVAL_METHOD`), as the README shows it."""
+    (`core.metrics.INTERVAL_METHOD`), as docs/metrics.md shows it."""
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     cells: dict[tuple[str, int], dict[str, str]] = {}
     for r in rows:

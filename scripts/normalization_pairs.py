@@ -13,7 +13,7 @@ not sampled from TriviaQA. It holds two sets of pairs:
   characters, case and articles, thousands separators). Three more kinds are reported for
   information only: accent-stripped forms ("Beyoncé" / "Beyonce"), initials run together
   ("J. R. R. Tolkien" / "JRR Tolkien") and digit groups split by spaces ("1,000,000" /
-  "1 000 000"). The SPEC's rule keeps all three apart; of the official scorers, both keep
+  "1 000 000"). `normalize` keeps all three apart; of the official scorers, both keep
   accents apart, SQuAD's joins "J.R.R." to "JRR" (it deletes the dots) and TriviaQA's
   joins "1,000" to "1 000" (it reads the comma as a space).
 - different-answer pairs: two answers that must land in different classes (years 1944 /
@@ -193,7 +193,7 @@ ANSWERS = (
 # ------------------------------------------------------------- variant pairs
 
 # Kinds whose pairs are one answer written two ways: every normaliser that follows the
-# SPEC keeps them together.
+# rules of docs/grouping.md keeps them together.
 TOGETHER_KINDS = (
     "hyphenation",
     "spacing",
@@ -204,15 +204,15 @@ TOGETHER_KINDS = (
     "case and articles",
     "thousands separators",
 )
-# Reported for information; the SPEC's rule keeps all three apart. "Beyonce" is another
-# string to both official scorers. "J.R.R." is "j r r" to TriviaQA's scorer and the SPEC
+# Reported for information; `normalize` keeps all three apart. "Beyonce" is another
+# string to both official scorers. "J.R.R." is "j r r" to TriviaQA's scorer and `normalize`
 # (punctuation between letters reads as a space), "jrr" to SQuAD's, which deletes it.
 # TriviaQA's scorer joins "1,000" to "1 000", as it reads every comma as a space, while
-# the SPEC deletes a thousands comma (as SQuAD) and a space between digits still
+# `normalize` deletes a thousands comma (as SQuAD) and a space between digits still
 # separates them ("3 4" is not "34").
 INFORMATIONAL_KINDS = ("accents stripped", "initials run together", "digits grouped by spaces")
 
-# Characters a hyphen between two words is written as: TriviaQA's scorer and the SPEC
+# Characters a hyphen between two words is written as: TriviaQA's scorer and `normalize`
 # read the ASCII hyphen as a space; the others are what word processors and typesetters
 # put there.
 HYPHEN_STAND_INS = (" ", " - ", "\u2013", "\u2010", "\u2011")

@@ -39,7 +39,7 @@ def grid_sample(n, M=50, seed=0, shift=0.0):
 
 
 def loop_binned_ece(conf, correct, n_bins=10):
-    """The SPEC's formula, question by question."""
+    """The formula of docs/metrics.md, question by question."""
     members = defaultdict(list)
     for c, y in zip(conf, correct):
         members[min(math.floor(c * n_bins + 1e-9), n_bins - 1)].append((c, y))

@@ -3,7 +3,7 @@
 The similarities quoted below were measured with these weights; the default threshold
 0.85 sits above every non-pair measured (at most 0.77, "1945" / "1944") and below the
 short-answer paraphrases (0.89 to 1.0). Paraphrases further apart ("Paris" / "The
-capital is Paris", 0.76) stay apart: the README says so.
+capital is Paris", 0.76) stay apart: docs/grouping.md says so.
 """
 
 from __future__ import annotations

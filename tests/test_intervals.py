@@ -48,7 +48,7 @@ def random_grid(n, seed, slope=1.0, M=50):
 
 
 def loop_debiased_squared_ce(conf, correct, n_bins=10):
-    """Kumar et al.'s unbiased squared error, question by question, on the SPEC's bins."""
+    """Kumar et al.'s unbiased squared error, question by question, on the bins of docs/metrics.md."""
     members = defaultdict(list)
     for c, y in zip(conf, correct):
         members[min(math.floor(c * n_bins + 1e-9), n_bins - 1)].append((c, y))

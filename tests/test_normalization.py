@@ -29,7 +29,7 @@ LONG_MIXED = (
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        # SPEC example.
+        # Punctuation and an article go.
         ("The Eiffel Tower!", "eiffel tower"),
         # Articles only as whole words, any case.
         ("A  an The  cat ", "cat"),
@@ -231,7 +231,7 @@ F = Fraction
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        # SPEC: 18 == 18.0 == 18.00 == $18 == 18.
+        # docs/grouping.md: 18 == 18.0 == 18.00 == $18 == 18.
         ("18", F(18)),
         ("18.0", F(18)),
         ("18.00", F(18)),

@@ -1,5 +1,5 @@
 """The variant-pair corpus of scripts/normalization_pairs.py, its reference scorers, and
-semcal's `normalize_text` measured on it against the SPEC's Normalisation rules."""
+semcal's `normalize_text` measured on it against the normalisation rules of docs/grouping.md."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ TOGETHER_KINDS = [
     "thousands separators",
 ]
 # TriviaQA's scorer keeps "1,000,000" and "1 000 000" together because it reads every
-# comma as a space. The SPEC deletes a thousands comma instead, as SQuAD does ("1,000,000"
+# comma as a space. `normalize` deletes a thousands comma instead, as SQuAD does ("1,000,000"
 # is "1000000"), and a space between digits still separates two numbers ("3 4" is not
 # "34"); a normaliser cannot do both, so these pairs are split on purpose.
 TRIVIAQA_EXCEPTION_KINDS = {"digits grouped by spaces"}
@@ -222,7 +222,7 @@ def test_semcal_keeps_what_triviaqa_keeps(semcal_result: dict) -> None:
     split_where_triviaqa_keeps = semcal_result["split_where_triviaqa_keeps"]
     split = [pair for pair in split_where_triviaqa_keeps if pair[0] not in TRIVIAQA_EXCEPTION_KINDS]
     assert split == [], f"{len(split)} pairs TriviaQA keeps and semcal splits:\n{_first(split)}"
-    # The documented exception, as the SPEC has it.
+    # The documented exception, as docs/grouping.md has it.
     assert normalize_text("1,000,000") == normalize_text("1000000") != normalize_text("1 000 000")
 
 

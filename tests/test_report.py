@@ -61,7 +61,7 @@ def hand_brier(pairs):
 
 
 def hand_ece(pairs, n_bins=10):
-    """The SPEC's binned ECE, question by question."""
+    """The binned ECE of docs/metrics.md, question by question."""
     bins = {}
     for c, y in pairs:
         bins.setdefault(min(math.floor(c * n_bins + 1e-9), n_bins - 1), []).append((c, y))

@@ -2,8 +2,8 @@
 
 Every metric takes the same two arrays, one entry per question: `confidence` (the share
 of samples in the plurality semantic class, in [0, 1]) and `correct` (1 when the gold
-answer lands in that class, else 0; bool also accepted). Definitions follow the SPEC
-section "Corpus metrics".
+answer lands in that class, else 0; bool also accepted). Definitions: docs/metrics.md,
+"The metrics".
 
 A corpus metric depends only on the multiset of (confidence, correct) pairs, and
 confidence lives on the grid {1/M, ..., M/M}, so n questions collapse to at most 2M
@@ -61,8 +61,9 @@ INTERVAL_METHODS = ("percentile", "basic", "bc")
 _DEFAULT_N_BINS = 10
 
 # Confidences computed on the way to us can sit a hair below a bin edge (1 - 45/50 is
-# 0.09999999999999998, ten steps of 1/50 sum to 0.19999999999999998); the SPEC's bin
-# rule adds this so they land in the bin whose lower edge they stand for.
+# 0.09999999999999998, ten steps of 1/50 sum to 0.19999999999999998); the bin rule
+# (docs/metrics.md, "Bins and the grid") adds this so they land in the bin whose lower
+# edge they stand for.
 _EDGE_EPS = 1e-9
 
 # relplot's kernel smoother adds this to the estimated density (BaseKernelMixin.smooth),
@@ -176,7 +177,7 @@ def _weighted_brier(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> np.nda
 def _bin_sums(
     conf: np.ndarray, corr: np.ndarray, w: np.ndarray, n_bins: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per bin (SPEC bin rule), per row: count, sum of confidence, sum of correct.
+    """Per bin (docs/metrics.md's rule), per row: count, sum of confidence, sum of correct.
 
     Only the bins that hold an atom are returned (columns in bin order); empty bins of
     the observed questions never contribute, and a resample cannot fill them.

@@ -2,7 +2,8 @@
 
 The plurality share c_{k*}/M (`QuestionRecord.confidence`) picks the class and measures
 its share on the same M samples, so it overstates the model's top-class probability,
-the more so the smaller M is (SPEC, "Estimator bias"). Two ways to see how much:
+the more so the smaller M is (docs/definitions.md, "Estimator bias"). Two ways to see
+how much:
 
 - `split_half_estimates`: k* chosen on the first floor(M/2) samples, its share measured
   on the rest: unbiased for the chosen class;

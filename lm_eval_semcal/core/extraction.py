@@ -1,5 +1,5 @@
-"""Answer extraction: reduce one sampled response to its answer text (SPEC, "Response
-styles").
+"""Answer extraction: reduce one sampled response to its answer text (docs/tasks.md,
+"Response styles and answer extraction").
 
 `extract_answer(response, style, answer_type)` returns the answer text, or None when the
 response has no extractable answer; None maps to the reserved no-answer class.

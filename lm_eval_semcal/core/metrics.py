@@ -1,7 +1,7 @@
 """The corpus metrics of a set of scored questions: one function for every caller.
 
-`corpus_metrics(records)` gives the SPEC's nine corpus metrics, the debiased L2
-calibration error beside the plug-in ECE (`not_attempted` too, when every question was
+`corpus_metrics(records)` gives the nine corpus metrics of docs/metrics.md, the debiased
+L2 calibration error beside the plug-in ECE (`not_attempted` too, when every question was
 graded by a three-way judge), a 95% bootstrap interval for each calibration metric
 (ece, debiased_l2_ce, smece, brier, auroc) and lm-eval's standard error for each mean.
 The lm-eval aggregations, `semcal report`, `semcal rescore`, `semcal agree`, `semcal
@@ -52,7 +52,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# The SPEC's corpus metrics, in its order, with the direction that is better, and
+# The corpus metrics, in the order docs/metrics.md defines them, with the direction that
+# is better, and
 # `not_attempted`: the mean share of samples in classes a three-way judge graded
 # NOT_ATTEMPTED, present only when every question was so graded. Lower is better, as
 # for `no_answer`: both count samples that commit to no checkable answer.
@@ -85,9 +86,10 @@ COMPARED_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "overconfidence": calibration.overconfidence,
     **CALIBRATION_METRICS,
 }
-# The interval of each metric, chosen by measured coverage (scripts/coverage.py, README
-# "Intervals"): the basic interval for ECE, whose plug-in bias it removes (93% coverage
-# where the percentile interval had 59%, a mixed world at n = 300); percentile for the rest.
+# The interval of each metric, chosen by measured coverage (scripts/coverage.py;
+# docs/metrics.md, "Intervals: measured coverage"): the basic interval for ECE, whose
+# plug-in bias it removes (93% coverage where the percentile interval had 59%, a mixed
+# world at n = 300); percentile for the rest.
 INTERVAL_METHOD: dict[str, str] = {"ece": "basic"}
 # Said next to the numbers wherever ECE and smECE are shown with intervals.
 INTERVAL_NOTES = (
@@ -232,7 +234,7 @@ def corpus_metrics(
     level: float = CI_LEVEL,
     label: str = "semcal",
 ) -> CorpusMetrics:
-    """The SPEC's corpus metrics of scored questions, with intervals and standard errors.
+    """The corpus metrics (docs/metrics.md) of scored questions, intervals, standard errors.
 
     Parameters
     ----------

@@ -2,17 +2,17 @@
 
 Two public functions, both total (they never raise on any `str`):
 
-- `normalize_text`: the SQuAD/TriviaQA answer normalisation of the SPEC.
+- `normalize_text`: the SQuAD/TriviaQA answer normalisation of docs/grouping.md.
 - `parse_number`: a math answer as an exact `fractions.Fraction` (None when the text holds
   no number), so that `18 == 18.0 == 18.00 == $18 == 18.` compare equal.
 
 `find_number_spans`, `first_number_span` and `last_number_span` expose the number scanner
 that `parse_number` uses, for answer extraction (`lm_eval_semcal.core.extraction`).
 
-Decisions the SPEC leaves open (all covered by tests):
+Every rule, including the cases docs/grouping.md does not spell out (all covered by tests):
 
 normalize_text
-    The SPEC's rule: two strings land in one class when SQuAD v1.1's or TriviaQA's
+    The aim: two strings land in one class when SQuAD v1.1's or TriviaQA's
     official scorer would count them as the same answer, and never when they are
     different answers. Steps, in order:
 

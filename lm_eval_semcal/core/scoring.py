@@ -10,10 +10,10 @@ when they are judged against the gold answers, so a model-based B (NLI, embeddin
 LLM reader) batches its work across questions. B is any object with the `Grouper`
 interface; `lm_eval_semcal.grouping` holds the built-in ones and their registry.
 
-Correctness (SPEC, "Definitions"): every answered class is judged, the no-answer class
-never is. `gold_match="same_class"` pushes the gold aliases through B
-(`matches_gold`); `"contains"` asks whether a normalised gold alias occurs as a
-whole-word span of the class's representative sentence (the rule for `sentence`
+Correctness (docs/definitions.md, "One question, step by step"): every answered class is
+judged, the no-answer class never is. `gold_match="same_class"` pushes the gold aliases
+through B (`matches_gold`); `"contains"` asks whether a normalised gold alias occurs as
+a whole-word span of the class's representative sentence (the rule for `sentence`
 responses under a string B). A B whose classes hold short answers it extracted itself
 (`short_answers`, the `llm` reader) is always judged by class: containment would pass
 "Paris or Lyon" for "Paris".

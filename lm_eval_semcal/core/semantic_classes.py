@@ -1,7 +1,8 @@
 """One question's M sampled answers grouped into semantic classes.
 
 `SemanticClasses` is what a collapsing function produces and what every per-question
-quantity of the SPEC (confidence, plurality class, entropy, no-answer share) is read from.
+quantity of docs/definitions.md (confidence, plurality class, entropy, no-answer share)
+is read from.
 It is plain data: it round-trips through JSON, so lm-eval's `--log_samples` output keeps
 the class of every sample and each class's representative text.
 """
@@ -16,7 +17,7 @@ from functools import cached_property
 
 
 def plurality(class_ids: Sequence[int]) -> tuple[int, float]:
-    """The plurality class of samples and its share of them (SPEC: argmax of the counts).
+    """The plurality class of samples and its share of them (the argmax of the counts).
 
     `class_ids` are numbered by first appearance (as `SemanticClasses` numbers them, or
     any prefix of such a numbering), so a tie goes to the smallest id: the class that

@@ -6,8 +6,8 @@ path lm-eval's aggregations take too), checked against the point values lm-eval 
 the results JSON, and given a 95% bootstrap interval over questions.
 
 For each semcal task the report writes `<task>_reliability.png` (relplot's smoothed
-reliability curve with its bootstrap band) and `<task>.md` (the SPEC's metrics, with
-`not_attempted` after `no_answer` when a three-way judge graded the classes, and the
+reliability curve with its bootstrap band) and `<task>.md` (docs/metrics.md's metrics,
+with `not_attempted` after `no_answer` when a three-way judge graded the classes, and the
 split-half estimator that shows how much the plurality confidence is inflated at small M),
 plus one `summary.md` over all tasks. When the folder holds runs of several models, each
 file name starts with the model's folder name (`<model>__<task>...`).

@@ -106,7 +106,7 @@ class TaskRun:
         return np.array([record.n_samples for record in self.records])
 
     @property
-    def M(self) -> int | None:  # noqa: N802 - the SPEC's name for samples per question
+    def M(self) -> int | None:  # noqa: N802 - samples per question, M in docs/definitions.md
         """Samples per question, or None when questions were sampled a different number of times."""
         counts = set(self.sample_counts.tolist())
         return counts.pop() if len(counts) == 1 else None
