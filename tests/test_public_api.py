@@ -106,14 +106,24 @@ def test_the_cli_starts_without_numerical_libraries(argv):
     assert out.strip() == "[]"
 
 
-def test_the_readme_example_prints_what_it_says():
+def printing_examples() -> list[tuple[str, str]]:
+    """(where, code): the README's api-example block and each docs/python-api.md block that prints."""
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"<!-- api-example -->\s*```python\n(.*?)```\s*<!-- /api-example -->", readme, re.S)
     assert block, "README.md needs the <!-- api-example --> block"
-    code = block.group(1)
+    examples = [("README.md api-example", block.group(1))]
+    page = (REPO_ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")
+    for number, code in enumerate(re.findall(r"```python\n(.*?)```", page, re.S), 1):
+        if "\nprint(" in "\n" + code:
+            examples.append((f"docs/python-api.md block {number}", code))
+    return examples
+
+
+@pytest.mark.parametrize(("where", "code"), [pytest.param(*example, id=example[0]) for example in printing_examples()])
+def test_each_documented_example_prints_what_it_says(where, code):
     expected = [line.split("#")[-1].strip() for line in code.splitlines() if line.startswith("print(")]
     printed = run_python(code).strip().splitlines()
-    assert printed[-len(expected):] == expected
+    assert printed[-len(expected):] == expected, where
 
 
 # ---------------------------------------------------------------------------- the scorer
