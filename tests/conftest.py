@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 
 # Nothing in the suite may reach the hub.
@@ -23,6 +24,33 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 GSM8K_DATA = Path(__file__).resolve().parent / "data" / "gsm8k"
 GSM8K_TEST = GSM8K_DATA / "test.jsonl"
 GSM8K_SOLUTIONS = GSM8K_DATA / "example_model_solutions.jsonl"
+
+
+def generation_request(
+    doc: dict, arguments: tuple, idx: int = 0, task: str = "fake_task", doc_id: int = 0, repeats: int = 1
+) -> Instance:
+    """A `generate_until` request as lm-eval builds one.
+
+    lm-eval 0.4.13 reads the task, document and repeat count from `metadata` alone; 0.5
+    requires them as fields (and still unpacks `metadata`). Given both ways, one call
+    builds the same request on either release.
+    """
+    return Instance(
+        request_type="generate_until", doc=doc, arguments=arguments, idx=idx,
+        metadata=(task, doc_id, repeats), task_name=task, doc_id=doc_id, repeats=repeats,
+    )
+
+
+def filter_records(semcal_filter, resps: list, docs: list[dict]) -> list:
+    """The per-question records `semcal_filter.apply(resps, docs)` returns.
+
+    lm-eval 0.4.13 takes a filter's output for a question as the value itself, 0.5 as a
+    list of values: unwrapped here, and held to exactly one record a question on 0.5.
+    """
+    from lm_eval_semcal.harness.releases import SCORER_PIPELINE
+
+    outputs = semcal_filter.apply(resps, docs)
+    return [record for (record,) in outputs] if SCORER_PIPELINE else outputs
 
 
 class ScriptedLM(LM):

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from conftest import FIXTURES
+from conftest import FIXTURES, generation_request
 from fake_server import FakeServer, Reply
 from lm_eval import simple_evaluate
 from lm_eval.api.instance import Instance
@@ -27,12 +27,12 @@ from lm_eval.tasks import TaskManager
 
 from lm_eval_semcal.harness.api_model import (
     REQUEST_LOGGERS,
-    ServerReplyError,
     SemcalCompletionsAPI,
+    ServerReplyError,
     completions_from_reply,
 )
 from lm_eval_semcal.harness.evaluate import evaluate_and_save
-from lm_eval_semcal.runs.saved import load_run
+from lm_eval_semcal.runs.saved import load_run, logged_record
 from lm_eval_semcal.tasks import TASKS_DIR
 
 COMPLETIONS_PATH = "/v1/completions"
@@ -66,10 +66,7 @@ def instances(contexts: list[str], gen_kwargs: dict = GEN_KWARGS) -> list[Instan
     # A fresh dict per copy: grouping must go by equal settings, not by the same object.
     doc_ids = {context: doc_id for doc_id, context in enumerate(dict.fromkeys(contexts))}
     return [
-        Instance(
-            "generate_until", {"q": context}, (context, copy.deepcopy(gen_kwargs)), i,
-            metadata=("fake_task", doc_ids[context], 1),
-        )
+        generation_request({"q": context}, (context, copy.deepcopy(gen_kwargs)), i, doc_id=doc_ids[context])
         for i, context in enumerate(contexts)
     ]
 
@@ -169,7 +166,7 @@ def test_seed_is_sent_only_when_given(server):
 
 
 def test_multimodal_requests_are_refused(server):
-    request = Instance("generate_until", {}, ("A", dict(GEN_KWARGS), {"visual": []}), 0)
+    request = generation_request({}, ("A", dict(GEN_KWARGS), {"visual": []}))
     with pytest.raises(ValueError, match="text prompts only"):
         make_model(server).generate_until([request], disable_tqdm=True)
     assert server.payloads == []
@@ -397,7 +394,7 @@ def test_triviaqa_through_simple_evaluate(server):
     assert all(p["n"] == 4 and "seed" not in p for p in server.payloads)
     samples = {s["doc"]["semcal_id"]: s for s in results["samples"]["semcal_triviaqa"]}
     assert samples["tc_1"]["resps"][0] == TRIVIAQA_REPLIES["What is the capital city of France?"]
-    assert samples["tc_4"]["filtered_resps"][0].to_dict()["representatives"] == ["Lisbon", "Madrid", "Lisboa", "Porto"]
+    assert logged_record(samples["tc_4"]).to_dict()["representatives"] == ["Lisbon", "Madrid", "Lisboa", "Porto"]
 
 
 def test_a_saved_run_of_the_api_backend_reads_back(server, tmp_path):
@@ -408,7 +405,7 @@ def test_a_saved_run_of_the_api_backend_reads_back(server, tmp_path):
     metadata = {"data_files": str(FIXTURES / "triviaqa.jsonl"), "repeats": 4, "bootstrap_iters": 0}
     evaluate_and_save(["semcal_triviaqa"], tmp_path, metadata, model=make_model(server), bootstrap_iters=0)
     [line, *_] = next(tmp_path.rglob("samples_semcal_triviaqa_*.jsonl")).read_text().splitlines()
-    assert json.loads(json.loads(line)["filtered_resps"][0])["answers"] == ["Paris", "Paris", "paris.", "Lyon"]
+    assert logged_record(json.loads(line)).to_dict()["answers"] == ["Paris", "Paris", "paris.", "Lyon"]
     (run,) = load_run(tmp_path)
     assert run.confidence.tolist() == [0.75, 0.75, 1.0, 0.25]
     assert run.correct.tolist() == [1.0, 0.0, 1.0, 1.0]
@@ -418,9 +415,9 @@ def test_a_saved_run_of_the_api_backend_reads_back(server, tmp_path):
 
 
 def test_registered_and_not_flagged_as_fixed_seed():
-    import lm_eval_semcal.harness.models  # noqa: F401
     from lm_eval.api.registry import get_model
 
+    import lm_eval_semcal.harness.models  # noqa: F401
     from lm_eval_semcal.harness.evaluate import fixed_seed_problem
 
     assert get_model("semcal-completions") is SemcalCompletionsAPI

@@ -213,7 +213,7 @@ def test_plain_lm_eval_runs_semcal_after_a_wheel_install(tmp_path):
     rows.write_text("".join(GSM8K_TEST.read_text().splitlines(keepends=True)[:3]))
     command = [
         str(venv / "bin" / "lm_eval"), "--model", "hf-semcal", "--model_args", f"pretrained={model},dtype=float32",
-        "--device", "cpu", "--tasks", "semcal_gsm8k", "--metadata", f"data_files={rows}", "repeats=2",
+        "--device", "cpu", "--tasks", "semcal_gsm8k", "--metadata", json.dumps({"data_files": str(rows), "repeats": 2}),
         "--limit", "2", "--output_path", str(tmp_path / "out"),
     ]
     env = {key: value for key, value in os.environ.items() if key != "SEMCAL_AUTOLOAD"}

@@ -14,7 +14,7 @@ import logging
 import traceback
 
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, generation_request
 from fake_server import FakeServer, Reply
 from lm_eval.api.instance import Instance
 from lm_eval.models.api_models import JsonChatStr
@@ -63,8 +63,7 @@ def conversation(question: str) -> JsonChatStr:
 def instances(questions: list[str]) -> list[Instance]:
     doc_ids = {q: i for i, q in enumerate(dict.fromkeys(questions))}
     return [
-        Instance("generate_until", {"q": q}, (conversation(q), copy.deepcopy(GEN_KWARGS)), i,
-                 metadata=("fake_task", doc_ids[q], 1))
+        generation_request({"q": q}, (conversation(q), copy.deepcopy(GEN_KWARGS)), i, doc_id=doc_ids[q])
         for i, q in enumerate(questions)
     ]
 
@@ -130,7 +129,7 @@ def test_a_key_the_chat_server_echoes_is_never_logged_or_raised(server, monkeypa
 
 
 def test_text_prompts_and_chat_prompts_go_to_their_own_backend(server):
-    text_request = [Instance("generate_until", {}, ("Q: A?\nA:", dict(GEN_KWARGS)), 0, metadata=("t", 0, 1))]
+    text_request = [generation_request({}, ("Q: A?\nA:", dict(GEN_KWARGS)), task="t")]
     with pytest.raises(ValueError, match="add --apply_chat_template"):
         make_model(server).generate_until(text_request, disable_tqdm=True)
     completions = SemcalCompletionsAPI(base_url=server.url, model="fake", tokenizer_backend=None)
@@ -157,9 +156,14 @@ REPLIES = {
 }
 
 
+def turns(messages: list[dict]) -> list[tuple[str, str]]:
+    """Each message's role and text (lm-eval 0.5 adds `"type": "text"` to each message, 0.4.13 does not)."""
+    return [(message["role"], message["content"]) for message in messages]
+
+
 def test_a_chat_run_through_lm_eval_reads_back_with_semcal_report(server, tmp_path, capsys):
     def reply(payload: dict) -> Reply:
-        assert payload["messages"][0] == {"role": "system", "content": CONCISE_TEXT}
+        assert turns(payload["messages"])[0] == ("system", CONCISE_TEXT)
         question = payload["messages"][-1]["content"].rsplit("Q: ", 1)[1].removesuffix("\nA:")
         return 200, chat_reply(REPLIES[question])
 
@@ -174,7 +178,7 @@ def test_a_chat_run_through_lm_eval_reads_back_with_semcal_report(server, tmp_pa
     assert got["conf,semcal"] == pytest.approx((0.75 + 0.75 + 1.0 + 0.25) / 4)
     assert len(server.payloads) == 4 and all(p["n"] == 4 and "seed" not in p for p in server.payloads)
     # The exemplars are turns of the conversation, in the concise style.
-    assert {"role": "assistant", "content": "Mars"} in server.payloads[0]["messages"]
+    assert ("assistant", "Mars") in turns(server.payloads[0]["messages"])
 
     (run,) = load_run(tmp_path / "out")
     assert sorted(run.confidence.tolist()) == [0.25, 0.75, 0.75, 1.0]

@@ -12,9 +12,9 @@ from conftest import FIXTURES, GSM8K_TEST
 from lm_eval.api.task import ConfigurableTask
 from lm_eval.tasks import TaskManager, get_task_dict
 
-from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.harness.evaluate import run_lm_eval as semcal_run
 from lm_eval_semcal.harness.exemplars import chat_instruction
+from lm_eval_semcal.runs.saved import logged_record
 from lm_eval_semcal.tasks import TASKS_DIR
 
 DATA_FILES = {"gsm8k": str(GSM8K_TEST), "triviaqa": str(FIXTURES / "triviaqa.jsonl")}
@@ -121,7 +121,7 @@ def run_lm_eval(model: Path, out: Path, *flags: str, console: bool = False) -> l
     rows.write_text("".join(GSM8K_TEST.read_text().splitlines(keepends=True)[:2]))
     args = [
         "--model", "hf-semcal", "--model_args", f"pretrained={model},dtype=float32", "--device", "cpu",
-        "--tasks", "semcal_gsm8k", "--metadata", f"data_files={rows}", "repeats=3", "--limit", "2",
+        "--tasks", "semcal_gsm8k", "--metadata", json.dumps({"data_files": str(rows), "repeats": 3}), "--limit", "2",
         "--output_path", str(out), "--log_samples", *flags,
     ]  # fmt: skip
     if console:
@@ -145,7 +145,7 @@ def test_lm_eval_renders_the_instruction_for_a_tiny_chat_model(tmp_path, in_proc
             prompt = sample["arguments"]["gen_args_0"]["arg_0"]
             assert prompt.startswith(f"<|system|>{CONCISE_NUMBER}<|end|>\n<|user|>Q: A baker makes 24 muffins")
             assert prompt.endswith(f"Q: {sample['doc']['question']}\nA:<|end|>\n<|assistant|>")
-            record = QuestionRecord.read(sample["filtered_resps"][0])
+            record = logged_record(sample)
             assert record.n_samples == 3 and record.collapse == "numeric"
     base = run_lm_eval(model, tmp_path / "base")
     assert base[0]["arguments"]["gen_args_0"]["arg_0"].startswith("Q: A baker makes 24 muffins")

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
-from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.demo.tiny_model import build_tiny_model
+from lm_eval_semcal.runs.saved import logged_record
 
 REPEATS = 4
 QUESTIONS = 3  # odd: rank 1 gets one question and lm-eval's padding
@@ -60,7 +60,7 @@ def test_two_cpu_processes_give_the_complete_result_set(tmp_path):
     assert [len(sample["resps"][0]) for sample in samples] == [REPEATS] * len(questions)
     assert {sample["doc"]["question"] for sample in samples} == {q["question"] for q in questions}
 
-    records = [QuestionRecord.read(sample["filtered_resps"][0]).to_dict() for sample in samples]
+    records = [logged_record(sample).to_dict() for sample in samples]
     assert [len(record["class_ids"]) for record in records] == [REPEATS] * QUESTIONS
     results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())
     metrics = results["results"]["semcal_triviaqa"]

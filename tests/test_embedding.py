@@ -9,6 +9,7 @@ capital is Paris", 0.76) stay apart: docs/grouping.md says so.
 from __future__ import annotations
 
 import pytest
+from conftest import filter_records
 
 from lm_eval_semcal.grouping import GoldRequest, GroupingRequest, check_collapser, get_collapser
 from lm_eval_semcal.grouping.embedding import EmbeddingCollapser
@@ -84,8 +85,10 @@ def test_many_questions_are_embedded_in_one_call(embedding, monkeypatch):
 
 def test_through_the_filter(embedding):
     doc = {"semcal_question": "Who was the 44th US president?", "semcal_golds": ["Barack Obama"]}
-    (record,) = SemanticClassesFilter(collapse="embedding", collapse_args={"device": "cpu"}).apply(
-        [["Obama", "Barack Obama", "Joe Biden", "Obama."]], [doc]
+    (record,) = filter_records(
+        SemanticClassesFilter(collapse="embedding", collapse_args={"device": "cpu"}),
+        [["Obama", "Barack Obama", "Joe Biden", "Obama."]],
+        [doc],
     )
     assert record.confidence == 3 / 4 and record.correct is True and record.collapse == "embedding"
 

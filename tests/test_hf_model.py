@@ -14,18 +14,17 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES, generation_request
 from lm_eval import simple_evaluate
-from lm_eval.api.instance import Instance
 from lm_eval.api.registry import get_model
 from lm_eval.models.huggingface import HFLM
 from scipy import stats
+from test_tasks_end_to_end import semcal_task_manager
 
 import lm_eval_semcal.harness.models  # noqa: F401  (registers hf-semcal)
-from lm_eval_semcal.harness.hf_model import SemcalHFLM
-from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.demo.tiny_model import build_tiny_model
-from conftest import FIXTURES
-from test_tasks_end_to_end import semcal_task_manager
+from lm_eval_semcal.harness.hf_model import SemcalHFLM
+from lm_eval_semcal.runs.saved import logged_record
 
 CHARACTERS = ["a", "b", "c", "d", " ", "\n", "<eos>", "<pad>"]
 MAX_NEW = 3
@@ -82,7 +81,7 @@ def semcal_lm(small_model):
 def requests_for(prompts, n, gen_kwargs):
     """n copies of each prompt, interleaved the way no backend would order them."""
     return [
-        Instance("generate_until", {}, (prompt, dict(gen_kwargs)), doc_id)
+        generation_request({}, (prompt, dict(gen_kwargs)), doc_id=doc_id)
         for _ in range(n)
         for doc_id, prompt in enumerate(prompts)
     ]
@@ -256,7 +255,7 @@ def test_a_run_is_reproducible_with_the_same_seed(tmp_path):
     assert first == again
     assert first != other
     assert [len(resps[0]) for resps in first] == [6, 6, 6]
-    record = QuestionRecord.read(results["samples"]["semcal_triviaqa"][0]["filtered_resps"][0]).to_dict()
+    record = logged_record(results["samples"]["semcal_triviaqa"][0]).to_dict()
     assert len(record["class_ids"]) == 6
 
 

@@ -16,7 +16,7 @@ import shutil
 import time
 
 import pytest
-from conftest import save_scripted_run
+from conftest import filter_records, save_scripted_run
 from fake_server import DROPPED, FakeServer, Reply
 
 from lm_eval_semcal import cli
@@ -287,7 +287,7 @@ def test_the_filter_tells_the_reader_a_number_task_from_a_text_task(server):
     responses = [MATH[1], MATH[0], MATH[2]]  # "18.00" first: the plurality's representative
     for answer_type, class_ids, correct in (("number", [0, 0, 1], True), ("text", [0, 1, 2], False)):
         grouping = SemanticClassesFilter(style="cot", answer_type=answer_type, collapse="llm", collapse_args=options)
-        (record,) = grouping.apply([responses], [doc])
+        (record,) = filter_records(grouping, [responses], [doc])
         assert list(record.classes.class_ids) == class_ids and record.correct is correct
 
 
@@ -649,7 +649,7 @@ def test_the_filter_groups_a_local_readers_own_replies(tiny_reader, tmp_path):
     grouping = SemanticClassesFilter(style="sentence", collapse="llm", collapse_args=options)
     doc = {"semcal_question": "Capital of France?", "semcal_golds": ["Paris"]}
     responses = ["It is Paris.", "Lyon.", "It is Paris.", "Marseille, surely."]
-    (record,) = grouping.apply([responses], [doc])
+    (record,) = filter_records(grouping, [responses], [doc])
     replies = dict(HFChatClient(tiny_reader, "cpu", max_tokens=4).complete([extraction_prompt(doc["semcal_question"], r) for r in responses]))
     expected = get_collapser("normalize").group([GroupingRequest("", [parse_extraction(replies[i]) for i in range(4)])])[0]
     assert record.collapse == "llm"
@@ -822,7 +822,7 @@ def test_a_short_answer_is_judged_by_class_even_on_a_sentence_task(server):
     grouping = SemanticClassesFilter(style="sentence", collapse="llm", collapse_args=options, gold_match="contains")
     assert grouping.gold_match == "same_class"
     doc = {"semcal_question": "Capital of France?", "semcal_golds": ["Paris"]}
-    (record,) = grouping.apply([["It is Paris or Lyon."] * 2], [doc])
+    (record,) = filter_records(grouping, [["It is Paris or Lyon."] * 2], [doc])
     assert record.classes.answers == ("Paris or Lyon",) * 2 and record.correct is False
 
 

@@ -20,6 +20,7 @@ from lm_eval import simple_evaluate
 from lm_eval.tasks import TaskManager
 
 from lm_eval_semcal._moved import MOVED
+from lm_eval_semcal.runs.saved import logged_record
 from lm_eval_semcal.tasks import TASKS_DIR
 
 
@@ -141,6 +142,6 @@ def test_a_users_task_yaml_from_0_1_still_runs(tmp_path, kind, aliases_forgotten
     assert got["conf,semcal"] == (0.75 + 0.5 + 1.0 + 0.5) / 4
     # bins 7 (right), 5 (right), 9 (right), 5 (wrong): bin 5 averages 0.5 against 1/2.
     assert got["ece,semcal"] == pytest.approx(0.25 / 4 + 0.0 + 0.0, abs=1e-12)
-    record = json.loads(str(results["samples"]["my_old_triviaqa"][3]["filtered_resps"][0]))
+    record = logged_record(results["samples"]["my_old_triviaqa"][3]).to_dict()
     assert record["representatives"] == ["Madrid", "Lisbon"] and record["correct"] is False
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import filter_records
 
 from lm_eval_semcal.grouping import GoldRequest, GroupingRequest, check_collapser, get_collapser
 from lm_eval_semcal.grouping.judgement_cache import JudgementCache
@@ -152,7 +153,7 @@ def test_the_filter_runs_nli_from_task_options(tiny_nli_model, tmp_path):
     options = {"model": str(tiny_nli_model), "device": "cpu", "cache": str(tmp_path / "c.sqlite")}
     grouping = SemanticClassesFilter(collapse="nli", collapse_args=options)
     doc = {"semcal_question": "Capital of France?", "semcal_golds": ["Paris"]}
-    (record,) = grouping.apply([["Paris", "Lyon", "Paris", "Marseille"]], [doc])
+    (record,) = filter_records(grouping, [["Paris", "Lyon", "Paris", "Marseille"]], [doc])
     assert len(record.classes.class_ids) == 4 and record.collapse == "nli"
     assert record.classes.class_ids[0] == record.classes.class_ids[2] == 0
 

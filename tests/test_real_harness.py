@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, GSM8K_TEST
 
+from lm_eval_semcal.runs.saved import logged_record
 from lm_eval_semcal.tasks import TASKS_DIR
 
 NINE_METRICS = ("acc", "conf", "ece", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer")
@@ -54,7 +55,8 @@ def test_lm_eval_console_runs_a_semcal_task_on_a_local_file(tiny_model, tmp_path
             "--batch_size", "8",
             "--tasks", "semcal_gsm8k",
             "--include_path", str(TASKS_DIR),
-            "--metadata", f"data_files={GSM8K_TEST}", "repeats=3",
+            # JSON: lm-eval 0.5's --metadata takes nothing else (0.4.13 also takes key=value).
+            "--metadata", json.dumps({"data_files": str(GSM8K_TEST), "repeats": 3}),
             "--limit", "3",
             "--output_path", str(out),
             "--log_samples",
@@ -78,7 +80,7 @@ def test_lm_eval_console_runs_a_semcal_task_on_a_local_file(tiny_model, tmp_path
     confidences = []
     for sample in samples:
         assert len(sample["resps"][0]) == 3
-        record = json.loads(sample["filtered_resps"][0])
+        record = logged_record(sample).to_dict()
         assert sum(record["counts"]) == 3
         confidences.append(Fraction(record["confidence"]).limit_denominator(3))
     assert set(confidences) <= {Fraction(1, 3), Fraction(2, 3), Fraction(1)}

@@ -23,7 +23,7 @@ from lm_eval_semcal.core.estimators import split_half_choice, split_half_estimat
 from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.core.semantic_classes import SemanticClasses
 from lm_eval_semcal.runs.report import summarize, write_reports
-from lm_eval_semcal.runs.saved import RunDirError, label_models, load_run
+from lm_eval_semcal.runs.saved import RunDirError, label_models, load_run, logged_record
 
 TASK = "semcal_triviaqa"
 MODEL = "scripted/lm"
@@ -310,7 +310,7 @@ def test_newest_run_wins(run_dir, tmp_path):
     for line in samples.read_text().splitlines():
         sample = json.loads(line)
         if sample["doc_id"] == 3:
-            portugal = QuestionRecord.read(sample["filtered_resps"][0])
+            portugal = logged_record(sample)
             half = SemanticClasses.from_keys(["Madrid", "Madrid", "Lisbon", "Lisbon"], ["madrid", "madrid", "lisbon", "lisbon"])
             sample["filtered_resps"] = [str(QuestionRecord(half, (False, True), portugal.collapse))]
         lines.append(json.dumps(sample))
@@ -411,7 +411,7 @@ def test_an_edited_record_is_refused_with_its_line(run_dir, tmp_path):
     samples = only_file(model_folder(copy), "samples_*.jsonl")
     lines = samples.read_text().splitlines()
     sample = json.loads(lines[1])
-    record = json.loads(sample["filtered_resps"][0])
+    record = logged_record(sample).to_dict()
     record["confidence"] = 0.5  # its class ids say 3/4
     sample["filtered_resps"] = [json.dumps(record)]
     lines[1] = json.dumps(sample)
@@ -427,7 +427,7 @@ def test_questions_with_different_m_are_reported_as_such(run_dir, tmp_path, capl
     for line in samples.read_text().splitlines():
         sample = json.loads(line)
         if sample["doc_id"] == 3:
-            record = QuestionRecord.read(sample["filtered_resps"][0])
+            record = logged_record(sample)
             five = SemanticClasses.from_keys(["Madrid"] * 5, ["madrid"] * 5)
             sample["filtered_resps"] = [str(QuestionRecord(five, record.class_correct, record.collapse))]
         lines.append(json.dumps(sample))

@@ -25,7 +25,6 @@ from conftest import FIXTURES, GSM8K_TEST, ScriptedLM, save_scripted_run
 from lm_eval._cli import HarnessCLI
 
 from lm_eval_semcal.cli import main
-from lm_eval_semcal.harness import evaluate as evaluate_module
 from lm_eval_semcal.harness.data import DataFileError
 from lm_eval_semcal.harness.evaluate import (
     RunArgsError,
@@ -34,6 +33,7 @@ from lm_eval_semcal.harness.evaluate import (
     unsaved_samples,
 )
 from lm_eval_semcal.harness.rescue import write_rescue_file
+from lm_eval_semcal.runs.saved import logged_record
 from lm_eval_semcal.tasks import TASKS_DIR
 
 TRIVIAQA = FIXTURES / "triviaqa.jsonl"
@@ -68,7 +68,7 @@ def test_a_lone_surrogate_is_replaced_and_every_sample_is_saved(tmp_path, caplog
     assert by_question[FRANCE]["resps"] == [[" Par\ufffdis", " Paris", " Paris", "\ufffd"]]
     assert by_question["Which city was the capital of the Roman Empire?"]["resps"] == [[" Rome", " Rome", " Ro\ufffdme", " Milan"]]
     # The record groups the replaced text: "Par\ufffdis" is a class of its own, Paris wins 2 of 4.
-    record = json.loads(by_question[FRANCE]["filtered_resps"][0])
+    record = logged_record(by_question[FRANCE]).to_dict()
     assert record["answers"][0] == "Par\ufffdis" and record["confidence"] == 0.5 and record["correct"] is True
     assert unsaved_samples(tmp_path / "out", since=0) == []
 

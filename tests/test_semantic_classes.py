@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import filter_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -149,7 +150,7 @@ def test_filter_emits_one_json_record_per_question():
         {"semcal_question": "Capital of Italy?", "semcal_golds": ["Rome"]},
     ]
     resps = [[" Paris", "Lyon\nQ: next", " paris"], ["", "Milan", "  "]]
-    records = SemanticClassesFilter(style="concise", collapse="normalize").apply(resps, docs)
+    records = filter_records(SemanticClassesFilter(style="concise", collapse="normalize"), resps, docs)
     first, second = (QuestionRecord.read(str(record)).to_dict() for record in records)
     assert first["answers"] == ["Paris", "Lyon", "paris"]
     assert first["class_ids"] == [0, 1, 0] and first["correct"] is True
@@ -182,7 +183,7 @@ def test_filter_refuses_a_single_string_per_question():
 )
 def test_filter_records_are_consistent_for_any_responses(resps):
     docs = [{"semcal_question": f"q{i}", "semcal_golds": ["Paris"]} for i in range(len(resps))]
-    records = [r.to_dict() for r in SemanticClassesFilter(style="concise", collapse="normalize").apply(resps, docs)]
+    records = [r.to_dict() for r in filter_records(SemanticClassesFilter(style="concise", collapse="normalize"), resps, docs)]
     assert len(records) == len(resps)
     for record, doc_resps in zip(records, resps):
         m = len(doc_resps)

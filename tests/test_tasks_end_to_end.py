@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -17,7 +18,9 @@ from conftest import FIXTURES, GSM8K_TEST, ScriptedLM
 from lm_eval import simple_evaluate
 from lm_eval.tasks import TaskManager
 
+from lm_eval_semcal.harness.releases import SCORER_PIPELINE, repeats_option
 from lm_eval_semcal.harness.task import SemcalConfigError
+from lm_eval_semcal.runs.saved import logged_record
 from lm_eval_semcal.tasks import TASKS_DIR
 
 NINE_METRICS = ("acc", "conf", "ece", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer")
@@ -88,13 +91,13 @@ def test_triviaqa_concise_metrics_match_hand_computation():
     assert gen_kwargs["top_k"] == 0 and gen_kwargs["top_p"] == 1.0
 
     samples = {s["doc"]["semcal_id"]: s for s in results["samples"]["semcal_triviaqa"]}
-    record = samples["tc_1"]["filtered_resps"][0].to_dict()
+    record = logged_record(samples["tc_1"]).to_dict()
     assert record["class_ids"] == [0, 0, 1, 0]
     assert record["representatives"] == ["Paris", "Lyon"]
     assert record["answers"] == ["Paris", "paris.", "Lyon", "The Paris"]
-    assert samples["tc_3"]["filtered_resps"][0].to_dict()["class_ids"] == [0, 0, 1, 0]
-    assert samples["tc_3"]["filtered_resps"][0].to_dict()["representatives"] == [None, "Berlin"]
-    assert samples["tc_3"]["filtered_resps"][0].to_dict()["correct"] is False
+    assert logged_record(samples["tc_3"]).to_dict()["class_ids"] == [0, 0, 1, 0]
+    assert logged_record(samples["tc_3"]).to_dict()["representatives"] == [None, "Berlin"]
+    assert logged_record(samples["tc_3"]).to_dict()["correct"] is False
     assert samples["tc_1"]["resps"][0] == TRIVIAQA_SCRIPT["What is the capital city of France?"]
 
 
@@ -136,7 +139,7 @@ def test_gsm8k_numeric_classes_on_real_test_rows():
     assert got["conf"] == pytest.approx((3 / 5 + 3 / 5) / 2)
     assert got["n_classes"] == pytest.approx(2.0)
     assert got["brier"] == pytest.approx(((0.6 - 1) ** 2 + 0.6**2) / 2)
-    records = [s["filtered_resps"][0].to_dict() for s in results["samples"]["semcal_gsm8k"]]
+    records = [logged_record(s).to_dict() for s in results["samples"]["semcal_gsm8k"]]
     assert records[0]["class_ids"] == [0, 0, 0, 1, 1]
     assert records[1]["class_ids"] == [0, 1, 1, 0, 1]
 
@@ -278,7 +281,7 @@ def test_groups_and_tags_resolve_beside_the_harness_suites(monkeypatch):
 @pytest.mark.parametrize(
     ("metadata", "gen_kwargs", "message"),
     [
-        ({"repeats": 1}, None, r"semcal_triviaqa: repeats=1 .*--metadata repeats=50"),
+        ({"repeats": 1}, None, r"semcal_triviaqa: repeats=1 .*" + re.escape(repeats_option(50))),
         ({}, "do_sample=False", r"semcal_triviaqa: do_sample=False .*do_sample=True"),
         ({}, "temperature=0", r"semcal_triviaqa: temperature=0 .*temperature=1.0"),
         ({}, "seed=7", r"semcal_triviaqa: seed=7 in the generation settings .*use --seed"),
@@ -308,7 +311,7 @@ def test_hostile_responses_never_break_aggregation():
     # "", whitespace and "\x00..." (no word characters survive) are no-answer or a class;
     # either way every sample is counted and the record is complete.
     for sample in results["samples"]["semcal_triviaqa"]:
-        record = sample["filtered_resps"][0].to_dict()
+        record = logged_record(sample).to_dict()
         assert len(record["class_ids"]) == len(hostile)
         assert sum(record["counts"]) == len(hostile)
     assert math.isnan(got["auroc"])
@@ -453,13 +456,17 @@ def test_the_group_and_a_tag_run_together_on_local_files():
         task_manager=task_manager,
         limit=2,
     )
+    # lm-eval 0.5 names a task run as a member of a group `group::task`; 0.4.13 `task`.
+    def in_group(task: str) -> str:
+        return f"semcal::{task}" if SCORER_PIPELINE else task
+
     assert results["group_subtasks"]["semcal"] == [
-        "semcal_triviaqa", "semcal_nq_open", "semcal_simpleqa", "semcal_gsm8k"
+        in_group(task) for task in ("semcal_triviaqa", "semcal_nq_open", "semcal_simpleqa", "semcal_gsm8k")
     ]
     assert len(results["results"]) == 1 + 8
-    assert metrics_of(results, "semcal_gsm8k")["no_answer"] == pytest.approx(2 / 3)
+    assert metrics_of(results, in_group("semcal_gsm8k"))["no_answer"] == pytest.approx(2 / 3)
     # cot on numbers: "Paris" has neither the phrase nor a number to fall back on.
     assert metrics_of(results, "semcal_gsm8k_cot")["no_answer"] == pytest.approx(2 / 3)
-    assert metrics_of(results, "semcal_triviaqa")["conf"] == pytest.approx(2 / 3)
+    assert metrics_of(results, in_group("semcal_triviaqa"))["conf"] == pytest.approx(2 / 3)
     # cot on text: only "The answer is 4." has the phrase; the two others are no-answer.
     assert metrics_of(results, "semcal_triviaqa_cot")["no_answer"] == pytest.approx(2 / 3)

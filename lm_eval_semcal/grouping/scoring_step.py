@@ -24,6 +24,29 @@ from lm_eval_semcal.grouping.registry import check_collapser, get_collapser, pre
 FILTER_NAME = "semcal_classes"
 
 
+def step_settings(step: dict[str, Any]) -> dict[str, Any]:
+    """The settings of one filter step of a task config, as `ScoringStep` takes them.
+
+    A YAML writes them beside `function`; lm-eval 0.5 moves them under `kwargs` when it
+    reads the config (and records them so); either form, or a mix, is read here.
+
+    >>> step_settings({"function": "semcal_classes", "style": "cot", "kwargs": {"collapse": "exact"}})
+    {'style': 'cot', 'collapse': 'exact'}
+    """
+    return {key: value for key, value in step.items() if key not in ("function", "kwargs")} | dict(step.get("kwargs") or {})
+
+
+def with_step_settings(step: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """`step` with `settings` set, where the step keeps its settings (beside `function`, or under `kwargs`).
+
+    >>> with_step_settings({"function": "semcal_classes", "kwargs": {"collapse": "exact"}}, {"collapse": "nli"})
+    {'function': 'semcal_classes', 'kwargs': {'collapse': 'nli'}}
+    """
+    if isinstance(step.get("kwargs"), dict):
+        return {**step, "kwargs": {**step["kwargs"], **settings}}
+    return {**step, **settings}
+
+
 @dataclass(frozen=True)
 class ScoringStep:
     """The settings of the `semcal_classes` filter.

@@ -262,6 +262,12 @@ class SemcalChatCompletionsAPI(SemcalCompletionsAPI, LocalChatCompletion):
 
     backend_name = CHAT_MODEL_NAME
 
+    def __init__(self, think_end_token: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # lm-eval 0.4.13's chat backend takes this option and 0.5's does not (it drops
+        # unknown options silently): read it here, so both releases cut the reasoning.
+        self.think_end_token = think_end_token
+
     def _check_prompts(self, requests: list[Instance]) -> None:
         if not all(isinstance(request.args[0], JsonChatStr) for request in requests):
             raise ValueError(

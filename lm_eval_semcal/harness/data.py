@@ -30,6 +30,7 @@ from typing import Any
 import datasets
 
 from lm_eval_semcal.core.extraction import gsm8k_gold
+from lm_eval_semcal.harness import releases
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,7 @@ def _read_hub(dataset: str, spec: DatasetSpec) -> datasets.Dataset:
         raise RuntimeError(
             f"semcal {dataset}: could not load {spec.hf_path} from the Hugging Face hub "
             f"({type(err).__name__}: {err}). Without hub access pass a local copy: "
-            f"--metadata data_files=PATH.jsonl (one dataset) or "
+            f"{releases.metadata_option({'data_files': 'PATH.jsonl'})} (one dataset) or "
             f"--metadata '{{\"data_files\": {{\"{dataset}\": \"PATH.jsonl\"}}}}' (several)"
         ) from err
 

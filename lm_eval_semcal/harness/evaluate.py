@@ -38,6 +38,7 @@ from lm_eval.tasks._index import Kind
 from lm_eval.tasks._yaml_loader import load_yaml
 from lm_eval.utils import setup_logging
 
+from lm_eval_semcal.harness import releases
 from lm_eval_semcal.harness.data import (
     DataFileError,
     check_data_file,
@@ -80,7 +81,8 @@ class RunArgsError(ValueError):
 
 def _datasets_read(manager: TaskManager, name: str) -> set[str]:
     """The semcal datasets that task, group or tag `name` of `manager`'s index reads."""
-    entry = manager.task_index[name]
+    index = releases.task_index(manager)
+    entry = index[name]
     if entry.kind is Kind.GROUP:
         members = [member for member in (entry.cfg or {}).get("task") or [] if isinstance(member, str)]
     elif entry.kind is Kind.TAG:
@@ -93,7 +95,7 @@ def _datasets_read(manager: TaskManager, name: str) -> set[str]:
         loader = load_yaml(entry.yaml_path, resolve_func=True).get("custom_dataset")
         is_semcal_loader = isinstance(loader, partial) and loader.func is load_semcal_dataset
         return {loader.args[0]} if is_semcal_loader else set()
-    return set().union(*(_datasets_read(manager, member) for member in members if member in manager.task_index))
+    return set().union(*(_datasets_read(manager, member) for member in members if member in index))
 
 
 def check_run_args(
@@ -121,18 +123,20 @@ def check_run_args(
             "of each task) or a fraction between 0 and 1, or leave it out for every question"
         )
     manager = TaskManager(include_path=include_path, include_defaults=False)
+    index = releases.task_index(manager)
     read: set[str] = set()
     for name in tasks or []:
         if name.endswith(".yaml") or Path(name).is_dir():
             continue
-        matched = manager.match_tasks([name])
+        # lm-eval 0.5 returns a name that matches nothing as it is, and reads `task@preset`.
+        matched = [task for task in manager.match_tasks([name]) if task.split("@", 1)[0] in index]
         # No task of lm-eval's own is named semcal*: an unmatched one is a typo.
         if not matched and name.startswith("semcal"):
             close = difflib.get_close_matches(name, manager.all_tasks, n=1)
             hint = f"did you mean {close[0]}?" if close else "`lm_eval ls tasks | grep semcal` lists them"
             raise RunArgsError(f"no task {name}; {hint}")
         for task in matched:
-            read |= _datasets_read(manager, task)
+            read |= _datasets_read(manager, task.split("@", 1)[0])
     for dataset in sorted(read):
         check_data_file(dataset, metadata.get("data_files"))
 
@@ -204,7 +208,7 @@ def run_lm_eval(
     if not argv or argv[0] != "run":
         argv.insert(0, "run")
     saved_argv = sys.argv
-    sys.argv = ["lm_eval", *argv]
+    sys.argv = ["lm_eval", *releases.harness_argv(argv)]
     try:
         harness = HarnessCLI()
         args = harness.parse_args()

@@ -15,9 +15,9 @@ from typing import Any
 from lm_eval.api.filter import Filter
 from lm_eval.api.registry import register_filter
 
-from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.core.scoring import Question
 from lm_eval_semcal.grouping.scoring_step import FILTER_NAME, ScoringStep
+from lm_eval_semcal.harness import releases
 
 
 @register_filter(FILTER_NAME)
@@ -52,10 +52,11 @@ class SemanticClassesFilter(Filter):
         """
         ScoringStep(**settings).preflight()
 
-    def apply(self, resps: Iterable[Sequence[str]], docs: Sequence[dict]) -> list[QuestionRecord]:
-        return self.step.score(
+    def apply(self, resps: Iterable[Sequence[str]], docs: Sequence[dict]) -> list:
+        records = self.step.score(
             [
                 Question(doc["semcal_question"], doc_resps, doc["semcal_golds"])
                 for doc_resps, doc in zip(resps, docs, strict=True)
             ]
         )
+        return releases.filter_output(records)

@@ -34,11 +34,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from lm_eval.api.task import ConfigurableTask
-from lm_eval.api.utils import maybe_delimit
 from lm_eval.models.api_models import JsonChatStr
 
 from lm_eval_semcal.core.records import QuestionRecord
+from lm_eval_semcal.grouping.scoring_step import step_settings, with_step_settings
+from lm_eval_semcal.harness import releases
 from lm_eval_semcal.harness.exemplars import chat_instruction
 
 # Importing these modules registers the `semcal_classes` filter and the `semcal_*`
@@ -74,9 +74,10 @@ class SemcalConfigError(ValueError):
 def _with_filter_overrides(filter_list: list[dict], overrides: dict[str, Any]) -> list[dict]:
     filter_list = copy.deepcopy(filter_list)
     for pipeline in filter_list:
-        for step in pipeline.get("filter", []):
-            if step.get("function") == FILTER_NAME:
-                step.update(overrides)
+        pipeline["filter"] = [
+            with_step_settings(step, overrides) if step.get("function") == FILTER_NAME else step
+            for step in pipeline.get("filter", [])
+        ]
     return filter_list
 
 
@@ -87,7 +88,7 @@ def sampling_problems(repeats: int, generation_kwargs: dict[str, Any] | None) ->
     if not isinstance(repeats, int) or repeats < 2:
         problems.append(
             f"repeats={repeats!r} but semantic confidence needs M >= 2 samples per question "
-            "(set --metadata repeats=50, or `semcal run --repeats 50`)"
+            f"(set {releases.repeats_option(50)}, or `semcal run --repeats 50`)"
         )
     if kwargs.get("do_sample") is not True:
         problems.append(
@@ -109,8 +110,8 @@ def sampling_problems(repeats: int, generation_kwargs: dict[str, Any] | None) ->
     return problems
 
 
-class SemcalTask(ConfigurableTask):
-    """lm-eval's ConfigurableTask plus the overrides, checks and safeguards listed above."""
+class SemcalTask(releases.GenerationTask):
+    """lm-eval's generation task plus the overrides, checks and safeguards listed above."""
 
     def __init__(self, config: dict | None = None, **kwargs: Any) -> None:
         config = dict(config or {})
@@ -121,6 +122,11 @@ class SemcalTask(ConfigurableTask):
         overrides = {key: metadata[key] for key in ("collapse", "collapse_args", "gold_match") if key in metadata}
         if overrides and config.get("filter_list"):
             config["filter_list"] = _with_filter_overrides(config["filter_list"], overrides)
+        try:
+            iters = bootstrap_iters(metadata)
+        except ValueError:
+            iters = None  # refused below, by _check_run_settings, with the task's name
+        config["metric_list"] = releases.harness_metric_list(config.get("metric_list") or [], aggregations(iters))
         super().__init__(config=config, **kwargs)
         # Whether the model's chat template keeps a system turn (see `fewshot_context`).
         self._system_turn_kept = True
@@ -156,7 +162,7 @@ class SemcalTask(ConfigurableTask):
         for pipeline in self.config.filter_list or []:
             for step in pipeline.get("filter") or []:
                 if step.get("function") == FILTER_NAME:
-                    yield {key: value for key, value in step.items() if key != "function"}
+                    yield step_settings(step)
 
     def _check_run_settings(self) -> None:
         problems = sampling_problems(self.config.repeats, self.config.generation_kwargs)
@@ -175,6 +181,24 @@ class SemcalTask(ConfigurableTask):
         # The registered `semcal_*` aggregations, bound to this run's resample count.
         return {**super().aggregation(), **aggregations(bootstrap_iters(self.config.metadata))}
 
+    def aggregate(self, bootstrap_iters: int | None = None) -> tuple[dict[str, Any], int]:
+        # lm-eval 0.5 aggregates through the task (0.4.13 in its evaluator).
+        return releases.aggregate_with_mean_stderr(self, super().aggregate, bootstrap_iters)
+
+    def set_repeats(self, repeats: int) -> None:
+        # lm-eval 0.5's --repeats N: M, as --metadata repeats=N sets it; both, unequal, is refused.
+        from_metadata = (self.config.metadata or {}).get("repeats")
+        if from_metadata is not None and from_metadata != repeats:
+            raise SemcalConfigError(
+                f"{self.config.task}: --repeats {repeats} and --metadata repeats={from_metadata} "
+                "ask for different numbers of samples per question; give one of them"
+            )
+        super().set_repeats(repeats)
+        self._check_run_settings()
+
+    def doc_to_target(self, doc: dict, doc_to_target: Any = None) -> Any:
+        return releases.text_target(super().doc_to_target(doc, doc_to_target))
+
     def chat_instruction(self) -> str:
         """The answer-form instruction of the task's first `semcal_classes` step."""
         settings = next(iter(self._semcal_filter_settings()), {})
@@ -192,7 +216,7 @@ class SemcalTask(ConfigurableTask):
     ) -> str | list[str]:
         if apply_chat_template and chat_template:
             instruction = self.chat_instruction()
-            system_instruction = maybe_delimit(instruction, system_instruction, "\n\n")
+            system_instruction = releases.maybe_delimit(instruction, system_instruction, "\n\n")
             chat_template = self._rendering_the_instruction(chat_template, instruction)
         return super().fewshot_context(
             doc,
@@ -223,7 +247,7 @@ class SemcalTask(ConfigurableTask):
             system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
             turns = [dict(m) for m in messages if m["role"] != "system"]
             first_user = next(turn for turn in turns if turn["role"] == "user")
-            first_user["content"] = maybe_delimit(system, first_user["content"], "\n\n")
+            first_user["content"] = releases.maybe_delimit(system, first_user["content"], "\n\n")
             return chat_template(turns, **kwargs)
 
         return render
@@ -290,7 +314,8 @@ class SemcalTask(ConfigurableTask):
         records = [
             record
             for instance in self._instances
-            for record in instance.filtered_resps.values()
+            for filtered in instance.filtered_resps.values()
+            for record in (filtered if isinstance(filtered, list) else [filtered])
             if isinstance(record, QuestionRecord)
         ]
         if len(records) > 1 and all(record.confidence == 1.0 for record in records):

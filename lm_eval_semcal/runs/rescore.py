@@ -26,7 +26,7 @@ from lm_eval_semcal.core.metrics import (
 from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.core.scoring import Question
 from lm_eval_semcal.core.settings import DEFAULT_BOOTSTRAP_ITERS
-from lm_eval_semcal.grouping.scoring_step import FILTER_NAME, ScoringStep
+from lm_eval_semcal.grouping.scoring_step import FILTER_NAME, ScoringStep, step_settings
 from lm_eval_semcal.runs.saved import RunDirError, TaskRun, load_run, read_samples
 
 __all__ = ["SavedTask", "read_and_check", "regroup", "rescore_run"]
@@ -62,7 +62,7 @@ def _scoring_step(config: dict, task: str, filter_name: str) -> ScoringStep:
                 f"rescoring replays pipelines made of {FILTER_NAME} alone"
             )
         try:
-            return ScoringStep(**{key: value for key, value in steps[0].items() if key != "function"})
+            return ScoringStep(**step_settings(steps[0]))
         except TypeError as err:
             raise RunDirError(f"{task}: the run's {FILTER_NAME} settings are not this version's: {err}") from None
     raise RunDirError(f"{task}: the results JSON has no filter pipeline named {filter_name!r}")

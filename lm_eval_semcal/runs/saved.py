@@ -23,7 +23,7 @@ import numpy as np
 
 from lm_eval_semcal.core.records import DamagedRecord, QuestionRecord
 
-__all__ = ["RunDirError", "TaskRun", "doc_hash", "label_models", "load_run", "read_samples", "readable_name"]
+__all__ = ["RunDirError", "TaskRun", "doc_hash", "label_models", "load_run", "logged_record", "read_samples", "readable_name"]
 
 log = logging.getLogger(__name__)
 
@@ -272,11 +272,8 @@ def _records_by_filter(samples_file: Path) -> dict[str, list[tuple[int, str, Que
             except json.JSONDecodeError as err:
                 raise RunDirError(f"{samples_file}:{line_no} is not JSON ({err}); is the file complete?") from None
             name = str(sample.get("filter", "none"))
-            responses = sample.get("filtered_resps")
             try:
-                if not isinstance(responses, list) or len(responses) != 1:
-                    raise ValueError("one record per question expected")
-                record = QuestionRecord.read(responses[0])
+                record = logged_record(sample)
             except DamagedRecord as err:
                 raise RunDirError(f"{samples_file}:{line_no}: {err}") from None
             except ValueError:
@@ -290,6 +287,24 @@ def _records_by_filter(samples_file: Path) -> dict[str, list[tuple[int, str, Que
             f"{others[mixed[0]]} samples that are not; the file looks damaged"
         )
     return dict(records)
+
+
+def logged_record(sample: dict) -> QuestionRecord:
+    """The record a semcal task's logged sample holds as its `filtered_resps`.
+
+    lm-eval 0.4.13 logs `[record]`, 0.5 `[[record]]` (a filter's output for each
+    question is a list there); the record itself as saved (a JSON string) or in memory.
+
+    Raises:
+        ValueError: the sample holds no one record (not a semcal sample).
+        DamagedRecord: it holds one that cannot be read.
+    """
+    responses = sample.get("filtered_resps")
+    if isinstance(responses, list) and len(responses) == 1 and isinstance(responses[0], list):
+        responses = responses[0]
+    if not isinstance(responses, list) or len(responses) != 1:
+        raise ValueError("one record per question expected")
+    return QuestionRecord.read(responses[0])
 
 
 def _reported_metrics(task_results: dict, filter_name: str) -> dict[str, float]:

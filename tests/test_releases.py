@@ -1,0 +1,112 @@
+"""What differs between lm-eval 0.4.13 and 0.5 at the command line, checked on the release installed.
+
+CI runs this file under both releases (.ci/run): each test asserts what the running
+release must do, and the same semcal numbers either way.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+import pytest
+from conftest import FIXTURES, ScriptedLM
+from lm_eval import simple_evaluate
+from lm_eval._cli import HarnessCLI
+from lm_eval.tasks import TaskManager
+
+from lm_eval_semcal.harness.releases import (
+    RELEASE,
+    SCORER_PIPELINE,
+    harness_argv,
+    metadata_option,
+    repeats_option,
+)
+from lm_eval_semcal.harness.task import SemcalConfigError
+from lm_eval_semcal.tasks import TASKS_DIR
+
+TRIVIAQA = str(FIXTURES / "triviaqa.jsonl")
+# conf 3/4 right, 2/4 right (tie, Rome first), 4/4 right, 1/4 wrong (Lisbon, Madrid, ...).
+SCRIPT = {
+    "What is the capital city of France?": ["Paris", "paris.", "Lyon", "The Paris"],
+    "Which city was the capital of the Roman Empire?": ["Rome", "Milan", "Milan", "Rome"],
+    "In which city is the Brandenburg Gate?": ["Berlin"] * 4,
+    "What is the capital of Portugal?": ["Madrid", "Lisbon", "Porto", "Lisboa"],
+}
+
+
+def parsed(*words: str):
+    """`lm_eval run --model hf --tasks semcal_triviaqa WORDS`, as the installed release's parser reads it."""
+    saved = sys.argv
+    sys.argv = ["lm_eval", "run", "--model", "hf", "--tasks", "semcal_triviaqa", *words]
+    try:
+        return HarnessCLI().parse_args()
+    finally:
+        sys.argv = saved
+
+
+def test_the_release_is_told_apart_by_its_api():
+    import lm_eval.api.task as task_api
+
+    assert RELEASE == ("0.5" if hasattr(task_api, "GenerateTask") else "0.4")
+    assert SCORER_PIPELINE is (RELEASE == "0.5")
+
+
+def test_the_metadata_option_a_message_names_is_one_the_release_parses():
+    settings = {"data_files": "/data/my file.jsonl", "repeats": 50}
+    assert parsed(*shlex.split(metadata_option(settings))).metadata == settings
+
+
+@pytest.mark.parametrize(
+    ("words", "metadata"),
+    [
+        (["--metadata", f"data_files={TRIVIAQA}", "repeats=3"], {"data_files": TRIVIAQA, "repeats": 3}),
+        (["--metadata", json.dumps({"data_files": {"triviaqa": TRIVIAQA}})], {"data_files": {"triviaqa": TRIVIAQA}}),
+        (["--metadata", "repeats=3", "--limit", "2"], {"repeats": 3}),
+        (["--limit", "2"], None),
+    ],
+    ids=["key-value", "json", "then-another-option", "none"],
+)
+def test_semcal_run_takes_metadata_as_key_value_words_or_json_on_either_release(words, metadata):
+    args = parsed(*harness_argv(words))
+    assert args.metadata == metadata
+    if "--limit" in words:
+        assert args.limit == 2
+    if not SCORER_PIPELINE:
+        assert harness_argv(words) == words  # 0.4.13 parses them as they are
+
+
+def run_triviaqa(metadata: dict, **evaluate_args):
+    lm = ScriptedLM(SCRIPT)
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_files": TRIVIAQA, **metadata})
+    results = simple_evaluate(model=lm, tasks=["semcal_triviaqa"], task_manager=manager, bootstrap_iters=0, **evaluate_args)
+    return lm, results
+
+
+def test_m_set_on_the_command_line_the_releases_way_gives_the_hand_computed_metrics():
+    # `--repeats 4` on 0.5 (simple_evaluate's `repeats`), `--metadata repeats=4` on 0.4.13.
+    args = parsed(*shlex.split(repeats_option(4)))
+    lm, results = run_triviaqa(args.metadata or {}, **({"repeats": args.repeats} if SCORER_PIPELINE else {}))
+    assert dict(lm.calls) == {question: 4 for question in SCRIPT}
+    assert results["configs"]["semcal_triviaqa"]["repeats"] == 4
+    got = results["results"]["semcal_triviaqa"]
+    assert got["acc,semcal"] == pytest.approx(3 / 4)
+    assert got["conf,semcal"] == pytest.approx((3 / 4 + 2 / 4 + 4 / 4 + 1 / 4) / 4)
+    assert got["brier,semcal"] == pytest.approx(((3 / 4 - 1) ** 2 + (2 / 4 - 1) ** 2 + 0 + (1 / 4) ** 2) / 4)
+
+
+@pytest.mark.skipif(not SCORER_PIPELINE, reason="lm-eval 0.4.13 has no --repeats")
+def test_repeats_and_the_metadata_give_the_same_run_and_must_agree():
+    by_flag = run_triviaqa({}, repeats=4)[1]["results"]["semcal_triviaqa"]
+    by_metadata = run_triviaqa({"repeats": 4})[1]["results"]["semcal_triviaqa"]
+    assert by_flag == by_metadata
+    # Equal numbers given both ways are one setting; different ones are refused before any generation.
+    assert run_triviaqa({"repeats": 4}, repeats=4)[1]["results"]["semcal_triviaqa"] == by_metadata
+    lm = ScriptedLM(SCRIPT)
+    with pytest.raises(SemcalConfigError, match=r"--repeats 3 and --metadata repeats=4 ask for different numbers"):
+        manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={"data_files": TRIVIAQA, "repeats": 4})
+        simple_evaluate(model=lm, tasks=["semcal_triviaqa"], task_manager=manager, repeats=3)
+    assert lm.requests == []
+    with pytest.raises(SemcalConfigError, match=r"repeats=1 but semantic confidence needs M >= 2 .*--repeats 50"):
+        run_triviaqa({}, repeats=1)
