@@ -24,7 +24,8 @@ normalize_text
       are dropped: they are invisible and "Pa\u200bris" is "Paris". Whitespace controls
       (tab, newline, U+001C-U+001F) separate words.
     * NFKC (ligatures, fullwidth forms, superscripts), then lowercase (`str.lower`, as
-      SQuAD).
+      SQuAD), with the Greek final sigma read as sigma ("A.Σ" lowers to "a.ς", "A Σ" to
+      "a σ").
     * The apostrophe is deleted ("O'Neal" = "ONeal", "don't" -> "dont", as SQuAD).
     * A comma between digit groups of three is deleted: "1,000" -> "1000", as SQuAD; it
       formats a number, it does not separate two. "3,4" and "1,2345" are not such commas.
@@ -166,7 +167,9 @@ def _normalize_ascii(text: str) -> str:
 def _normalize_once(text: str) -> str:
     text = text.translate(_APOSTROPHES)
     text = "".join(ch for ch in text if not _is_invisible(ch))
-    text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower()
+    # lower() writes a capital sigma as final sigma by the letters around it, which
+    # punctuation and spacing change: one sigma, wherever it stands.
+    text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).lower().replace("ς", "σ")
     text = _THOUSANDS_COMMA_RE.sub("", text.replace("'", ""))
     tokens = _replace_punctuation(text).split()
     words = [tok for tok in tokens if tok not in ARTICLES]
