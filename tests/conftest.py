@@ -104,8 +104,8 @@ def rescue_dir(tmp_path, monkeypatch) -> Path:
 SEMCAL_COMMAND_SEMCAL_INDEX = [
     sys.executable,
     "-c",
-    "import sys; from functools import partialmethod; from lm_eval.tasks import TaskManager; "
-    "TaskManager.__init__ = partialmethod(TaskManager.__init__, include_defaults=False); "
+    "import sys; from lm_eval.tasks import TaskManager; init = TaskManager.__init__; "
+    "TaskManager.__init__ = lambda self, *args, **kwargs: init(self, *args, **{**kwargs, 'include_defaults': False}); "
     "from lm_eval_semcal.cli import main; sys.exit(main())",
 ]
 
@@ -114,14 +114,18 @@ SEMCAL_COMMAND_SEMCAL_INDEX = [
 def in_process_run(monkeypatch):
     """`semcal run` in this process, without lm-eval's global logging setup and with an
     index of the semcal folder alone (lm-eval's whole task index costs ~15 s a run)."""
-    from functools import partialmethod
-
     from lm_eval.tasks import TaskManager
 
     from lm_eval_semcal.harness import evaluate
 
+    init = TaskManager.__init__
+
+    def semcal_folder_alone(self, *args, **kwargs):
+        # lm-eval 0.5's CLI passes include_defaults=True itself: overrule it, not just its default.
+        init(self, *args, **{**kwargs, "include_defaults": False})
+
     monkeypatch.setattr(evaluate, "setup_logging", lambda: None)
-    monkeypatch.setattr(TaskManager, "__init__", partialmethod(TaskManager.__init__, include_defaults=False))
+    monkeypatch.setattr(TaskManager, "__init__", semcal_folder_alone)
     monkeypatch.delenv("RANK", raising=False)
 
 

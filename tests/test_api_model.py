@@ -35,6 +35,9 @@ from lm_eval_semcal.harness.evaluate import evaluate_and_save
 from lm_eval_semcal.runs.saved import load_run, logged_record
 from lm_eval_semcal.tasks import TASKS_DIR
 
+# lm-eval itself runs here: CI runs this module under every supported release.
+pytestmark = pytest.mark.harness
+
 COMPLETIONS_PATH = "/v1/completions"
 
 # The semcal tasks' generation settings (lm_eval_semcal/tasks/semcal/semcal_triviaqa.yaml).

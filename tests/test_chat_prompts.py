@@ -17,6 +17,9 @@ from lm_eval_semcal.harness.exemplars import chat_instruction
 from lm_eval_semcal.runs.saved import logged_record
 from lm_eval_semcal.tasks import TASKS_DIR
 
+# lm-eval itself runs here: CI runs this module under every supported release.
+pytestmark = pytest.mark.harness
+
 DATA_FILES = {"gsm8k": str(GSM8K_TEST), "triviaqa": str(FIXTURES / "triviaqa.jsonl")}
 CONCISE_NUMBER = "Answer each question with the final number alone, on one line, with no working, units or other words."
 

@@ -24,6 +24,9 @@ from lm_eval_semcal.core.metrics import COMPARED_METRICS, metric_interval
 from lm_eval_semcal.runs.compare import CompareError, compare_runs, parse_labels, parse_pairs
 from lm_eval_semcal.runs.saved import doc_hash, load_run
 
+# lm-eval itself runs here: CI runs this module under every supported release.
+pytestmark = pytest.mark.harness
+
 TASK = "semcal_triviaqa"
 FRANCE, ROME = "What is the capital city of France?", "Which city was the capital of the Roman Empire?"
 BERLIN, LISBON = "In which city is the Brandenburg Gate?", "What is the capital of Portugal?"

@@ -13,6 +13,9 @@ from conftest import FIXTURES, GSM8K_TEST
 from lm_eval_semcal.harness import data
 from lm_eval_semcal.harness.releases import metadata_option
 
+# lm-eval itself runs here: CI runs this module under every supported release.
+pytestmark = pytest.mark.harness
+
 HUB = {
     "triviaqa": ("mandarjoshi/trivia_qa", "rc.nocontext", "validation"),
     "nq_open": ("google-research-datasets/nq_open", "nq_open", "validation"),

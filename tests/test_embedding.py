@@ -83,6 +83,7 @@ def test_many_questions_are_embedded_in_one_call(embedding, monkeypatch):
     assert all(list(g.class_ids) == [0, 0, 1, 2] for g in grouped)
 
 
+@pytest.mark.harness  # the filter as lm-eval calls it
 def test_through_the_filter(embedding):
     doc = {"semcal_question": "Who was the 44th US president?", "semcal_golds": ["Barack Obama"]}
     (record,) = filter_records(

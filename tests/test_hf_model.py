@@ -26,6 +26,9 @@ from lm_eval_semcal.demo.tiny_model import build_tiny_model
 from lm_eval_semcal.harness.hf_model import SemcalHFLM
 from lm_eval_semcal.runs.saved import logged_record
 
+# lm-eval itself runs here: CI runs this module under every supported release.
+pytestmark = pytest.mark.harness
+
 CHARACTERS = ["a", "b", "c", "d", " ", "\n", "<eos>", "<pad>"]
 MAX_NEW = 3
 PROMPTS = ["abcab dca", "da"]  # different lengths: batches are left-padded

@@ -281,6 +281,7 @@ def test_auto_compares_a_number_tasks_answers_as_numbers_and_text_as_text():
     ) == [True, False]
 
 
+@pytest.mark.harness  # the filter as lm-eval calls it
 def test_the_filter_tells_the_reader_a_number_task_from_a_text_task(server):
     options = {"model": "reader", "base_url": base_url(server), "cache": None}
     doc = {"semcal_question": "How much does she earn?", "semcal_golds": ["18"]}
@@ -644,6 +645,7 @@ def test_a_chat_template_wraps_the_prompt(tiny_reader, tmp_path):
     assert templated.fingerprint != plain.fingerprint  # another model: its replies are its own
 
 
+@pytest.mark.harness  # the filter as lm-eval calls it
 def test_the_filter_groups_a_local_readers_own_replies(tiny_reader, tmp_path):
     options = {"model": tiny_reader, "device": "cpu", "max_tokens": 4, "cache": str(tmp_path / "c.sqlite")}
     grouping = SemanticClassesFilter(style="sentence", collapse="llm", collapse_args=options)
@@ -813,6 +815,7 @@ def test_a_reply_cut_off_while_reasoning_is_no_answer_with_a_warning(caplog):
     assert "1 of 2 replies stopped inside <think> before any answer and count as no answer" in caplog.text
 
 
+@pytest.mark.harness  # the filter as lm-eval calls it
 def test_a_short_answer_is_judged_by_class_even_on_a_sentence_task(server):
     # "contains" would pass "Paris or Lyon" for the gold "Paris".
     READS_HEDGE = {"It is Paris or Lyon.": "Paris or Lyon"}

@@ -23,6 +23,9 @@ from lm_eval_semcal._moved import MOVED
 from lm_eval_semcal.runs.saved import logged_record
 from lm_eval_semcal.tasks import TASKS_DIR
 
+# lm-eval itself runs here: CI runs this module under every supported release.
+pytestmark = pytest.mark.harness
+
 
 def test_every_old_path_is_the_new_module_and_warns_once():
     out = subprocess.run(

@@ -149,6 +149,7 @@ def test_the_hf_judge_reads_the_models_labels(tiny_nli_model):
     assert judged == expected
 
 
+@pytest.mark.harness  # the filter as lm-eval calls it
 def test_the_filter_runs_nli_from_task_options(tiny_nli_model, tmp_path):
     options = {"model": str(tiny_nli_model), "device": "cpu", "cache": str(tmp_path / "c.sqlite")}
     grouping = SemanticClassesFilter(collapse="nli", collapse_args=options)

@@ -15,6 +15,9 @@ from conftest import FIXTURES, GSM8K_TEST
 from lm_eval_semcal.runs.saved import logged_record
 from lm_eval_semcal.tasks import TASKS_DIR
 
+# lm-eval itself runs here: CI runs this module under every supported release.
+pytestmark = pytest.mark.harness
+
 NINE_METRICS = ("acc", "conf", "ece", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer")
 
 

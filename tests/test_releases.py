@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sys
 
 import pytest
@@ -23,8 +24,13 @@ from lm_eval_semcal.harness.releases import (
     metadata_option,
     repeats_option,
 )
+from lm_eval_semcal.cli import main
 from lm_eval_semcal.harness.task import SemcalConfigError
+from lm_eval_semcal.runs.saved import load_run
 from lm_eval_semcal.tasks import TASKS_DIR
+
+# lm-eval itself runs here: CI runs this module under every supported release.
+pytestmark = pytest.mark.harness
 
 TRIVIAQA = str(FIXTURES / "triviaqa.jsonl")
 # conf 3/4 right, 2/4 right (tie, Rome first), 4/4 right, 1/4 wrong (Lisbon, Madrid, ...).
@@ -96,8 +102,11 @@ def test_m_set_on_the_command_line_the_releases_way_gives_the_hand_computed_metr
     assert got["brier,semcal"] == pytest.approx(((3 / 4 - 1) ** 2 + (2 / 4 - 1) ** 2 + 0 + (1 / 4) ** 2) / 4)
 
 
-@pytest.mark.skipif(not SCORER_PIPELINE, reason="lm-eval 0.4.13 has no --repeats")
 def test_repeats_and_the_metadata_give_the_same_run_and_must_agree():
+    if not SCORER_PIPELINE:
+        with pytest.raises(SystemExit):  # 0.4.13 has no --repeats: M is the metadata's alone
+            parsed("--repeats", "4")
+        return
     by_flag = run_triviaqa({}, repeats=4)[1]["results"]["semcal_triviaqa"]
     by_metadata = run_triviaqa({"repeats": 4})[1]["results"]["semcal_triviaqa"]
     assert by_flag == by_metadata
@@ -110,3 +119,38 @@ def test_repeats_and_the_metadata_give_the_same_run_and_must_agree():
     assert lm.requests == []
     with pytest.raises(SemcalConfigError, match=r"repeats=1 but semantic confidence needs M >= 2 .*--repeats 50"):
         run_triviaqa({}, repeats=1)
+
+
+def test_metrics_with_no_better_direction_have_none_in_the_results():
+    # The YAML's `higher_is_better: null` (conf, an interval's ends): lm-eval 0.5 would read
+    # it as True and print an up arrow beside `conf` and `ece_ci_high`.
+    directions = run_triviaqa({"repeats": 4})[1]["higher_is_better"]["semcal_triviaqa"]
+    assert {name: directions[name] for name in ("acc", "conf", "ece", "ece_ci_low", "ece_ci_high", "auroc", "n_classes")} == {
+        "acc": True, "conf": None, "ece": False, "ece_ci_low": None, "ece_ci_high": None, "auroc": True, "n_classes": None,
+    }
+
+
+SAVED_RUNS = FIXTURES / "runs"  # one scripted TriviaQA run, saved by each release (runs/README.md)
+
+
+def test_a_run_saved_by_either_release_reads_back_and_rescores_to_the_same_numbers(tmp_path):
+    folders = {folder.name: folder for folder in sorted(SAVED_RUNS.iterdir()) if folder.is_dir()}
+    assert set(folders) == {"lm-eval-0.4.13", "lm-eval-0.5.0.dev1"}
+    runs = {name: load_run(folder) for name, folder in folders.items()}
+    for (run,) in runs.values():
+        # SCRIPT under `normalize`: Paris 3/4 right, Rome 2/4 (tie, first seen) right, Berlin 4/4, Madrid 1/4 wrong.
+        assert [record.confidence for record in run.records] == [0.75, 0.5, 1.0, 0.25]
+        assert [record.correct for record in run.records] == [True, True, True, False]
+        assert run.doc_hashes == runs["lm-eval-0.4.13"][0].doc_hashes
+        assert run.reported == runs["lm-eval-0.4.13"][0].reported
+    rescored = {}
+    for name, folder in folders.items():
+        copy = shutil.copytree(folder, tmp_path / name)
+        assert main(["rescore", str(copy), "--classes", "exact", "--bootstrap-iters", "200"]) == 0
+        (results_file,) = copy.rglob("rescored-exact/results_*.json")
+        rescored[name] = json.loads(results_file.read_text())["results"]["semcal_triviaqa"]
+    # Exact strings: Paris 1/4 (first of four strings) right, Rome 2/4 right, Berlin 4/4, Madrid 1/4 wrong.
+    old, new = rescored["lm-eval-0.4.13"], rescored["lm-eval-0.5.0.dev1"]
+    assert old["conf,semcal"] == pytest.approx((0.25 + 0.5 + 1.0 + 0.25) / 4)
+    assert old["brier,semcal"] == pytest.approx(((0.25 - 1) ** 2 + (0.5 - 1) ** 2 + 0 + 0.25**2) / 4)
+    assert new == old

@@ -25,6 +25,9 @@ from lm_eval_semcal.core.semantic_classes import SemanticClasses
 from lm_eval_semcal.runs.report import summarize, write_reports
 from lm_eval_semcal.runs.saved import RunDirError, label_models, load_run, logged_record
 
+# lm-eval itself runs here: CI runs this module under every supported release.
+pytestmark = pytest.mark.harness
+
 TASK = "semcal_triviaqa"
 MODEL = "scripted/lm"
 MODEL_DIR = "scripted__lm"

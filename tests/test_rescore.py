@@ -24,6 +24,9 @@ from lm_eval_semcal.runs.agree import adjusted_rand_index, agreement
 from lm_eval_semcal.runs.rescore import rescore_run
 from lm_eval_semcal.tasks import TASKS_DIR
 
+# lm-eval itself runs here: CI runs this module under every supported release.
+pytestmark = pytest.mark.harness
+
 TASK = "semcal_triviaqa"
 BOOTSTRAP_ITERS = "200"
 SCRIPT = {

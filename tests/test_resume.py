@@ -28,6 +28,9 @@ from lm_eval_semcal.harness.resume import log as resume_log
 from lm_eval_semcal.harness.resume import model_identity, store_path
 from lm_eval_semcal.harness.sample_store import SampleStore
 
+# lm-eval itself runs here: CI runs this module under every supported release.
+pytestmark = pytest.mark.harness
+
 QUESTIONS = 12
 M = 5
 

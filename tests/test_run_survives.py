@@ -36,6 +36,9 @@ from lm_eval_semcal.harness.rescue import write_rescue_file
 from lm_eval_semcal.runs.saved import logged_record
 from lm_eval_semcal.tasks import TASKS_DIR
 
+# lm-eval itself runs here: CI runs this module under every supported release.
+pytestmark = pytest.mark.harness
+
 TRIVIAQA = FIXTURES / "triviaqa.jsonl"
 FRANCE = "What is the capital city of France?"
 # Three of the sixteen responses (4 questions, M = 4) hold lone surrogates.

@@ -144,6 +144,7 @@ def test_gold_in_sentence(sentence, golds, expected):
     assert gold_in_sentence(sentence, golds) is expected
 
 
+@pytest.mark.harness  # the filter as lm-eval calls it
 def test_filter_emits_one_json_record_per_question():
     docs = [
         {"semcal_question": "Capital of France?", "semcal_golds": ["Paris"]},
@@ -159,6 +160,7 @@ def test_filter_emits_one_json_record_per_question():
     assert second["no_answer_share"] == pytest.approx(2 / 3)
 
 
+@pytest.mark.harness  # the filter as lm-eval calls it
 def test_filter_rejects_bad_settings():
     with pytest.raises(ValueError, match="style='short'; choose one of concise, sentence, cot"):
         SemanticClassesFilter(style="short")
@@ -166,6 +168,7 @@ def test_filter_rejects_bad_settings():
         SemanticClassesFilter(gold_match="substring")
 
 
+@pytest.mark.harness  # the filter as lm-eval calls it
 def test_filter_refuses_a_single_string_per_question():
     # A string would otherwise be grouped character by character.
     docs = [{"semcal_question": "Largest planet?", "semcal_golds": ["Jupiter"]}]
@@ -173,6 +176,7 @@ def test_filter_refuses_a_single_string_per_question():
         SemanticClassesFilter().apply(["Jupiter"], docs)
 
 
+@pytest.mark.harness  # the filter as lm-eval calls it
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(

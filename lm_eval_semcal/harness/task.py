@@ -181,6 +181,11 @@ class SemcalTask(releases.GenerationTask):
         # The registered `semcal_*` aggregations, bound to this run's resample count.
         return {**super().aggregation(), **aggregations(bootstrap_iters(self.config.metadata))}
 
+    def higher_is_better(self) -> dict[str, bool | None]:
+        # As the task YAML gives it, `null` included (conf, an interval's ends: no better
+        # direction), which lm-eval 0.5 reads as True (an up arrow beside `conf`).
+        return {str(entry["metric"]): entry.get("higher_is_better") for entry in self.config.metric_list or []}
+
     def aggregate(self, bootstrap_iters: int | None = None) -> tuple[dict[str, Any], int]:
         # lm-eval 0.5 aggregates through the task (0.4.13 in its evaluator).
         return releases.aggregate_with_mean_stderr(self, super().aggregate, bootstrap_iters)
