@@ -17,6 +17,14 @@ evaluator. What that changes for a semcal task, release by release:
 | a target of digits (`"18"`) | the string | an int, a choice index, which a generation task's few-shot prompt refuses |
 | the task index | `TaskManager.task_index` | `TaskManager._task_index` |
 | `--metadata` | `key=value` or a JSON object | a JSON object |
+| a task run as a member of a group | `task` | `group::task` |
+| metrics with `higher_is_better: null` | no direction | read as true (`SemcalTask` keeps null) |
+| `local-chat-completions`' `think_end_token` | an option | dropped (`semcal-chat-completions` reads it) |
+
+What a run saves differs too: 0.5 logs each question's record as `[[record]]` (0.4.13
+`[record]`) and a filter step's settings under `kwargs`. The readers of saved runs
+(`runs.saved.logged_record`, `grouping.scoring_step.step_settings`) import no lm-eval
+and take either form as they find it.
 
 Both releases read the same task YAMLs; `SemcalTask` hands its config through
 `harness_metric_list` before the harness reads it. 0.5 is told apart from 0.4.13 by its
@@ -39,7 +47,6 @@ from lm_eval.tasks import TaskManager
 
 SCORER_PIPELINE = hasattr(task_api, "GenerateTask")
 RELEASE = "0.5" if SCORER_PIPELINE else "0.4"
-
 
 if SCORER_PIPELINE:
     from lm_eval.api._utils import maybe_delimit
