@@ -403,3 +403,19 @@ def test_paired_bootstrap_is_fast_on_the_fast_path():
         warnings.simplefilter("error")
         paired_bootstrap_ci(binned_ece, conf_a, correct_a, conf_b, correct_b, iters=1000)
     assert time.perf_counter() - start < 5.0
+
+
+def test_smece_resamples_follow_relplots_option_as_it_is_when_called(monkeypatch):
+    # The weighted smECE mirrors relplot's default smoother; with relplot's logit scaling
+    # switched on after import, bootstrap_ci must resample relplot's own estimator, as the
+    # generic path (a metric it does not know) does, not the mirror of the default.
+    import relplot
+
+    conf, correct = grid_corpus(60, 0.9, 3)
+    monkeypatch.setattr(relplot.config, "use_logit_scaling", True)
+    through_relplot = bootstrap_ci(lambda c, y: smece(c, y), conf, correct, iters=40, seed=3)
+    assert bootstrap_ci(smece, conf, correct, iters=40, seed=3) == pytest.approx(through_relplot, abs=1e-12)
+    assert paired_bootstrap_ci(smece, conf, correct, conf[::-1], correct[::-1], iters=40, seed=3) == pytest.approx(
+        paired_bootstrap_ci(lambda c, y: smece(c, y), conf, correct, conf[::-1], correct[::-1], iters=40, seed=3),
+        abs=1e-12,
+    )

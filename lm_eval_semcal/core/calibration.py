@@ -544,11 +544,20 @@ _WEIGHTED: dict[Callable, _Resampling] = {
     debiased_l2_ce: _Resampling(_weighted_debiased_squared_ce, _weighted_squared_ce, _clipped_root),
     brier: _Resampling(_weighted_brier),
     auroc: _Resampling(_weighted_auroc),
+    smece: _Resampling(_weighted_smece),
 }
-# The weighted smECE mirrors relplot's reflected-Gaussian smoother (its default); with
-# relplot's logit-scaling option on, smECE resamples go through relplot itself.
-if not relplot.config.use_logit_scaling:
-    _WEIGHTED[smece] = _Resampling(_weighted_smece)
+
+
+def _weighted_resampling(metric: Callable) -> _Resampling | None:
+    """How `metric` is evaluated on count vectors, or None: on each expanded resample.
+
+    The weighted smECE mirrors relplot's reflected-Gaussian smoother (its default). With
+    relplot's logit-scaling option on, smECE resamples go through relplot itself; the
+    option is read at each call, as `smece` reads it, since a user can set it after import.
+    """
+    if metric is smece and relplot.config.use_logit_scaling:
+        return None
+    return _WEIGHTED.get(metric)
 
 
 # --------------------------------------------------------------------------------------
@@ -590,7 +599,7 @@ class _Scorer:
 
     def __init__(self, metric: Callable, conf: np.ndarray, corr: np.ndarray):
         self.atom_conf, self.atom_corr, self.counts = _atoms(conf, corr)
-        self.resampling = _WEIGHTED.get(metric)
+        self.resampling = _weighted_resampling(metric)
         self.metric = metric
         # A metric of this module has its range; a generic one may lie anywhere.
         self.bounds = self.resampling.bounds if self.resampling is not None else (-math.inf, math.inf)
