@@ -207,3 +207,39 @@ def test_the_noise_floor_of_a_perfect_predictor_by_hand():
     assert demo.noise_floor(both, 10, runs=5) == pytest.approx({"median": 0.5, "p95": 0.5}, abs=1e-3)
     # The demo picks its plurality with the package's rule: a tie goes to the class seen first.
     assert semantic_classes.plurality([0, 1, 1, 0, 2]) == (0, 0.4)
+
+
+def test_the_demo_replaces_nothing_it_did_not_write(tmp_path, monkeypatch, capsys):
+    # `--out .` in a project folder with a report/ of the user's: one line, before any training.
+    project = tmp_path / "project"
+    (project / "report").mkdir(parents=True)
+    (project / "report" / "mine.md").write_text("my notes")
+    (project / "demo.md").write_text("my page")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the demo trained its models before checking its output folder")
+
+    monkeypatch.setattr(demo_model, "trained_models", no_training)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["demo", "--out", str(project)])
+    assert stopped.value.code == 1
+    error = capsys.readouterr().err
+    assert error == (
+        f"semcal demo: {project} holds report, demo.md, which the demo did not write and would replace; "
+        "choose another --out, or move them\n"
+    )
+    assert (project / "report" / "mine.md").read_text() == "my notes"
+    assert (project / "demo.md").read_text() == "my page"
+    assert sorted(path.name for path in project.iterdir()) == ["demo.md", "report"]
+
+
+def test_the_demo_clears_what_an_earlier_demo_wrote(tmp_path):
+    out = tmp_path / "out"
+    demo.claim_out_dir(out)
+    for folder in ("lm_eval", "report", "comparison"):
+        (out / folder / "old").mkdir(parents=True)
+    (out / "demo.md").write_text("an earlier demo's page")
+    (out / "notes.txt").write_text("not a name the demo writes: left alone")
+    demo.claim_out_dir(out)
+    assert not any((out / folder).exists() for folder in ("lm_eval", "report", "comparison"))
+    assert (out / "notes.txt").exists() and (out / "demo.md").exists()  # a file is replaced when written

@@ -19,6 +19,7 @@ question's exact and sampled confidence per model.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -176,6 +177,35 @@ def _score_model(
     return result, rows
 
 
+# What the demo writes in its output folder, and the file there that lists them once written.
+DEMO_FOLDERS = ("lm_eval", "report", "comparison")
+DEMO_FILES = ("world.jsonl", "demo.md", "demo.json", "per_question.jsonl")
+OUTPUTS_FILE = ".semcal-demo.json"
+
+
+def claim_out_dir(out_dir: Path) -> None:
+    """Make `out_dir` the demo's, clearing the folders an earlier demo wrote there.
+
+    The demo replaces only what a demo wrote (listed in `OUTPUTS_FILE`): a folder or file
+    of one of its names that is not listed is the user's, and a ValueError naming them
+    stops the demo before it trains or samples.
+    """
+    listed = out_dir / OUTPUTS_FILE
+    written = set(json.loads(listed.read_text(encoding="utf-8"))) if listed.is_file() else set()
+    theirs = [name for name in DEMO_FOLDERS + DEMO_FILES if os.path.lexists(out_dir / name) and name not in written]
+    if theirs:
+        raise ValueError(
+            f"semcal demo: {out_dir} holds {', '.join(theirs)}, which the demo did not write and would replace; "
+            "choose another --out, or move them"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    listed.write_text(json.dumps(DEMO_FOLDERS + DEMO_FILES), encoding="utf-8")
+    # This run's files only: a folder left by an earlier demo would mix its runs into the tables.
+    for folder in DEMO_FOLDERS:
+        if (out_dir / folder).exists():
+            shutil.rmtree(out_dir / folder)
+
+
 def run_demo(
     config: demo_model.DemoConfig = demo_model.DemoConfig(),
     samples: int = 50,
@@ -190,13 +220,11 @@ def run_demo(
         raise ValueError(f"semcal demo: --samples {samples}; at least {max(M_STEPS)} to show the convergence over M")
     check_device(device, "semcal demo")
     out_dir = Path(out_dir)
+    claim_out_dir(out_dir)
     models = dict(zip(("base", "tuned"), demo_model.trained_models(config, _progress_bars()), strict=True))
     world = synthetic.build_world(config.world_seed, config.n_questions)
     synthetic.write_evaluation_file(world, out_dir / "world.jsonl")
     run_dir = out_dir / "lm_eval"
-    # This run's files only: a folder left by an earlier demo would mix its runs into the tables.
-    for own in (run_dir, out_dir / "report", out_dir / "comparison"):
-        shutil.rmtree(own, ignore_errors=True)
     for model_dir in models.values():
         _evaluate(model_dir, config, samples, run_dir, device, batch_size, seed)
     reports, _ = report_runs(load_run(run_dir), out_dir / "report", bootstrap_iters)
