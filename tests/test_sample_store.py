@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
+import os
 import sqlite3
 
 import pytest
@@ -12,6 +14,7 @@ from lm_eval_semcal.harness.sample_store import (
     PendingSamples,
     SampleStore,
     SampleStoreError,
+    file_digests_path,
     file_fingerprint,
     request_key,
 )
@@ -75,7 +78,8 @@ def test_request_keys_differ_by_model_prompt_and_settings_only():
     assert len(key) == 64
 
 
-def test_file_fingerprint_sees_weights_trained_again_in_place(tmp_path):
+def test_file_fingerprint_sees_weights_trained_again_in_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "config.json").write_text('{"n_layer": 2}')
@@ -89,11 +93,37 @@ def test_file_fingerprint_sees_weights_trained_again_in_place(tmp_path):
     weights[len(weights) * 4 // 16 + 100] = 2  # a byte inside the chunk at 4/16 of the file
     (folder / "model.safetensors").write_bytes(weights)
     assert file_fingerprint(folder) != before
+    weights[len(weights) * 4 // 16 + 100] = 1
+    weights[len(weights) * 4 // 16 + (100 << 10)] = 2  # a byte 100 KiB past it, between two chunks
+    (folder / "model.safetensors").write_bytes(weights)
+    assert file_fingerprint(folder) != before
     (folder / "model.safetensors").write_bytes(b"\x01" * (9 << 20))
     assert file_fingerprint(folder) == before
     (folder / "config.json").write_text('{"n_layer": 3}')
     assert file_fingerprint(folder) != before
     assert file_fingerprint(folder / "config.json") != file_fingerprint(folder)
+
+
+def test_each_file_is_read_once_for_each_version_of_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"\x01" * (5 << 20))
+    first = file_fingerprint(weights)
+    with sqlite3.connect(file_digests_path()) as cache:
+        [(path, digest)] = cache.execute("SELECT path, sha256 FROM digests").fetchall()
+        assert (path, digest) == (str(weights.resolve()), hashlib.sha256(b"\x01" * (5 << 20)).hexdigest())
+        # The kept digest is what the next call uses: the file is not read again.
+        cache.execute("UPDATE digests SET sha256 = ?", ("0" * 64,))
+    assert file_fingerprint(weights) != first
+    # Written again at the same size, its modification time set back: its change time tells.
+    stat = weights.stat()
+    weights.write_bytes(b"\x01" * (5 << 20))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert file_fingerprint(weights) == first
+    # No usable cache folder: the digest is computed each time, and the same.
+    (tmp_path / "cache").rename(tmp_path / "moved")
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    assert file_fingerprint(weights) == first
 
 
 def pending_for(store: SampleStore, *requests: tuple[str, str, dict, int, int]) -> PendingSamples:

@@ -35,17 +35,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lm_eval_semcal.grouping.judgement_cache import cache_root
 from lm_eval_semcal.harness.request_groups import settings_key
 
-__all__ = ["BUSY_TIMEOUT_S", "PendingSamples", "SampleStore", "SampleStoreError", "file_fingerprint", "request_key"]
+__all__ = [
+    "BUSY_TIMEOUT_S", "PendingSamples", "SampleStore", "SampleStoreError", "file_digests_path", "file_fingerprint", "request_key",
+]
 
 BUSY_TIMEOUT_S = 120.0
 SCHEMA_VERSION = "1"
-# Files up to this size are hashed whole; a larger one (a weight shard) by its size and
-# evenly spaced chunks, which differ between any two trainings of one architecture.
-_WHOLE_FILE_BYTES = 4 << 20
-_CHUNKS = 16
-_CHUNK_BYTES = 64 << 10
+_READ_BYTES = 1 << 20
 
 
 def request_key(model: str, context: str, gen_kwargs: Mapping[str, Any]) -> str:
@@ -54,27 +53,75 @@ def request_key(model: str, context: str, gen_kwargs: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def file_digests_path() -> Path:
+    """Where the sha256 of each weights file read is kept: `file_digests.sqlite` in the package's cache folder."""
+    return cache_root() / "file_digests.sqlite"
+
+
+def _open_digest_cache() -> sqlite3.Connection | None:
+    """`file_digests_path()` opened, or None where it cannot be (a read-only home): then
+    every digest is computed afresh."""
+    try:
+        path = file_digests_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cache = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        cache.execute(
+            "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INTEGER, inode INTEGER, "
+            "mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT)"
+        )
+        return cache
+    except (sqlite3.Error, OSError):
+        return None
+
+
+def _file_sha256(file: Path, cache: sqlite3.Connection | None) -> str:
+    """The sha256 of every byte of `file`, read once for each version of the file.
+
+    The digest is kept in `cache` by the file's path, size, inode and modification and
+    change times (ns). Weights written again, even in place and at the same size, get a
+    new change time, so they are read again; a file renamed or only touched is read again
+    too, which costs time, never a wrong key.
+    """
+    stat = file.stat()
+    path, version = str(file.resolve()), (stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)
+    try:
+        row = cache.execute(
+            "SELECT sha256 FROM digests WHERE path = ? AND size = ? AND inode = ? AND mtime_ns = ? AND ctime_ns = ?",
+            (path, *version),
+        ).fetchone() if cache is not None else None
+    except sqlite3.Error:
+        row = None
+    if row is not None:
+        return row[0]
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        while block := handle.read(_READ_BYTES):
+            digest.update(block)
+    try:
+        if cache is not None:
+            cache.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?)", (path, *version, digest.hexdigest()))
+    except sqlite3.Error:
+        pass  # kept next time, or computed again: the digest itself is right either way
+    return digest.hexdigest()
+
+
 def file_fingerprint(path: str | Path) -> str:
     """A hash of a file, or of a folder's top-level files, that tells apart two models' weights.
 
-    A file up to 4 MiB is hashed whole; a larger one by its size and 16 evenly spaced
-    64 KiB chunks (plus its last chunk), so a folder of 100 GB of weights costs about
-    1 MiB of reading per shard. A folder's hidden files and subfolders are left out.
+    Each file counts by its name and the sha256 of all its bytes, read once and then kept
+    by the file's identity (`_file_sha256`), so a second run over 100 GB of weights reads
+    none of them. A folder's hidden files and subfolders are left out.
     """
     path = Path(path)
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
     digest = hashlib.sha256()
-    for file in files:
-        size = file.stat().st_size
-        digest.update(f"{file.name}\0{size}\0".encode())
-        with file.open("rb") as handle:
-            if size <= _WHOLE_FILE_BYTES:
-                digest.update(handle.read())
-                continue
-            offsets = [size * i // _CHUNKS for i in range(_CHUNKS)] + [size - _CHUNK_BYTES]
-            for offset in offsets:
-                handle.seek(offset)
-                digest.update(handle.read(_CHUNK_BYTES))
+    cache = _open_digest_cache()
+    try:
+        for file in files:
+            digest.update(f"{file.name}\0{_file_sha256(file, cache)}\0".encode())
+    finally:
+        if cache is not None:
+            cache.close()
     return digest.hexdigest()
 
 
