@@ -496,3 +496,21 @@ def test_a_results_file_that_counts_no_questions_is_not_checked(run_dir, tmp_pat
     results.write_text(json.dumps(data))
     (run,) = load_run(copy)
     assert run.n_questions == 3 and run.results_questions is None and run.lost_rows is None
+
+
+@pytest.mark.parametrize("given", ["output folder", "model folder"])
+def test_a_rescore_beside_its_run_is_reported_beside_it(tmp_path, given):
+    out = shutil.copytree(Path(__file__).parent / "fixtures" / "runs" / "lm-eval-0.4.13", tmp_path / "out")
+    assert cli.main(["rescore", str(out / "scripted__lm"), "--classes", "exact", "--bootstrap-iters", "0"]) == 0
+    where = out if given == "output folder" else out / "scripted__lm"
+    runs = load_run(where)
+    assert [(run.results_file.parent.name, run.records[0].collapse) for run in runs] == [
+        ("scripted__lm", "normalize"), ("rescored-exact", "exact"),
+    ]
+    assert cli.main(["report", str(where), "--bootstrap-iters", "0"]) == 0
+    rows = [line for line in (where / "semcal_report" / "summary.md").read_text().splitlines() if line.startswith("| semcal_")]
+    # Exact strings: confidences 1/4, 2/4, 4/4, 1/4 (mean 0.5); classes by meaning: 3/4, 2/4, 4/4, 1/4 (0.625).
+    assert [row.split(" | ")[1:7] for row in rows] == [
+        ["scripted/lm", "4", "4", "normalize", "0.7500", "0.6250"],
+        ["scripted/lm (rescored-exact)", "4", "4", "exact", "0.7500", "0.5000"],
+    ]

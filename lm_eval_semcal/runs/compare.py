@@ -400,7 +400,9 @@ def compare_runs(
     list of Path
         The files written.
     """
-    runs = label_models([run for run_dir in run_dirs for run in load_run(run_dir, allow_partial)], labels)
+    # A rescore is found from its model's folder and from its own: each run counts once.
+    found = {(run.results_file, run.task, run.filter): run for run_dir in run_dirs for run in load_run(run_dir, allow_partial)}
+    runs = label_models(list(found.values()), labels)
     by_task = entries_by_task(runs)
     _resolve_pairs(pairs, {run.name for run in runs})
     out_dir = Path(out_dir)

@@ -96,7 +96,7 @@ def read_and_check(
 
     `allow_partial` reads a samples file that lost rows, as `load_run` does.
     """
-    saved = [read_saved(run) for run in load_run(run_dir, allow_partial=allow_partial)]
+    saved = [read_saved(run) for run in load_run(run_dir, allow_partial=allow_partial, rescores=False)]
     for task in saved:
         for collapse, collapse_args in collapses.items():
             try:

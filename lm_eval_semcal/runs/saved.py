@@ -221,7 +221,7 @@ def _read_results_file(path: Path) -> _ResultsFile | None:
     return _ResultsFile(path=path, date=match.group(1), data=data)
 
 
-def _results_files(path: Path) -> list[_ResultsFile]:
+def _results_files(path: Path, rescores: bool = True) -> list[_ResultsFile]:
     if path.is_file():
         found = _read_results_file(path)
         if found is None:
@@ -230,18 +230,25 @@ def _results_files(path: Path) -> list[_ResultsFile]:
                 "--output_path folder of the run or one of its results JSONs"
             )
         return [found]
-    # OUT holds one folder per model; OUT may also be that model folder itself.
-    candidates = sorted({*path.glob("*.json"), *path.glob("*/*.json")})
+    # OUT holds one folder per model, and `semcal rescore` writes MODEL/rescored-<B>/ in
+    # it; OUT may also be that model folder itself.
+    candidates = sorted({*path.glob("*.json"), *path.glob("*/*.json"), *path.glob("*/rescored-*/*.json")})
+    if not rescores:
+        candidates = [file for file in candidates if file.parent == path or not file.parent.name.startswith("rescored-")]
     return [found for found in map(_read_results_file, candidates) if found is not None]
 
 
-def _newest_per_task(files: Sequence[_ResultsFile]) -> dict[tuple[str, str], _ResultsFile]:
-    """For each (model folder, task), the newest results file that holds the task."""
-    newest: dict[tuple[str, str], _ResultsFile] = {}
+def _newest_per_task(files: Sequence[_ResultsFile]) -> dict[tuple[str, str, str], _ResultsFile]:
+    """For each (folder, model folder, task), the newest results file that holds the task.
+
+    A rescore (`MODEL/rescored-<B>/`) keeps its source's model and date stamp: its own
+    folder tells it from the run it rescored, so both are read.
+    """
+    newest: dict[tuple[str, str, str], _ResultsFile] = {}
     # ISO stamps of one fixed layout sort as text in time order.
     for found in sorted(files, key=lambda f: f.date):
         for task in found.data["configs"]:
-            newest[(found.model_dir, task)] = found
+            newest[(str(found.path.parent), found.model_dir, task)] = found
     return newest
 
 
@@ -338,7 +345,7 @@ def _task_run(
     )
 
 
-def load_run(path: str | Path, allow_partial: bool = False) -> list[TaskRun]:
+def load_run(path: str | Path, allow_partial: bool = False, rescores: bool = True) -> list[TaskRun]:
     """Every semcal task of an lm-eval output folder, from its newest run.
 
     Parameters
@@ -349,6 +356,10 @@ def load_run(path: str | Path, allow_partial: bool = False) -> list[TaskRun]:
     allow_partial : bool, default False
         Read a samples file that holds fewer questions than its results JSON counted (one
         cut short) with a warning, instead of raising RunDirError.
+    rescores : bool, default True
+        Read the rescores that `semcal rescore` wrote beside each model's runs
+        (`MODEL/rescored-<B>/`) too, each as a run of its own. False: the runs that lm-eval
+        wrote alone (what a rescore reads), unless `path` is a rescored folder itself.
 
     Returns
     -------
@@ -368,7 +379,7 @@ def load_run(path: str | Path, allow_partial: bool = False) -> list[TaskRun]:
     path = Path(path)
     if not path.exists():
         raise RunDirError(f"{path} does not exist: pass the --output_path folder of an lm-eval run")
-    newest = _newest_per_task(_results_files(path))
+    newest = _newest_per_task(_results_files(path, rescores))
     if not newest:
         raise RunDirError(
             f"no lm-eval results JSON (results_<date>.json) in {path} or its subfolders: "
@@ -377,7 +388,7 @@ def load_run(path: str | Path, allow_partial: bool = False) -> list[TaskRun]:
 
     runs: list[TaskRun] = []
     without_samples: list[str] = []
-    for (_, task), found in sorted(newest.items()):
+    for (_, _, task), found in sorted(newest.items()):
         samples_file = found.path.parent / f"samples_{task}_{found.date}.jsonl"
         if not samples_file.is_file():
             without_samples.append(task)
