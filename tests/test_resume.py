@@ -378,3 +378,44 @@ def test_the_api_backends_are_served_from_the_store(tmp_path, tiny_model, backen
         server.close()
     assert SampleStore(store_path(tmp_path / "cache")).count() == 4 * M
     assert saved(tmp_path / "first", "semcal_triviaqa") == saved(tmp_path / "again", "semcal_triviaqa")
+
+
+def models_reply(root: str | None) -> tuple[int, dict]:
+    """`GET /v1/models` of a vLLM server serving weights `root` as the model "gen" (None: no root, as some servers)."""
+    return 200, {"object": "list", "data": [{"id": "gen", "object": "model", **({"root": root} if root else {})}]}
+
+
+@pytest.mark.parametrize(
+    ("first_root", "second_root", "asked_again"),
+    [("/weights/a", "/weights/a", 0), ("/weights/a", "/weights/b", 4), (None, None, 4)],
+    ids=["same-weights-resume", "other-weights-never-served", "no-root-keyed-by-url"],
+)
+def test_a_server_restarted_on_another_port_resumes_by_the_weights_it_names(
+    tmp_path, tiny_model, caplog, first_root, second_root, asked_again
+):
+    # A preempted job rescheduled on another node: the same served name, another host and port.
+    def run(server: FakeServer, out: Path) -> None:
+        run_lm_eval(
+            ["run", "--model", "semcal-completions", "--model_args",
+             f"model=gen,base_url={server.url},tokenizer_backend=huggingface,tokenizer={tiny_model}",
+             "--tasks", "semcal_triviaqa", "--metadata", json.dumps({"data_files": str(FIXTURES / "triviaqa.jsonl")}),
+             "--use_cache", str(tmp_path / "cache"), "--output_path", str(out), "--log_samples"],
+            repeats=M, bootstrap_iters=0,
+        )  # fmt: skip
+
+    servers = [FakeServer("/v1/completions", lambda payload: (200, choices(payload))) for _ in range(2)]
+    try:
+        for server, root in zip(servers, (first_root, second_root)):
+            server.gets["/v1/models"] = models_reply(root)
+        with caplog.at_level(logging.INFO, logger=resume_log.name):
+            run(servers[0], tmp_path / "first")
+            servers[0].close()
+            run(servers[1], tmp_path / "second")
+        assert len(servers[0].payloads) == 4
+        assert len(servers[1].payloads) == asked_again
+        if first_root is None:
+            assert "names no weights behind the model 'gen'" in caplog.text
+    finally:
+        servers[1].close()
+    if asked_again == 0:
+        assert saved(tmp_path / "first", "semcal_triviaqa") == saved(tmp_path / "second", "semcal_triviaqa")

@@ -34,6 +34,26 @@ from lm_eval_semcal.grouping.judgement_cache import model_fingerprint
 CHAT_PATH = "/chat/completions"
 
 
+def served_weights(endpoint_url: str, model: str, headers: dict[str, str], timeout: float) -> str | None:
+    """What an OpenAI-compatible server names behind the model name `model`, or None.
+
+    Servers let any name stand for any weights (TGI, SGLang's "default", vLLM's
+    --served-model-name); vLLM names the weights in `GET /v1/models` (`root`). `endpoint_url`
+    is the server's completions or chat completions URL. None: the server names no weights
+    there. Raises `requests.RequestException` when the server cannot be reached.
+    """
+    import requests
+
+    base = endpoint_url.removesuffix(CHAT_PATH).removesuffix("/completions")
+    response = requests.get(base + "/models", headers=headers, timeout=timeout)
+    try:
+        models = response.json().get("data") if response.status_code == 200 else None
+        served = next(m for m in models if m.get("id") == model)
+    except (ValueError, AttributeError, TypeError, StopIteration):
+        return None
+    return served["root"] if isinstance(served.get("root"), str) else None
+
+
 class LlmServerError(RuntimeError):
     """The endpoint could not be used: refused, unreachable after retries, or a bad reply."""
 
@@ -137,26 +157,19 @@ class OpenAIChatClient:
         return {"Authorization": f"Bearer {self._key}"} if self._key else {}
 
     def _served_weights(self) -> str:
-        """What the server says stands behind the model name (vLLM's `root`), for the cache key.
+        """What the server says stands behind the model name (`served_weights`), for the cache key.
 
-        Servers let any name stand for any weights (TGI, SGLang's "default", vLLM's
-        --served-model-name); where `GET /models` names the weights, a new model behind
-        the old name gets fresh replies. Asking also proves the endpoint is reachable
-        before a run starts sampling.
+        A new model behind the old name gets fresh replies. Asking also proves the
+        endpoint is reachable before a run starts sampling.
         """
         import requests
 
-        models_url = self.url.removesuffix(CHAT_PATH) + "/models"
         try:
-            response = requests.get(models_url, headers=self._headers(), timeout=min(self.timeout, 30))
+            root = served_weights(self.url, self.model, self._headers(), min(self.timeout, 30))
         except requests.RequestException as err:
+            models_url = self.url.removesuffix(CHAT_PATH) + "/models"
             raise LlmServerError(f"llm: cannot reach {models_url} ({type(err).__name__}); is the reader's server up?") from None
-        try:
-            models = response.json().get("data") if response.status_code == 200 else None
-            served = next(m for m in models if m.get("id") == self.model)
-        except (ValueError, AttributeError, TypeError, StopIteration):
-            return ""
-        return f"@{served['root']}" if isinstance(served.get("root"), str) else ""
+        return f"@{root}" if root is not None else ""
 
     def _session(self):
         import requests

@@ -29,10 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import lm_eval.api.model as lm_eval_model
+import requests
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM, CacheHook, CachingLM
+from lm_eval.models.api_models import TemplateAPI
 from lm_eval.utils import simple_parse_args_string
 
+from lm_eval_semcal.grouping.llm_clients import served_weights
 from lm_eval_semcal.harness.request_groups import group_identical_requests, settings_key
 from lm_eval_semcal.harness.sample_store import (
     PendingSamples,
@@ -78,10 +81,13 @@ def model_identity(model: str, model_args: Mapping[str, Any] | str, lm: LM) -> d
       tokenizer), its `file_fingerprint`, so weights trained again in place are a new
       model;
     - `loaded`: the name and hub commit of the weights an HF backend loaded, where it
-      knows them (a hub id without a revision then still names one snapshot).
-
-    An API backend knows only the model's name and the server's URL: a server that
-    swaps the weights behind one name cannot be told apart.
+      knows them (a hub id without a revision then still names one snapshot);
+    - `served`: for an API backend, the weights the server names behind the model name
+      (`served_weights`: vLLM's `root` in `GET /v1/models`), in place of `base_url`. The
+      URL says where a model is served, not which: a server restarted on another host
+      or port naming the same weights is served the samples kept, one naming other
+      weights under the same name never is. Where the server names none, the URL stays
+      in the identity, and the log says so.
     """
     args = simple_parse_args_string(model_args) if isinstance(model_args, str) else dict(model_args or {})
     kept = {name: str(value) for name, value in sorted(args.items()) if name not in PLACEMENT_ARGS}
@@ -91,7 +97,30 @@ def model_identity(model: str, model_args: Mapping[str, Any] | str, lm: LM) -> d
         "name_or_path": getattr(config, "_name_or_path", None),
         "commit": getattr(config, "_commit_hash", None),
     }
-    return {"backend": model, "args": kept, "files": files, "loaded": loaded}
+    identity = {"backend": model, "args": kept, "files": files, "loaded": loaded}
+    if isinstance(lm, TemplateAPI) and isinstance(getattr(lm, "base_url", None), str):
+        served = _weights_behind(lm)
+        if served is not None:
+            kept.pop("base_url", None)
+            identity["served"] = served
+    return identity
+
+
+def _weights_behind(lm: TemplateAPI) -> str | None:
+    """The weights `lm`'s server names behind its model name, or None (logged): then its URL keys the samples."""
+    try:
+        served = served_weights(lm.base_url, lm.model, lm.header, timeout=30)
+    except requests.RequestException as err:
+        served, why = None, f"cannot be asked ({type(err).__name__})"
+    else:
+        why = "has no `root` for it"
+    if served is None:
+        log.info(
+            "semcal: %s names no weights behind the model %r (GET /v1/models %s): its samples are kept "
+            "for this URL, and a server restarted elsewhere draws them again",
+            lm.base_url, lm.model, why,
+        )
+    return served
 
 
 def _prompt_text(context: Any) -> str:
