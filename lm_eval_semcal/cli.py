@@ -272,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command in ("rescore", "agree"):
         from lm_eval_semcal.grouping.llm_clients import LlmServerError
         from lm_eval_semcal.runs.agree import agreement, agreement_markdown
-        from lm_eval_semcal.runs.rescore import rescore_run
+        from lm_eval_semcal.runs.rescore import RegroupingError, rescore_run
         from lm_eval_semcal.runs.saved import RunDirError
 
         try:
@@ -289,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     parser.error(f"agree: --classes needs two or more collapsing functions, got {args.classes!r}")
                 found = agreement(args.run_dir, collapses, args.classes_args, args.gold_match, args.allow_partial)
                 print(agreement_markdown(found))
-        except (RunDirError, ValueError, TypeError, OSError, ImportError, LlmServerError) as err:
+        except (RunDirError, RegroupingError, OSError, ImportError, LlmServerError) as err:
+            # Bad input, one line; any other error is a bug and keeps its traceback.
             # OSError / ImportError: a model-based B whose model or package cannot be loaded;
             # their messages run over many lines, the first says what is missing.
             first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]

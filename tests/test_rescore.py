@@ -143,6 +143,8 @@ def test_cli_agree_prints_both_tables(run_dir, capsys):
         (["rescore", "{run}", "--classes", "nonsense"], "unknown collapsing function 'nonsense'"),
         (["rescore", "{missing}", "--classes", "exact"], "does not exist: pass the --output_path folder"),
         (["agree", "{run}", "--classes", "exact"], "needs two or more collapsing functions"),
+        (["rescore", "{run}", "--classes", "exact", "--classes-args", '{{"threshold": 0.8}}'], "threshold"),
+        (["agree", "{run}", "--classes", "exact,normalize", "--classes-args", '{{"nli": {{}}}}'], "not among --classes"),
     ],
 )
 def test_cli_errors_are_one_line(run_dir, tmp_path, capsys, argv, message):
@@ -151,6 +153,21 @@ def test_cli_errors_are_one_line(run_dir, tmp_path, capsys, argv, message):
         cli.main(argv)
     assert exit_info.value.code != 0
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["rescore", "agree"])
+@pytest.mark.parametrize("bug", [ValueError, TypeError])
+def test_a_bug_keeps_its_traceback(run_dir, tmp_path, monkeypatch, command, bug):
+    # Only bad input is one line: an error the input did not cause must show where it came from.
+    from lm_eval_semcal.grouping.scoring_step import ScoringStep
+
+    def broken(step, questions):
+        raise bug("a bug in the scorer")
+
+    monkeypatch.setattr(ScoringStep, "score", broken)
+    classes = "exact" if command == "rescore" else "exact,normalize"
+    with pytest.raises(bug, match="a bug in the scorer"):
+        cli.main([command, str(copy_run(run_dir, tmp_path)), "--classes", classes])
 
 
 def test_a_pipeline_with_other_steps_is_refused(run_dir, tmp_path):

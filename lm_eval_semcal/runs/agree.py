@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lm_eval_semcal.core.metrics import corpus_metrics
-from lm_eval_semcal.runs.rescore import read_and_check, regroup, regrouping_step
+from lm_eval_semcal.runs.rescore import RegroupingError, read_and_check, regroup, regrouping_step
 
 __all__ = ["Agreement", "adjusted_rand_index", "agreement", "agreement_markdown"]
 
@@ -72,7 +72,7 @@ def agreement(
     options = {collapse: (collapse_args or {}).get(collapse) for collapse in collapses}
     unknown = sorted(set(collapse_args or {}) - set(collapses))
     if unknown:
-        raise ValueError(f"agree: options given for {unknown}, which are not among --classes {list(collapses)}")
+        raise RegroupingError(f"agree: options given for {unknown}, which are not among --classes {list(collapses)}")
     found = []
     for saved in read_and_check(run_dir, options, gold_match, allow_partial=allow_partial):
         records = {

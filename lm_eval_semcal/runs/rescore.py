@@ -29,7 +29,7 @@ from lm_eval_semcal.core.settings import DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.grouping.scoring_step import FILTER_NAME, ScoringStep, step_settings
 from lm_eval_semcal.runs.saved import RunDirError, TaskRun, load_run, read_samples
 
-__all__ = ["SavedTask", "read_and_check", "regroup", "rescore_run"]
+__all__ = ["RegroupingError", "SavedTask", "read_and_check", "regroup", "rescore_run"]
 
 OPTIONS_FILE = "rescore.json"
 
@@ -76,6 +76,10 @@ def read_saved(run: TaskRun) -> SavedTask:
     return SavedTask(run, _scoring_step(config, run.task, run.filter), read_samples(run), int(iters))
 
 
+class RegroupingError(ValueError):
+    """Options that cannot regroup a saved run (an unknown B, an option B does not take); one line with the fix."""
+
+
 def regrouping_step(
     saved: SavedTask, collapse: str, collapse_args: dict | None = None, gold_match: str | None = None
 ) -> ScoringStep:
@@ -94,15 +98,17 @@ def read_and_check(
 ) -> list[SavedTask]:
     """Every semcal task of `run_dir`, each B's settings checked on each before any model is asked.
 
-    `allow_partial` reads a samples file that lost rows, as `load_run` does.
+    `allow_partial` reads a samples file that lost rows, as `load_run` does. Raises
+    RunDirError for a run that cannot be read, RegroupingError for options that cannot
+    regroup it.
     """
     saved = [read_saved(run) for run in load_run(run_dir, allow_partial=allow_partial, rescores=False)]
     for task in saved:
         for collapse, collapse_args in collapses.items():
             try:
                 regrouping_step(task, collapse, collapse_args, gold_match).check()
-            except ValueError as err:
-                raise ValueError(f"{task.run.task}: {err}") from None
+            except (ValueError, TypeError) as err:  # what `check` says of the options given
+                raise RegroupingError(f"{task.run.task}: {err}") from None
     return saved
 
 
