@@ -15,11 +15,13 @@ import os
 import random
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, GSM8K_TEST, SEMCAL_COMMAND_SEMCAL_INDEX
-from fake_server import FakeServer
+from fake_server import DROPPED, FakeServer
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
@@ -419,3 +421,54 @@ def test_a_server_restarted_on_another_port_resumes_by_the_weights_it_names(
         servers[1].close()
     if asked_again == 0:
         assert saved(tmp_path / "first", "semcal_triviaqa") == saved(tmp_path / "second", "semcal_triviaqa")
+
+
+@pytest.mark.slow  # 200 questions through a server that fails a third of the time (about 30 s)
+def test_a_failing_server_under_load_loses_no_sample_and_counts_none_twice(tmp_path, tiny_model):
+    # Every third request answered 500, every seventh cut off mid-reply, every eleventh
+    # answered after the client's timeout; 16 requests in flight. The backend retries each
+    # request until it has its n samples; the store must then hold each sample once.
+    lock, count = threading.Lock(), [0]
+
+    def unreliable(payload: dict):
+        with lock:
+            count[0] += 1
+            number = count[0]
+        if number % 3 == 0:
+            return 500, {"error": "overloaded"}
+        if number % 7 == 0:
+            return 200, DROPPED
+        if number % 11 == 0:
+            time.sleep(2.5)
+        return 200, {"choices": [{"index": i, "text": f" {random.choice(['18', '20', '3'])}"} for i in range(payload["n"])]}
+
+    def run(server: FakeServer, out: Path) -> None:
+        run_lm_eval(
+            ["run", "--model", "semcal-completions", "--model_args",
+             f"model=gen,base_url={server.url},tokenizer_backend=huggingface,tokenizer={tiny_model},"
+             "num_concurrent=16,max_retries=12,timeout=2",
+             "--tasks", "semcal_gsm8k", "--metadata", json.dumps({"data_files": str(GSM8K_TEST)}), "--limit", "200",
+             "--use_cache", str(tmp_path / "cache"), "--output_path", str(out), "--log_samples"],
+            repeats=M, bootstrap_iters=0,
+        )  # fmt: skip
+
+    failing = FakeServer("/v1/completions", unreliable)
+    clean = FakeServer("/v1/completions", lambda payload: (200, choices(payload)))
+    failing.gets["/v1/models"] = clean.gets["/v1/models"] = models_reply("/weights/a")  # one model, two servers
+    try:
+        run(failing, tmp_path / "under_load")
+        run(clean, tmp_path / "from_store")
+    finally:
+        failing.close()
+        clean.close()
+    assert count[0] > 200 and len(failing.payloads) == count[0]  # failures were met, and retried
+    assert clean.payloads == []  # every sample came from the store
+    store = SampleStore(store_path(tmp_path / "cache"))
+    assert store.count() == 200 * M
+    by_prompt = {}
+    for payload in failing.payloads:
+        by_prompt.setdefault(json.dumps(payload["prompt"]), payload)
+    assert len(by_prompt) == 200
+    metrics, samples = saved(tmp_path / "under_load")
+    assert len(samples) == 200 and all(len(responses) == M for responses in samples.values())
+    assert saved(tmp_path / "from_store") == (metrics, samples)
