@@ -70,9 +70,10 @@ def test_the_metadata_option_a_message_names_is_one_the_release_parses():
         (["--metadata", f"data_files={TRIVIAQA}", "repeats=3"], {"data_files": TRIVIAQA, "repeats": 3}),
         (["--metadata", json.dumps({"data_files": {"triviaqa": TRIVIAQA}})], {"data_files": {"triviaqa": TRIVIAQA}}),
         (["--metadata", "repeats=3", "--limit", "2"], {"repeats": 3}),
+        (["--metadata=repeats=3", "--limit", "2"], {"repeats": 3}),
         (["--limit", "2"], None),
     ],
-    ids=["key-value", "json", "then-another-option", "none"],
+    ids=["key-value", "json", "then-another-option", "with-equals", "none"],
 )
 def test_semcal_run_takes_metadata_as_key_value_words_or_json_on_either_release(words, metadata):
     args = parsed(*harness_argv(words))

@@ -97,6 +97,8 @@ def harness_argv(argv: Sequence[str]) -> list[str]:
     """
     if not SCORER_PIPELINE:
         return list(argv)
+    # `--metadata=WORD` is `--metadata WORD`, as argparse reads it.
+    argv = [word for arg in argv for word in (arg.split("=", 1) if arg.startswith("--metadata=") else [arg])]
     converted: list[str] = []
     at = 0
     while at < len(argv):
