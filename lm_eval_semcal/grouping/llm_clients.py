@@ -34,6 +34,11 @@ from lm_eval_semcal.grouping.judgement_cache import model_fingerprint
 CHAT_PATH = "/chat/completions"
 
 
+def models_url(endpoint_url: str) -> str:
+    """The `GET /models` URL of the server behind a completions or chat completions URL."""
+    return endpoint_url.removesuffix(CHAT_PATH).removesuffix("/completions") + "/models"
+
+
 def served_weights(endpoint_url: str, model: str, headers: dict[str, str], timeout: float) -> str | None:
     """What an OpenAI-compatible server names behind the model name `model`, or None.
 
@@ -44,8 +49,7 @@ def served_weights(endpoint_url: str, model: str, headers: dict[str, str], timeo
     """
     import requests
 
-    base = endpoint_url.removesuffix(CHAT_PATH).removesuffix("/completions")
-    response = requests.get(base + "/models", headers=headers, timeout=timeout)
+    response = requests.get(models_url(endpoint_url), headers=headers, timeout=timeout)
     try:
         models = response.json().get("data") if response.status_code == 200 else None
         served = next(m for m in models if m.get("id") == model)
@@ -167,8 +171,9 @@ class OpenAIChatClient:
         try:
             root = served_weights(self.url, self.model, self._headers(), min(self.timeout, 30))
         except requests.RequestException as err:
-            models_url = self.url.removesuffix(CHAT_PATH) + "/models"
-            raise LlmServerError(f"llm: cannot reach {models_url} ({type(err).__name__}); is the reader's server up?") from None
+            raise LlmServerError(
+                f"llm: cannot reach {models_url(self.url)} ({type(err).__name__}); is the reader's server up?"
+            ) from None
         return f"@{root}" if root is not None else ""
 
     def _session(self):
