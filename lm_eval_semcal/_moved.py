@@ -32,7 +32,7 @@ MOVED: dict[str, str] = {
     "judgement_cache": "grouping.judgement_cache",
     "torch_devices": "grouping.torch_devices",
     "lm_eval_filter": "harness.filter",
-    "lm_eval_metrics": "harness.metrics",
+    "lm_eval_metrics": "harness.metric_hooks",
     "lm_eval_task": "harness.task",
     "lm_eval_models": "harness.models",
     "data": "harness.data",

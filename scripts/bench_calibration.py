@@ -55,7 +55,7 @@ def bench_lm_eval_aggregation(conf: np.ndarray, correct: np.ndarray, iters: int)
     from lm_eval.api.metrics import mean
     from lm_eval.api.registry import get_aggregation
 
-    import lm_eval_semcal.harness.metrics  # noqa: F401  (registers the aggregations)
+    import lm_eval_semcal.harness.metric_hooks  # noqa: F401  (registers the aggregations)
 
     pairs = list(zip(conf.tolist(), correct.tolist()))
     print(f"\n{'lm-eval aggregation':<28}{'value':>10}{'s':>9}")

@@ -2,7 +2,7 @@
 
 A thin adapter over `grouping.scoring_step.ScoringStep` (the scorer's settings and the
 collapsing function B) and so over `core.scoring.score_questions`. lm-eval logs each
-question's record as the sample's `filtered_resps`, and `harness.metrics.process_results`
+question's record as the sample's `filtered_resps`, and `harness.metric_hooks.process_results`
 reads it. All questions of a task go to the scorer in one batch, so a model-based B can
 batch its work across questions.
 """

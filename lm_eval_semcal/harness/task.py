@@ -22,7 +22,7 @@ It is lm-eval's ConfigurableTask with the additions a sampling-based metric need
   system turn, or at the head of the first user turn when the model's template has no
   system turn. Without a chat template the prompt is lm-eval's, byte for byte.
 
-Its aggregations are `harness.metrics`' own, bound to the run's bootstrap resample count.
+Its aggregations are `harness.metric_hooks`' own, bound to the run's bootstrap resample count.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from lm_eval_semcal.harness.exemplars import chat_instruction
 # Importing these modules registers the `semcal_classes` filter and the `semcal_*`
 # aggregations that the task YAMLs name, before a task is built.
 from lm_eval_semcal.harness.filter import FILTER_NAME, SemanticClassesFilter
-from lm_eval_semcal.harness.metrics import BOOTSTRAP_ITERS_KEY, aggregations, bootstrap_iters
+from lm_eval_semcal.harness.metric_hooks import BOOTSTRAP_ITERS_KEY, aggregations, bootstrap_iters
 from lm_eval_semcal.harness.rescue import write_rescue_file
 
 log = logging.getLogger(__name__)
