@@ -26,17 +26,13 @@ import json
 import logging
 import math
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import matplotlib as mpl
 import numpy as np
 import relplot
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from lm_eval_semcal.core.metrics import (
@@ -48,8 +44,8 @@ from lm_eval_semcal.core.metrics import (
     warnings_logged,
 )
 from lm_eval_semcal.core.settings import DEFAULT_BOOTSTRAP_ITERS
-from lm_eval_semcal.runs.report import numpy_global_seed
 from lm_eval_semcal.runs.saved import RunDirError, TaskRun, label_models, load_run
+from lm_eval_semcal.runs.show import FONT_SIZE, figure, file_name, plotting, with_interval
 
 __all__ = ["CompareError", "Entry", "compare_runs", "parse_labels", "parse_pairs"]
 
@@ -57,6 +53,8 @@ log = logging.getLogger(__name__)
 
 METRICS_HEADER = ("model", "task", "metric", "value", "low", "high", "n")
 PAIRS_HEADER = ("task", "metric", "model_a", "model_b", "difference", "low", "high", "n_shared")
+# The page's precision: three decimals, so that an interval fits a table cell.
+DIGITS = 3
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -189,18 +187,10 @@ def pair_metrics(pair: Pair, bootstrap_iters: int) -> dict[str, Estimate]:
 # Figures
 
 
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
-
-
 def plot_overlaid_reliability(task: str, entries: Sequence[Entry], path: Path) -> None:
     """Each model's smoothed reliability curve with its 95% band (relplot), over the diagonal."""
-    with mpl.rc_context({"font.size": 11}), numpy_global_seed(0), warnings.catch_warnings():
-        # relplot's bagging calls pandas the way pandas 3 deprecates; nothing to act on.
-        warnings.filterwarnings("ignore", message="Passing a dict to DataFrame.from_records")
-        fig = _figure(6.4, 6.0)
+    with plotting():
+        fig = figure(6.4, 6.0)
         ax = fig.add_subplot()
         ax.plot([0, 1], [0, 1], color="0.55", linestyle="--", linewidth=1, label="calibrated")
         for index, entry in enumerate(entries):
@@ -224,8 +214,8 @@ def plot_smece(
     """smECE per model with its interval, a panel per task; each `--pair` A=B joined A to B."""
     tasks = list(by_task)
     height = 0.9 + 0.45 * max(len(entries) for entries in by_task.values())
-    with mpl.rc_context({"font.size": 11}):
-        fig = _figure(6.4, height * len(tasks))
+    with plotting():
+        fig = figure(6.4, height * len(tasks))
         axes = fig.subplots(len(tasks), 1, squeeze=False)[:, 0]
         for ax, task in zip(axes, tasks, strict=True):
             entries = by_task[task]
@@ -245,7 +235,7 @@ def plot_smece(
             ax.set_yticks(range(len(entries)), [entry.name for entry in entries])
             ax.set_ylim(len(entries) - 0.5, -0.5)
             ax.set_xlim(left=0)
-            ax.set_title(f"{task}: smECE, 95% interval (lower is better)", fontsize=11)
+            ax.set_title(f"{task}: smECE, 95% interval (lower is better)", fontsize=FONT_SIZE)
             ax.grid(axis="x", color="0.9")
         axes[-1].set_xlabel("smECE")
         fig.tight_layout()
@@ -268,14 +258,8 @@ class Image:
     alt: str
 
 
-def _number(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3f}"
-
-
 def _with_interval(estimate: Estimate) -> str:
-    if math.isnan(estimate.low) or math.isnan(estimate.high):
-        return _number(estimate.value)
-    return f"{_number(estimate.value)} [{_number(estimate.low)}, {_number(estimate.high)}]"
+    return with_interval(estimate.value, estimate.low, estimate.high, DIGITS)
 
 
 def _confidence_gap(estimate: Estimate) -> str:
@@ -355,10 +339,6 @@ def _html(blocks: Sequence[object], title: str) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
-
-
-def _file_name(text: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", text)
 
 
 def _resolve_pairs(pairs: Sequence[tuple[str, str]], names: set[str]) -> None:
@@ -441,7 +421,7 @@ def compare_runs(
 
     figures = []
     for index, (task, task_entries) in enumerate(by_task.items()):
-        path = out_dir / f"reliability_{index + 1:02d}_{_file_name(task)}.png"
+        path = out_dir / f"reliability_{index + 1:02d}_{file_name(task)}.png"
         plot_overlaid_reliability(task, task_entries, path)
         figures.append(Image(path, f"{task}: reliability diagrams of {', '.join(e.name for e in task_entries)}"))
     smece_figure = out_dir / "smece.png"
@@ -506,4 +486,4 @@ def compare_runs(
     markdown, page = out_dir / "comparison.md", out_dir / "comparison.html"
     markdown.write_text(_markdown(blocks, out_dir), encoding="utf-8")
     page.write_text(_html(blocks, "Semantic calibration: models compared"), encoding="utf-8")
-    return [*written, markdown, page, *(figure.path for figure in figures), smece_figure]
+    return [*written, markdown, page, *(image.path for image in figures), smece_figure]
