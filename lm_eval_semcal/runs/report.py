@@ -165,38 +165,43 @@ def _partial_sentence(run: TaskRun) -> str:
     return f"**Partial run: {run.lost_rows}; every number here is over the {run.n_questions} left.**"
 
 
-def _task_markdown(report: TaskReport) -> str:
-    run = report.run
-    half = (run.M // 2) if run.M is not None else None
-    halves = (
-        f"k* on samples 1-{half}, share on samples {half + 1}-{run.M}"
-        if half is not None
-        else "k* on the first floor(M/2) samples, share on the rest"
-    )
+def _halves(run: TaskRun) -> str:
+    """Which samples the split estimator picks k* on, and which it measures the share on."""
+    if run.M is None:
+        return "k* on the first floor(M/2) samples, share on the rest"
+    half = run.M // 2
+    return f"k* on samples 1-{half}, share on samples {half + 1}-{run.M}"
+
+
+def _interval_note(report: TaskReport) -> str:
     if report.bootstrap_iters:
-        ci_note = (
+        return (
             f"95% intervals: bootstrap over questions, {report.bootstrap_iters} resamples, seed "
             f"{BOOTSTRAP_SEED} (basic interval for ece, percentile for the rest)."
         )
-    else:
-        ci_note = "Bootstrap intervals are off (0 resamples)."
+    return "Bootstrap intervals are off (0 resamples)."
+
+
+def _check_sentence(report: TaskReport) -> str:
+    """Whether the recomputed numbers agree with those lm-eval wrote, or why they were not compared."""
+    run = report.run
     if run.lost_rows:
-        check = (
-            f"Not checked against lm-eval's results JSON: its numbers are over all {run.results_questions} "
-            "questions."
-        )
-    elif report.disagreements:
-        check = (
+        return f"Not checked against lm-eval's results JSON: its numbers are over all {run.results_questions} questions."
+    if report.disagreements:
+        return (
             f"**Differs from lm-eval's results JSON: {', '.join(report.disagreements)}** "
             f"(by more than {AGREEMENT_TOLERANCE:g}; see the log)."
         )
-    else:
-        present = [name for name in METRICS if name in report.values]
-        compared = [name for name in present if name in run.reported]
-        check = (
-            f"Recomputed point values agree with lm-eval's results JSON to {AGREEMENT_TOLERANCE:g} "
-            f"({len(compared)} of {len(present)} metrics reported there)."
-        )
+    present = [name for name in METRICS if name in report.values]
+    compared = [name for name in present if name in run.reported]
+    return (
+        f"Recomputed point values agree with lm-eval's results JSON to {AGREEMENT_TOLERANCE:g} "
+        f"({len(compared)} of {len(present)} metrics reported there)."
+    )
+
+
+def _task_markdown(report: TaskReport) -> str:
+    run = report.run
     lines = [f"# {run.task}: {run.name}", ""]
     if run.lost_rows:
         lines += [_partial_sentence(run), ""]
@@ -220,7 +225,7 @@ def _task_markdown(report: TaskReport) -> str:
             continue
         interval = bounds(*report.intervals[name], DIGITS) if name in report.intervals else ""
         lines.append(f"| {name} | {_number(report.values[name])} | {interval} | {better} |")
-    lines += ["", ci_note + " " + check, "", *(f"{note}\n" for note in INTERVAL_NOTES[:1])]
+    lines += ["", _interval_note(report) + " " + _check_sentence(report), "", *(f"{note}\n" for note in INTERVAL_NOTES[:1])]
     lines += [
         "## Estimator bias: split-half confidence",
         "",
@@ -228,7 +233,7 @@ def _task_markdown(report: TaskReport) -> str:
         "|---|---:|---:|---:|",
         f"| plurality: c_k*/M on all M samples | {_number(report.values['conf'])} | "
         f"{_number(report.values['acc'])} | {_number(report.values['ece'])} |",
-        f"| split: {halves} | {_number(calibration.mean_confidence(report.split.confidence, report.split.correct))} | "
+        f"| split: {_halves(run)} | {_number(calibration.mean_confidence(report.split.confidence, report.split.correct))} | "
         f"{_number(calibration.accuracy(report.split.confidence, report.split.correct))} | "
         f"{_number(report.split_ece)} |",
         "",
