@@ -254,3 +254,17 @@ def reference_bootstrap(metric, confidence, correct, iters, seed=0):
     """
     return reference_percentiles([metric(pairs) for pairs in reference_resamples(list(zip(confidence, correct)), iters, seed)])
 
+
+def reference_paired_bootstrap(metric, confidence_a, correct_a, confidence_b, correct_b, iters, seed=0):
+    """The percentiles of metric(a) - metric(b) over resamples that draw the same questions for both.
+
+    The rows resampled are the questions' (confidence_a, correct_a, confidence_b,
+    correct_b) tuples, as the package documents for its paired bootstrap; each model is
+    scored on its half of each resampled row.
+    """
+    rows = list(zip(confidence_a, correct_a, confidence_b, correct_b))
+    differences = [
+        metric([(c_a, y_a) for c_a, y_a, _, _ in resample]) - metric([(c_b, y_b) for _, _, c_b, y_b in resample])
+        for resample in reference_resamples(rows, iters, seed)
+    ]
+    return reference_percentiles(differences)
