@@ -183,39 +183,39 @@ def hand_brier(pairs):
     return sum((c - y) ** 2 for c, y in pairs) / len(pairs)
 
 
+def hand_bins(pairs, n_bins=10):
+    """The (confidence, correct) pairs in each non-empty bin of docs/metrics.md, in order of first use."""
+    bins = defaultdict(list)
+    for c, y in pairs:
+        bins[min(math.floor(c * n_bins + 1e-9), n_bins - 1)].append((c, y))
+    return list(bins.values())
+
+
 def hand_ece(pairs, n_bins=10):
     """The binned ECE of docs/metrics.md, question by question."""
-    bins = {}
-    for c, y in pairs:
-        bins.setdefault(min(math.floor(c * n_bins + 1e-9), n_bins - 1), []).append((c, y))
     return sum(
         len(members) / len(pairs) * abs(sum(c for c, _ in members) / len(members) - sum(y for _, y in members) / len(members))
-        for members in bins.values()
+        for members in hand_bins(pairs, n_bins)
     )
 
 
 def loop_debiased_squared_ce(conf, correct, n_bins=10):
     """Kumar et al.'s unbiased squared error, question by question, on the bins of docs/metrics.md."""
-    members = defaultdict(list)
-    for c, y in zip(conf, correct):
-        members[min(math.floor(c * n_bins + 1e-9), n_bins - 1)].append((c, y))
     total = 0.0
-    for pairs in members.values():
-        if len(pairs) < 2:
+    for members in hand_bins(zip(conf, correct), n_bins):
+        if len(members) < 2:
             continue
-        mean_c = math.fsum(c for c, _ in pairs) / len(pairs)
-        mean_y = math.fsum(y for _, y in pairs) / len(pairs)
-        variance = mean_y * (1 - mean_y) / (len(pairs) - 1)
-        total += len(pairs) / len(conf) * ((mean_c - mean_y) ** 2 - variance)
+        mean_c = math.fsum(c for c, _ in members) / len(members)
+        mean_y = math.fsum(y for _, y in members) / len(members)
+        variance = mean_y * (1 - mean_y) / (len(members) - 1)
+        total += len(members) / len(conf) * ((mean_c - mean_y) ** 2 - variance)
     return total
 
 
 def binned_l2_plug_in(conf, correct, n_bins=10):
     """The plug-in squared binned error, the value the debiased one's resamples scatter around."""
-    members = defaultdict(list)
-    for c, y in zip(conf, correct):
-        members[min(math.floor(c * n_bins + 1e-9), n_bins - 1)].append(c - y)
-    return sum(len(g) / len(conf) * (math.fsum(g) / len(g)) ** 2 for g in members.values())
+    gaps = [[c - y for c, y in members] for members in hand_bins(zip(conf, correct), n_bins)]
+    return sum(len(g) / len(conf) * (math.fsum(g) / len(g)) ** 2 for g in gaps)
 
 
 def reference_resamples(rows: Sequence[tuple], iters: int, seed: int = 0) -> list[list[tuple]]:
