@@ -27,12 +27,16 @@ DIGITS = 3
 
 @dataclass(frozen=True)
 class Table:
+    """A table block: its header cells and its rows of cells (Markdown's **bold** and `code` allowed)."""
+
     header: tuple[str, ...]
     rows: list[tuple[str, ...]]
 
 
 @dataclass(frozen=True)
 class Image:
+    """A figure block: the PNG written beside the page, and its alternative text."""
+
     path: Path
     alt: str
 

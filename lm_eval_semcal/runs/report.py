@@ -34,8 +34,9 @@ from lm_eval_semcal.runs.show import FONT_SIZE, bounds, figure, file_name, numbe
 
 __all__ = ["TaskReport", "disagreements", "report_runs", "summarize", "write_reports"]
 
-# The tables' precision; the diagram's title shows three decimals, as the comparison page does.
+# The tables' precision, and the diagram title's (three decimals, as on the comparison page).
 DIGITS = 4
+TITLE_DIGITS = 3
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def _with_interval(report: TaskReport, name: str) -> str:
 def plot_reliability(report: TaskReport, path: Path) -> None:
     """Draw the task's reliability diagram (relplot's smoothed curve and 95% band) to a PNG."""
     run = report.run
-    smece_text = f"smECE {with_interval(report.values['smece'], *report.intervals['smece'], 3)}"
+    smece_text = f"smECE {with_interval(report.values['smece'], *report.intervals['smece'], TITLE_DIGITS)}"
     with plotting(relplot_style=True):
         fig = figure(6, 6.4)
         ax = fig.add_subplot()
