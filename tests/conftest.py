@@ -1,13 +1,15 @@
-"""Shared test helpers: fixture paths, a scripted lm-eval LM, and a tiny HF model."""
+"""Shared test helpers: fixture paths, a scripted lm-eval LM, a tiny HF model, and hand-written metrics and bootstrap."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
@@ -170,3 +172,99 @@ def save_scripted_run(
     for task_name in results["configs"]:
         tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
     return out
+
+
+# --- metrics and the bootstrap, written from docs/metrics.md and the documented contract --
+# Question by question, never through the package: the tests of the package's own
+# vectorised paths compare against these.
+
+
+def hand_brier(pairs):
+    return sum((c - y) ** 2 for c, y in pairs) / len(pairs)
+
+
+def hand_bins(pairs, n_bins=10):
+    """The (confidence, correct) pairs in each non-empty bin of docs/metrics.md, in order of first use."""
+    bins = defaultdict(list)
+    for c, y in pairs:
+        bins[min(math.floor(c * n_bins + 1e-9), n_bins - 1)].append((c, y))
+    return list(bins.values())
+
+
+def hand_ece(pairs, n_bins=10):
+    """The binned ECE of docs/metrics.md, question by question."""
+    return sum(
+        len(members) / len(pairs) * abs(sum(c for c, _ in members) / len(members) - sum(y for _, y in members) / len(members))
+        for members in hand_bins(pairs, n_bins)
+    )
+
+
+def loop_debiased_squared_ce(conf, correct, n_bins=10):
+    """Kumar et al.'s unbiased squared error, question by question, on the bins of docs/metrics.md."""
+    total = 0.0
+    for members in hand_bins(zip(conf, correct), n_bins):
+        if len(members) < 2:
+            continue
+        mean_c = math.fsum(c for c, _ in members) / len(members)
+        mean_y = math.fsum(y for _, y in members) / len(members)
+        variance = mean_y * (1 - mean_y) / (len(members) - 1)
+        total += len(members) / len(conf) * ((mean_c - mean_y) ** 2 - variance)
+    return total
+
+
+def binned_l2_plug_in(conf, correct, n_bins=10):
+    """The plug-in squared binned error, the value the debiased one's resamples scatter around."""
+    gaps = [[c - y for c, y in members] for members in hand_bins(zip(conf, correct), n_bins)]
+    return sum(len(g) / len(conf) * (math.fsum(g) / len(g)) ** 2 for g in gaps)
+
+
+def reference_resamples(rows: Sequence[tuple], iters: int, seed: int = 0) -> list[list[tuple]]:
+    """The bootstrap resamples of `rows` (one tuple per question) as the package documents drawing them.
+
+    The distinct rows, sorted, are drawn as counts multinomial(n, counts / n) from numpy's
+    default_rng(seed), and each resample is expanded back to n rows in that order.
+    """
+    atoms = sorted(set(rows))
+    counts = np.array([rows.count(atom) for atom in atoms])
+    n = len(rows)
+    # One draw of all the rows: the documented blocks hold up to 2**22 // len(atoms) rows.
+    draws = np.random.default_rng(seed).multinomial(n, counts / n, size=iters)
+    return [[atom for atom, k in zip(atoms, row) for _ in range(k)] for row in draws]
+
+
+def reference_percentiles(stats: Sequence[float]) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentile, linearly interpolated between order statistics; NaN left out."""
+    kept = sorted(value for value in stats if not math.isnan(value))
+
+    def percentile(q):
+        position = q / 100 * (len(kept) - 1)
+        below = math.floor(position)
+        above = min(below + 1, len(kept) - 1)
+        return kept[below] + (position - below) * (kept[above] - kept[below])
+
+    return percentile(2.5), percentile(97.5)
+
+
+def reference_bootstrap(metric, confidence, correct, iters, seed=0):
+    """A percentile bootstrap written from the documented contract, not from the package.
+
+    Each resample of the (confidence, correct) pairs (`reference_resamples`) is scored
+    with `metric`, a hand formula over a list of pairs; resamples where it is NaN are left
+    out; the interval is `reference_percentiles` of the rest.
+    """
+    return reference_percentiles([metric(pairs) for pairs in reference_resamples(list(zip(confidence, correct)), iters, seed)])
+
+
+def reference_paired_bootstrap(metric, confidence_a, correct_a, confidence_b, correct_b, iters, seed=0):
+    """The percentiles of metric(a) - metric(b) over resamples that draw the same questions for both.
+
+    The rows resampled are the questions' (confidence_a, correct_a, confidence_b,
+    correct_b) tuples, as the package documents for its paired bootstrap; each model is
+    scored on its half of each resampled row.
+    """
+    rows = list(zip(confidence_a, correct_a, confidence_b, correct_b))
+    differences = [
+        metric([(c_a, y_a) for c_a, y_a, _, _ in resample]) - metric([(c_b, y_b) for _, _, c_b, y_b in resample])
+        for resample in reference_resamples(rows, iters, seed)
+    ]
+    return reference_percentiles(differences)

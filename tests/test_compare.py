@@ -8,19 +8,29 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, save_scripted_run
+import relplot
+from conftest import (
+    FIXTURES,
+    binned_l2_plug_in,
+    hand_brier,
+    hand_ece,
+    loop_debiased_squared_ce,
+    reference_bootstrap,
+    reference_paired_bootstrap,
+    save_scripted_run,
+)
 
 from lm_eval_semcal import cli
-from lm_eval_semcal.core import calibration
-from lm_eval_semcal.core.metrics import COMPARED_METRICS, metric_interval
 from lm_eval_semcal.runs.compare import CompareError, compare_runs, parse_labels, parse_pairs
 from lm_eval_semcal.runs.saved import doc_hash, load_run
 
@@ -48,6 +58,72 @@ HAND = {
     "base": {"acc": 0.5, "conf": 0.6875, "overconfidence": 0.1875, "ece": 0.1875},
     "tuned": {"acc": 0.5, "conf": 1.0, "overconfidence": 0.5, "ece": 0.5},
 }
+ANSWERS = {"base": (BASE_CONF, BASE_CORRECT), "tuned": (TUNED_CONF, TUNED_CORRECT)}
+
+
+def hand_auroc(pairs):
+    """Each right answer's confidence against each wrong one's (ties count half); NaN with one class."""
+    right = [c for c, y in pairs if y == 1.0]
+    wrong = [c for c, y in pairs if y == 0.0]
+    if not right or not wrong:
+        return math.nan
+    return sum(1.0 if r > w else 0.5 if r == w else 0.0 for r in right for w in wrong) / (len(right) * len(wrong))
+
+
+@cache
+def relplot_smece(pairs: tuple) -> float:
+    # relplot defines smECE; resamples of four questions repeat, so each is scored once.
+    conf, correct = zip(*pairs)
+    return float(relplot.smECE(np.array(conf), np.array(correct)))
+
+
+def debiased_squared(pairs):
+    return loop_debiased_squared_ce(*zip(*pairs))
+
+
+def root(squared):
+    return math.sqrt(max(squared, 0.0))
+
+
+# The metrics of metrics.csv, in its order, each by hand from a list of (confidence, correct) pairs.
+HAND_METRICS = {
+    "acc": lambda pairs: sum(y for _, y in pairs) / len(pairs),
+    "conf": lambda pairs: sum(c for c, _ in pairs) / len(pairs),
+    "overconfidence": lambda pairs: sum(c - y for c, y in pairs) / len(pairs),
+    "ece": hand_ece,
+    "debiased_l2_ce": lambda pairs: root(debiased_squared(pairs)),
+    "smece": lambda pairs: relplot_smece(tuple(pairs)),
+    "brier": hand_brier,
+    "auroc": hand_auroc,
+}
+
+
+def expected_interval(name, conf, correct, iters):
+    """A model's interval of metric `name` by the method docs/metrics.md gives it, on the reference bootstrap."""
+    if name == "ece":
+        # The basic interval: the percentile one reflected about the estimate, clipped to [0, 1].
+        q_low, q_high = reference_bootstrap(hand_ece, conf, correct, iters)
+        estimate = hand_ece(list(zip(conf, correct)))
+        return max(0.0, 2 * estimate - q_high), min(1.0, 2 * estimate - q_low)
+    if name == "debiased_l2_ce":
+        # Built on the squared error, shifted by the plug-in's bias, then rooted.
+        q_low, q_high = reference_bootstrap(debiased_squared, conf, correct, iters)
+        shift = loop_debiased_squared_ce(conf, correct) - binned_l2_plug_in(conf, correct)
+        return root(q_low + shift), root(q_high + shift)
+    return reference_bootstrap(HAND_METRICS[name], conf, correct, iters)
+
+
+def expected_difference(name, b, a, iters):
+    """metric(b) - metric(a) on the same questions, and its paired interval by the metric's method."""
+    metric = HAND_METRICS[name]
+    difference = metric(list(zip(*b))) - metric(list(zip(*a)))
+    q_low, q_high = reference_paired_bootstrap(metric, *b, *a, iters)
+    if name == "ece":
+        return difference, max(-1.0, 2 * difference - q_high), min(1.0, 2 * difference - q_low)
+    if name == "debiased_l2_ce":
+        shift = difference - (root(binned_l2_plug_in(*b)) - root(binned_l2_plug_in(*a)))
+        return difference, q_low + shift, q_high + shift
+    return difference, q_low, q_high
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +153,14 @@ def test_two_models_give_all_four_files_with_hand_numbers(runs, tmp_path):
     rows = read_csv(tmp_path / "cmp" / "metrics.csv")
     assert list(rows[0]) == ["model", "task", "metric", "value", "low", "high", "n"]
     assert {row["model"] for row in rows} == {"base", "tuned"}
-    assert [row["metric"] for row in rows if row["model"] == "base"] == list(COMPARED_METRICS)
+    assert [row["metric"] for row in rows if row["model"] == "base"] == list(HAND_METRICS)
     for row in rows:
-        model = row["model"]
-        conf, correct = (BASE_CONF, BASE_CORRECT) if model == "base" else (TUNED_CONF, TUNED_CORRECT)
-        if row["metric"] in HAND[model]:
-            assert float(row["value"]) == pytest.approx(HAND[model][row["metric"]], abs=1e-12)
-        assert float(row["value"]) == pytest.approx(COMPARED_METRICS[row["metric"]](conf, correct), abs=1e-12)
-        low, high = metric_interval(row["metric"], np.array(conf), np.array(correct), 200)
-        assert (float(row["low"]), float(row["high"])) == pytest.approx((low, high), abs=1e-12, nan_ok=True)
+        model, name = row["model"], row["metric"]
+        conf, correct = ANSWERS[model]
+        if name in HAND[model]:
+            assert float(row["value"]) == pytest.approx(HAND[model][name], abs=1e-12)
+        assert float(row["value"]) == pytest.approx(HAND_METRICS[name](list(zip(conf, correct))), abs=1e-12)
+        assert (float(row["low"]), float(row["high"])) == pytest.approx(expected_interval(name, conf, correct, 200), abs=1e-12)
         assert row["n"] == "4" and row["task"] == TASK
 
     pairs = read_csv(tmp_path / "cmp" / "pairs.csv")
@@ -96,14 +171,11 @@ def test_two_models_give_all_four_files_with_hand_numbers(runs, tmp_path):
     assert float(by_metric["ece"]["difference"]) == pytest.approx(0.5 - 0.1875, abs=1e-12)
     assert float(by_metric["conf"]["difference"]) == pytest.approx(1.0 - 0.6875, abs=1e-12)
     assert float(by_metric["acc"]["difference"]) == 0.0
-    for row in pairs:
-        difference, low, high = float(row["difference"]), float(row["low"]), float(row["high"])
-        assert low <= difference <= high or (row["metric"] == "auroc" and np.isnan(difference))
-    # The same resampled questions for both: the paired bootstrap of the core, b minus a.
-    expected = calibration.paired_bootstrap_ci(
-        calibration.mean_confidence, TUNED_CONF, TUNED_CORRECT, BASE_CONF, BASE_CORRECT, iters=200, seed=0
-    )
-    assert (float(by_metric["conf"]["low"]), float(by_metric["conf"]["high"])) == pytest.approx(expected[1:], abs=1e-12)
+    # The same resampled questions for both, tuned minus base.
+    assert list(by_metric) == list(HAND_METRICS)
+    for name, row in by_metric.items():
+        expected = expected_difference(name, ANSWERS["tuned"], ANSWERS["base"], 200)
+        assert (float(row["difference"]), float(row["low"]), float(row["high"])) == pytest.approx(expected, abs=1e-12)
 
 
 def test_the_page_is_self_contained_and_names_the_models(runs, tmp_path):
@@ -113,8 +185,19 @@ def test_the_page_is_self_contained_and_names_the_models(runs, tmp_path):
     sources = re.findall(r'(?:src|href)="([^"]*)"', page)
     assert sources and all(source.startswith("data:image/png;base64,") for source in sources)
     markdown = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert "| semcal_triviaqa | tuned | 4 | 4 | normalize |" in markdown
-    assert "(overconfident)" in markdown or "(within noise)" in markdown
+    for model, (conf, correct) in ANSWERS.items():
+        pairs = list(zip(conf, correct))
+        acc, smece, gap = (HAND_METRICS[name](pairs) for name in ("acc", "smece", "overconfidence"))
+        (acc_low, acc_high), (smece_low, smece_high), (gap_low, gap_high) = (
+            expected_interval(name, conf, correct, 50) for name in ("acc", "smece", "overconfidence")
+        )
+        # Over 50 resamples both gaps' intervals hold 0 (tuned's starts at it: a resample of
+        # its two right answers alone), so neither model is called overconfident.
+        assert gap_low <= 0.0 <= gap_high
+        assert (
+            f"| {TASK} | {model} | 4 | 4 | normalize | {acc:.3f} [{acc_low:.3f}, {acc_high:.3f}] | "
+            f"{smece:.3f} [{smece_low:.3f}, {smece_high:.3f}] | {gap:.3f} [{gap_low:.3f}, {gap_high:.3f}] (within noise) |"
+        ) in markdown
     assert "ECE and smECE are biased upward near perfect calibration" in markdown
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert (tmp_path / "cmp" / image).is_file()

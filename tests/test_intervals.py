@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import defaultdict
 from statistics import NormalDist
 
 import numpy as np
 import pytest
+from conftest import binned_l2_plug_in, loop_debiased_squared_ce
 
 from lm_eval_semcal.core.calibration import (
     INTERVAL_METHODS,
@@ -45,22 +45,6 @@ def random_grid(n, seed, slope=1.0, M=50):
     rng = np.random.default_rng(seed)
     conf = rng.integers(1, M + 1, n) / M
     return conf, (rng.random(n) < slope * conf).astype(float)
-
-
-def loop_debiased_squared_ce(conf, correct, n_bins=10):
-    """Kumar et al.'s unbiased squared error, question by question, on the bins of docs/metrics.md."""
-    members = defaultdict(list)
-    for c, y in zip(conf, correct):
-        members[min(math.floor(c * n_bins + 1e-9), n_bins - 1)].append((c, y))
-    total = 0.0
-    for pairs in members.values():
-        if len(pairs) < 2:
-            continue
-        mean_c = math.fsum(c for c, _ in pairs) / len(pairs)
-        mean_y = math.fsum(y for _, y in pairs) / len(pairs)
-        variance = mean_y * (1 - mean_y) / (len(pairs) - 1)
-        total += len(pairs) / len(conf) * ((mean_c - mean_y) ** 2 - variance)
-    return total
 
 
 # ---------------------------------------------------------------------------- debiased CE
@@ -255,13 +239,6 @@ def test_debiased_interval_follows_documented_construction():
     expected = (math.sqrt(max(low, 0.0)), math.sqrt(max(high, 0.0)))
     got = bootstrap_ci(debiased_l2_ce, conf, correct, iters=200, seed=4)
     assert got == pytest.approx(expected, abs=1e-12)
-
-
-def binned_l2_plug_in(conf, correct, n_bins=10):
-    members = defaultdict(list)
-    for c, y in zip(conf, correct):
-        members[min(math.floor(c * n_bins + 1e-9), n_bins - 1)].append(c - y)
-    return sum(len(g) / len(conf) * (math.fsum(g) / len(g)) ** 2 for g in members.values())
 
 
 def test_basic_interval_is_clipped_at_zero_for_calibration_error():

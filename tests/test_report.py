@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import save_scripted_run
+from conftest import hand_brier, hand_ece, reference_bootstrap, save_scripted_run
 from matplotlib import image
 
 from lm_eval_semcal import cli
@@ -57,46 +57,6 @@ HAND_BRIER = (0.25**2 + 0.25**2 + 0.5**2 + 1.0**2) / 4
 # Split: bin 0 holds Q1 (0 vs 0), bin 5 Q2 and Q3 (mean conf 0.5, mean correct 0.5), bin 9
 # Q4: only Q4's |1 - 0| * 1/4 is left.
 HAND_SPLIT_ECE = 1.0 / 4
-
-
-def hand_brier(pairs):
-    return sum((c - y) ** 2 for c, y in pairs) / len(pairs)
-
-
-def hand_ece(pairs, n_bins=10):
-    """The binned ECE of docs/metrics.md, question by question."""
-    bins = {}
-    for c, y in pairs:
-        bins.setdefault(min(math.floor(c * n_bins + 1e-9), n_bins - 1), []).append((c, y))
-    return sum(
-        len(members) / len(pairs) * abs(sum(c for c, _ in members) / len(members) - sum(y for _, y in members) / len(members))
-        for members in bins.values()
-    )
-
-
-def reference_bootstrap(metric, confidence, correct, iters, seed=0):
-    """A percentile bootstrap written from the documented contract, not from the package.
-
-    Resample: the n questions' distinct (confidence, correct) pairs, sorted, drawn as
-    counts multinomial(n, counts / n) from numpy's default_rng(seed); each resample is
-    expanded back to n questions and scored with the hand formula above; the interval is
-    the 2.5th and 97.5th percentile, linearly interpolated between order statistics.
-    """
-    pairs = list(zip(confidence, correct))
-    atoms = sorted(set(pairs))
-    counts = np.array([pairs.count(atom) for atom in atoms])
-    n = len(pairs)
-    # One draw of all the rows: the documented blocks hold up to 2**22 // len(atoms) rows.
-    draws = np.random.default_rng(seed).multinomial(n, counts / n, size=iters)
-    stats = sorted(metric([atom for atom, k in zip(atoms, row) for _ in range(k)]) for row in draws)
-
-    def percentile(q):
-        position = q / 100 * (len(stats) - 1)
-        below = math.floor(position)
-        above = min(below + 1, len(stats) - 1)
-        return stats[below] + (position - below) * (stats[above] - stats[below])
-
-    return percentile(2.5), percentile(97.5)
 
 
 @pytest.fixture(scope="module")

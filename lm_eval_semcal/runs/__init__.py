@@ -2,8 +2,11 @@
 
 `saved` reads a run's results and samples files into typed records; `report` writes
 reliability diagrams and tables; `rescore` regroups a run's saved responses under
-another B; `agree` compares several B on the same responses. They score with core's
-scorer and corpus metrics directly, never through lm-eval's registries.
+another B; `agree` compares several B on the same responses; `compare` sets several
+models' runs side by side (its numbers in `compare_numbers`, its page in
+`compare_page`). `show` is how they all show results (numbers, file names, figures).
+They score with core's scorer and corpus metrics directly, never through lm-eval's
+registries.
 
 May import: core, grouping, and the standard library, numpy, matplotlib, relplot, tqdm.
 """

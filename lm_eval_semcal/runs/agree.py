@@ -15,8 +15,12 @@ import numpy as np
 
 from lm_eval_semcal.core.metrics import corpus_metrics
 from lm_eval_semcal.runs.rescore import RegroupingError, read_and_check, regroup, regrouping_step
+from lm_eval_semcal.runs.show import number
 
 __all__ = ["Agreement", "adjusted_rand_index", "agreement", "agreement_markdown"]
+
+# The tables' precision, as in the report's.
+DIGITS = 4
 
 
 def adjusted_rand_index(labels_a: Sequence[int], labels_b: Sequence[int]) -> float:
@@ -103,8 +107,8 @@ def agreement_markdown(found: Sequence[Agreement]) -> str:
         lines += [f"## {one.task} ({one.model})", "", "| B | acc | conf | ece | smece |", "|---|---:|---:|---:|---:|"]
         for collapse in one.collapses:
             m = one.metrics[collapse]
-            lines.append(f"| {collapse} | {m['acc']:.4f} | {m['conf']:.4f} | {m['ece']:.4f} | {m['smece']:.4f} |")
+            lines.append(f"| {collapse} | " + " | ".join(number(m[name], DIGITS) for name in ("acc", "conf", "ece", "smece")) + " |")
         lines += ["", "| B | B' | mean ARI over questions |", "|---|---|---:|"]
-        lines += [f"| {a} | {b} | {value:.4f} |" for (a, b), value in one.ari.items()]
+        lines += [f"| {a} | {b} | {number(value, DIGITS)} |" for (a, b), value in one.ari.items()]
         lines.append("")
     return "\n".join(lines)

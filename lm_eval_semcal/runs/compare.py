@@ -12,84 +12,31 @@ Reads lm-eval output folders (any number of models, rescored runs too) and write
   whose interval excludes zero marked.
 
 Questions are matched across runs by lm-eval's hash of their document, never by their
-position. Every number comes from `core.metrics` (`metric_value`, `metric_interval`,
-`paired_difference`), the path the report, rescore and lm-eval's aggregations take.
+position. `compare_numbers` computes every number, `compare_page` builds the page; this
+module reads the runs, draws the figures and writes the files.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import itertools
-import json
-import logging
 import math
-import re
-import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cache
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import matplotlib as mpl
-import numpy as np
 import relplot
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from tqdm import tqdm
 
-from lm_eval_semcal.core.metrics import (
-    COMPARED_METRICS,
-    INTERVAL_NOTES,
-    metric_interval,
-    metric_value,
-    paired_difference,
-    warnings_logged,
-)
 from lm_eval_semcal.core.settings import DEFAULT_BOOTSTRAP_ITERS
-from lm_eval_semcal.runs.report import numpy_global_seed
-from lm_eval_semcal.runs.saved import RunDirError, TaskRun, label_models, load_run
+from lm_eval_semcal.runs.compare_numbers import CompareError, Comparison, Entry, compare, entries_by_task
+from lm_eval_semcal.runs.compare_page import Image, page_blocks, write_page
+from lm_eval_semcal.runs.saved import TaskRun, label_models, load_run
+from lm_eval_semcal.runs.show import FONT_SIZE, figure, file_name, plotting
 
-__all__ = ["CompareError", "Entry", "compare_runs", "parse_labels", "parse_pairs"]
-
-log = logging.getLogger(__name__)
+__all__ = ["CompareError", "compare_runs", "parse_labels", "parse_pairs"]
 
 METRICS_HEADER = ("model", "task", "metric", "value", "low", "high", "n")
 PAIRS_HEADER = ("task", "metric", "model_a", "model_b", "difference", "low", "high", "n_shared")
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
-
-
-class CompareError(RunDirError):
-    """Runs that cannot be compared as asked; the message says why and what to do."""
-
-
-@dataclass(frozen=True, eq=False)
-class Entry:
-    """One model's run of one task (and filter), under the name the page shows."""
-
-    run: TaskRun
-    name: str
-
-    @property
-    def task(self) -> str:
-        return self.run.task
-
-
-@dataclass(frozen=True)
-class Pair:
-    """Two entries of one task on the questions both answered, and what else differs."""
-
-    a: Entry
-    b: Entry
-    shared: tuple[str, ...]
-    differs: tuple[str, ...]
-
-    def aligned(self, entry: Entry) -> tuple[np.ndarray, np.ndarray]:
-        """`entry`'s confidence and correctness on the shared questions, in `shared` order."""
-        position = {hashed: index for index, hashed in enumerate(entry.run.doc_hashes)}
-        rows = [position[hashed] for hashed in self.shared]
-        return entry.run.confidence[rows], entry.run.correct[rows]
 
 
 def parse_labels(texts: Sequence[str]) -> dict[str, str]:
@@ -114,93 +61,51 @@ def parse_pairs(texts: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-@cache
-def _fewshot(results_file: Path, task: str) -> object:
-    config = json.loads(results_file.read_text(encoding="utf-8")).get("configs", {}).get(task, {})
-    return config.get("num_fewshot")
+def _resolve_pairs(pairs: Sequence[tuple[str, str]], names: set[str]) -> None:
+    for a, b in pairs:
+        for name in (a, b):
+            if name not in names:
+                raise CompareError(f"--pair {a}={b}: no model named {name!r}; the models are {', '.join(sorted(names))}")
 
 
-def _settings(run: TaskRun) -> dict[str, object]:
-    return {"M": run.m_label, "B": run.collapse, "shots": _fewshot(run.results_file, run.task)}
+def _read_runs(run_dirs: Sequence[str | Path], labels: dict[str, str] | None, allow_partial: bool) -> list[TaskRun]:
+    """Every semcal task of the folders, each run once, labelled so that their models can be told apart."""
+    # A rescore is found from its model's folder and from its own: each run counts once.
+    found = {(run.results_file, run.task, run.filter): run for run_dir in run_dirs for run in load_run(run_dir, allow_partial)}
+    return label_models(list(found.values()), labels)
 
 
-def entries_by_task(runs: Sequence[TaskRun]) -> dict[str, list[Entry]]:
-    """The runs grouped by task; a model with several filters of a task gets one entry each."""
-    by_task: dict[str, list[Entry]] = {}
-    for task in dict.fromkeys(run.task for run in runs):
-        of_task = [run for run in runs if run.task == task]
-        names = [run.name for run in of_task]
-        by_task[task] = [
-            Entry(run, run.name if names.count(run.name) == 1 else f"{run.name} ({run.filter})") for run in of_task
-        ]
-    return by_task
+# --------------------------------------------------------------------------------------
+# Files
 
 
-def pair_up(a: Entry, b: Entry) -> Pair:
-    """The questions `a` and `b` share (matched by document hash), and the settings that differ."""
-    in_b = set(b.run.doc_hashes)
-    shared = tuple(hashed for hashed in dict.fromkeys(a.run.doc_hashes) if hashed in in_b)
-    if not shared:
-        raise CompareError(
-            f"{a.task}: {a.name} and {b.name} share no question (matched by lm-eval's document hash): "
-            "were they run on the same dataset and version of the task?"
-        )
-    settings_a, settings_b = _settings(a.run), _settings(b.run)
-    differs = tuple(
-        f"{key} {settings_a[key]} vs {settings_b[key]}" for key in settings_a if settings_a[key] != settings_b[key]
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_tables(comparison: Comparison, out_dir: Path) -> list[Path]:
+    """`metrics.csv`, each model's value of each metric with its interval, and `pairs.csv`, every pair's differences."""
+    metrics = (
+        (entry.name, entry.task, name, estimate.value, estimate.low, estimate.high, entry.run.n_questions)
+        for entry in comparison.entries
+        for name, estimate in comparison.estimates(entry).items()
     )
-    return Pair(a, b, shared, differs)
-
-
-# --------------------------------------------------------------------------------------
-# Numbers
-
-
-@dataclass(frozen=True)
-class Estimate:
-    value: float
-    low: float
-    high: float
-
-    def excludes_zero(self) -> bool:
-        return not (math.isnan(self.low) or math.isnan(self.high)) and (self.low > 0 or self.high < 0)
-
-
-def entry_metrics(entry: Entry, bootstrap_iters: int) -> dict[str, Estimate]:
-    conf, corr = entry.run.confidence, entry.run.correct
-    found = {}
-    for name in COMPARED_METRICS:
-        with warnings_logged(f"{entry.task} {entry.name} {name}"):
-            low, high = metric_interval(name, conf, corr, bootstrap_iters)
-            found[name] = Estimate(metric_value(name, conf, corr), low, high)
-    return found
-
-
-def pair_metrics(pair: Pair, bootstrap_iters: int) -> dict[str, Estimate]:
-    (conf_a, corr_a), (conf_b, corr_b) = pair.aligned(pair.a), pair.aligned(pair.b)
-    found = {}
-    for name in COMPARED_METRICS:
-        with warnings_logged(f"{pair.a.task} {pair.b.name} minus {pair.a.name} {name}"):
-            found[name] = Estimate(*paired_difference(name, conf_a, corr_a, conf_b, corr_b, bootstrap_iters))
-    return found
-
-
-# --------------------------------------------------------------------------------------
-# Figures
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
-    return fig
+    pairs = (
+        (pair.a.task, name, pair.a.name, pair.b.name, estimate.value, estimate.low, estimate.high, len(pair.shared))
+        for pair, differences in comparison.pairs
+        for name, estimate in differences.items()
+    )
+    return [_write_csv(out_dir / "metrics.csv", METRICS_HEADER, metrics), _write_csv(out_dir / "pairs.csv", PAIRS_HEADER, pairs)]
 
 
 def plot_overlaid_reliability(task: str, entries: Sequence[Entry], path: Path) -> None:
     """Each model's smoothed reliability curve with its 95% band (relplot), over the diagonal."""
-    with mpl.rc_context({"font.size": 11}), numpy_global_seed(0), warnings.catch_warnings():
-        # relplot's bagging calls pandas the way pandas 3 deprecates; nothing to act on.
-        warnings.filterwarnings("ignore", message="Passing a dict to DataFrame.from_records")
-        fig = _figure(6.4, 6.0)
+    with plotting():
+        fig = figure(6.4, 6.0)
         ax = fig.add_subplot()
         ax.plot([0, 1], [0, 1], color="0.55", linestyle="--", linewidth=1, label="calibrated")
         for index, entry in enumerate(entries):
@@ -218,154 +123,53 @@ def plot_overlaid_reliability(task: str, entries: Sequence[Entry], path: Path) -
         fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
-def plot_smece(
-    by_task: dict[str, list[Entry]], numbers: dict[tuple[str, str], dict[str, Estimate]], pairs: Sequence[tuple[str, str]], path: Path
-) -> None:
+def plot_smece(comparison: Comparison, path: Path) -> None:
     """smECE per model with its interval, a panel per task; each `--pair` A=B joined A to B."""
+    by_task = comparison.by_task
     tasks = list(by_task)
     height = 0.9 + 0.45 * max(len(entries) for entries in by_task.values())
-    with mpl.rc_context({"font.size": 11}):
-        fig = _figure(6.4, height * len(tasks))
+    with plotting():
+        fig = figure(6.4, height * len(tasks))
         axes = fig.subplots(len(tasks), 1, squeeze=False)[:, 0]
         for ax, task in zip(axes, tasks, strict=True):
             entries = by_task[task]
             rows = {entry.name: row for row, entry in enumerate(entries)}
             for row, entry in enumerate(entries):
-                smece = numbers[(task, entry.name)]["smece"]
+                smece = comparison.estimates(entry)["smece"]
                 color = COLORS[row % len(COLORS)]
                 if not (math.isnan(smece.low) or math.isnan(smece.high)):
                     ax.plot([smece.low, smece.high], [row, row], color=color, linewidth=2)
                 ax.plot([smece.value], [row], "o", color=color, markersize=7)
-            for a, b in pairs:
+            for a, b in comparison.chosen:
                 for first, second in itertools.product(entries, entries):
                     if (first.run.name, second.run.name) == (a, b) and first.run.filter == second.run.filter:
-                        values = [numbers[(task, entry.name)]["smece"].value for entry in (first, second)]
+                        values = [comparison.estimates(entry)["smece"].value for entry in (first, second)]
                         ax.annotate("", xy=(values[1], rows[second.name]), xytext=(values[0], rows[first.name]),
                                     arrowprops={"arrowstyle": "->", "color": "0.3", "linewidth": 1.2})  # fmt: skip
             ax.set_yticks(range(len(entries)), [entry.name for entry in entries])
             ax.set_ylim(len(entries) - 0.5, -0.5)
             ax.set_xlim(left=0)
-            ax.set_title(f"{task}: smECE, 95% interval (lower is better)", fontsize=11)
+            ax.set_title(f"{task}: smECE, 95% interval (lower is better)", fontsize=FONT_SIZE)
             ax.grid(axis="x", color="0.9")
         axes[-1].set_xlabel("smECE")
         fig.tight_layout()
         fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
-# --------------------------------------------------------------------------------------
-# The page: one list of blocks, written as Markdown and as HTML
-
-
-@dataclass(frozen=True)
-class Table:
-    header: tuple[str, ...]
-    rows: list[tuple[str, ...]]
-
-
-@dataclass(frozen=True)
-class Image:
-    path: Path
-    alt: str
-
-
-def _number(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.3f}"
-
-
-def _with_interval(estimate: Estimate) -> str:
-    if math.isnan(estimate.low) or math.isnan(estimate.high):
-        return _number(estimate.value)
-    return f"{_number(estimate.value)} [{_number(estimate.low)}, {_number(estimate.high)}]"
-
-
-def _confidence_gap(estimate: Estimate) -> str:
-    if not estimate.excludes_zero():
-        return f"{_with_interval(estimate)} (within noise)"
-    return f"{_with_interval(estimate)} ({'overconfident' if estimate.value > 0 else 'underconfident'})"
-
-
-def _markdown(blocks: Sequence[object], out_dir: Path) -> str:
-    lines: list[str] = []
-    for block in blocks:
-        if isinstance(block, Table):
-            lines += ["| " + " | ".join(block.header) + " |", "|" + "---|" * len(block.header)]
-            lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in block.rows]
-        elif isinstance(block, Image):
-            lines.append(f"![{block.alt}]({block.path.relative_to(out_dir).as_posix()})")
-        else:
-            lines.append(str(block))
-        lines.append("")
-    return "\n".join(lines)
-
-
-_HTML_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
-       padding: 0 1em; color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
-th { background: #f3f3f3; }
-img { max-width: 100%; height: auto; display: block; margin: 1em 0; }
-.figures { display: flex; flex-wrap: wrap; gap: 1em; }
-.figures img { max-width: 520px; }
-"""
-
-
-def _inline(text: str) -> str:
-    """Markdown's **bold** and `code` in a line of text, as HTML (everything else escaped)."""
-    escaped = html.escape(text)
-    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
-
-
-def _html(blocks: Sequence[object], title: str) -> str:
-    body: list[str] = []
-    figures: list[str] = []
-
-    def flush() -> None:
-        if figures:
-            body.append('<div class="figures">' + "".join(figures) + "</div>")
-            figures.clear()
-
-    for block in blocks:
-        if isinstance(block, Image):
-            data = base64.b64encode(block.path.read_bytes()).decode("ascii")
-            figures.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(block.alt)}">')
-            continue
-        flush()
-        if isinstance(block, Table):
-            head = "".join(f"<th>{html.escape(cell)}</th>" for cell in block.header)
-            rows = "".join("<tr>" + "".join(f"<td>{_inline(cell)}</td>" for cell in row) + "</tr>" for row in block.rows)
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif str(block).startswith("#"):
-            level = len(str(block)) - len(str(block).lstrip("#"))
-            body.append(f"<h{level}>{_inline(str(block)[level:].strip())}</h{level}>")
-        else:
-            body.append(f"<p>{_inline(str(block))}</p>")
-    flush()
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{html.escape(title)}</title>\n'
-        f"<style>{_HTML_STYLE}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
-    )
+def draw_figures(comparison: Comparison, out_dir: Path) -> tuple[list[Image], Image]:
+    """Each task's overlaid reliability diagrams, and the smECE figure with the `--pair` pairs joined."""
+    reliability = []
+    for index, (task, entries) in enumerate(comparison.by_task.items()):
+        path = out_dir / f"reliability_{index + 1:02d}_{file_name(task)}.png"
+        plot_overlaid_reliability(task, entries, path)
+        reliability.append(Image(path, f"{task}: reliability diagrams of {', '.join(e.name for e in entries)}"))
+    smece = Image(out_dir / "smece.png", "smECE per model with its 95% interval")
+    plot_smece(comparison, smece.path)
+    return reliability, smece
 
 
 # --------------------------------------------------------------------------------------
 # The command
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
-
-
-def _file_name(text: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", text)
-
-
-def _resolve_pairs(pairs: Sequence[tuple[str, str]], names: set[str]) -> None:
-    for a, b in pairs:
-        for name in (a, b):
-            if name not in names:
-                raise CompareError(f"--pair {a}={b}: no model named {name!r}; the models are {', '.join(sorted(names))}")
 
 
 def compare_runs(
@@ -400,110 +204,13 @@ def compare_runs(
     list of Path
         The files written.
     """
-    # A rescore is found from its model's folder and from its own: each run counts once.
-    found = {(run.results_file, run.task, run.filter): run for run_dir in run_dirs for run in load_run(run_dir, allow_partial)}
-    runs = label_models(list(found.values()), labels)
+    runs = _read_runs(run_dirs, labels, allow_partial)
     by_task = entries_by_task(runs)
     _resolve_pairs(pairs, {run.name for run in runs})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    # A chosen pair (by model name) is compared filter by filter, first as named, listed first.
-    chosen = {pair: index for index, pair in enumerate(pairs)}
-    compared: list[Pair] = []
-    for entries in by_task.values():
-        for a, b in itertools.combinations(entries, 2):
-            if (b.run.name, a.run.name) in chosen:
-                a, b = b, a
-            compared.append(pair_up(a, b))
-    compared.sort(key=lambda pair: (pair.a.task, chosen.get((pair.a.run.name, pair.b.run.name), len(chosen))))
-
-    entries = [entry for task_entries in by_task.values() for entry in task_entries]
-    numbers = {
-        (entry.task, entry.name): entry_metrics(entry, bootstrap_iters)
-        for entry in tqdm(entries, desc="semcal compare: models", unit="run")
-    }
-    differences = {id(pair): pair_metrics(pair, bootstrap_iters) for pair in tqdm(compared, desc="semcal compare: pairs", unit="pair")}
-
-    written = [out_dir / "metrics.csv", out_dir / "pairs.csv"]
-    with written[0].open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(METRICS_HEADER)
-        for entry in entries:
-            for name, estimate in numbers[(entry.task, entry.name)].items():
-                writer.writerow([entry.name, entry.task, name, estimate.value, estimate.low, estimate.high, entry.run.n_questions])
-    with written[1].open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(PAIRS_HEADER)
-        for pair in compared:
-            for name, estimate in differences[id(pair)].items():
-                writer.writerow([pair.a.task, name, pair.a.name, pair.b.name, estimate.value, estimate.low, estimate.high, len(pair.shared)])
-
-    figures = []
-    for index, (task, task_entries) in enumerate(by_task.items()):
-        path = out_dir / f"reliability_{index + 1:02d}_{_file_name(task)}.png"
-        plot_overlaid_reliability(task, task_entries, path)
-        figures.append(Image(path, f"{task}: reliability diagrams of {', '.join(e.name for e in task_entries)}"))
-    smece_figure = out_dir / "smece.png"
-    plot_smece(by_task, numbers, pairs, smece_figure)
-
-    blocks: list[object] = [
-        "# Semantic calibration: models compared",
-        (
-            f"{_count(len({run.name for run in runs}), 'model')}, {_count(len(by_task), 'task')}. Each interval "
-            f"is a 95% bootstrap interval over questions ({bootstrap_iters} resamples); a difference is model_b "
-            "minus model_a on the questions both answered, with the same resampled questions for both (paired)."
-        ),
-        "## Models and tasks",
-        Table(
-            ("task", "model", "n", "M", "B", "acc", "smECE", "conf minus acc"),
-            [
-                (entry.task, entry.name, str(entry.run.n_questions), entry.run.m_label, entry.run.collapse,
-                 _with_interval(numbers[(entry.task, entry.name)]["acc"]),
-                 _with_interval(numbers[(entry.task, entry.name)]["smece"]),
-                 _confidence_gap(numbers[(entry.task, entry.name)]["overconfidence"]))
-                for entry in entries
-            ],
-        ),
-        *INTERVAL_NOTES,
-        "## Reliability diagrams",
-        *figures,
-        "## smECE per model" + (" (pairs joined, arrow from the first to the second)" if pairs else ""),
-        Image(smece_figure, "smECE per model with its 95% interval"),
-    ]
-    # With --pair, the page shows the pairs asked for; pairs.csv holds every pair.
-    shown = (
-        [
-            pair for pair in compared
-            if (pair.a.run.name, pair.b.run.name) in chosen and pair.a.run.filter == pair.b.run.filter
-        ]
-        if chosen
-        else compared
-    )  # fmt: skip
-    if shown:
-        blocks += [
-            "## Paired differences (model_b minus model_a)",
-            "**Bold**: the interval excludes zero."
-            + (f" The pairs given with --pair; all {len(compared)} pairs are in pairs.csv." if chosen else ""),
-            *[
-                f"{pair.a.task}: {pair.a.name} and {pair.b.name}"
-                + (f" differ in {', '.join(pair.differs)};" if pair.differs else "")
-                + f" compared on the {len(pair.shared)} questions both answered."
-                for pair in shown
-                if pair.differs or len(pair.shared) < max(pair.a.run.n_questions, pair.b.run.n_questions)
-            ],
-            Table(
-                ("task", "model_a", "model_b", "metric", "difference", "n shared"),
-                [
-                    (pair.a.task, pair.a.name, pair.b.name, name,
-                     f"**{_with_interval(estimate)}**" if estimate.excludes_zero() else _with_interval(estimate),
-                     str(len(pair.shared)))
-                    for pair in shown
-                    for name, estimate in differences[id(pair)].items()
-                ],
-            ),
-        ]
-    markdown, page = out_dir / "comparison.md", out_dir / "comparison.html"
-    markdown.write_text(_markdown(blocks, out_dir), encoding="utf-8")
-    page.write_text(_html(blocks, "Semantic calibration: models compared"), encoding="utf-8")
-    return [*written, markdown, page, *(figure.path for figure in figures), smece_figure]
+    comparison = compare(by_task, pairs, bootstrap_iters)
+    tables = write_tables(comparison, out_dir)
+    reliability, smece = draw_figures(comparison, out_dir)
+    markdown, page = write_page(page_blocks(comparison, reliability, smece), out_dir)
+    return [*tables, markdown, page, *(image.path for image in reliability), smece.path]

@@ -17,19 +17,12 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib as mpl
-import numpy as np
 import relplot
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from lm_eval_semcal.core import calibration
@@ -37,8 +30,13 @@ from lm_eval_semcal.core.estimators import SplitEstimate, split_half_estimates
 from lm_eval_semcal.core.metrics import CALIBRATION_METRICS, INTERVAL_NOTES, METRICS, corpus_metrics
 from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.runs.saved import TaskRun, load_run
+from lm_eval_semcal.runs.show import FONT_SIZE, bounds, figure, file_name, number, plotting, with_interval
 
-__all__ = ["TaskReport", "disagreements", "numpy_global_seed", "report_runs", "summarize", "write_reports"]
+__all__ = ["TaskReport", "disagreements", "report_runs", "summarize", "write_reports"]
+
+# The tables' precision, and the diagram title's (three decimals, as on the comparison page).
+DIGITS = 4
+TITLE_DIGITS = 3
 
 log = logging.getLogger(__name__)
 
@@ -123,52 +121,26 @@ def _stems(runs: Sequence[TaskRun]) -> list[str]:
         stem = run.task if filters[(run.name, run.task)] == 1 else f"{run.task}_{run.filter}"
         if several_models:
             stem = f"{run.name}__{stem}"
-        stems.append(re.sub(r"[^\w.-]+", "_", stem))
+        stems.append(file_name(stem))
     return stems
 
 
 def _number(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.4f}"
-
-
-def _interval(bounds: tuple[float, float]) -> str:
-    low, high = bounds
-    return "n/a" if math.isnan(low) or math.isnan(high) else f"[{low:.4f}, {high:.4f}]"
+    return number(value, DIGITS)
 
 
 def _with_interval(report: TaskReport, name: str) -> str:
     if name not in report.intervals:
         return _number(report.values[name])
-    return f"{_number(report.values[name])} {_interval(report.intervals[name])}"
-
-
-@contextmanager
-def numpy_global_seed(seed: int) -> Iterator[None]:
-    # relplot's bootstrap band is drawn by sklearn's BaggingRegressor from numpy's global
-    # generator: seed it so that a report is reproducible, and give the caller its state back.
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
+    return f"{_number(report.values[name])} {bounds(*report.intervals[name], DIGITS)}"
 
 
 def plot_reliability(report: TaskReport, path: Path) -> None:
     """Draw the task's reliability diagram (relplot's smoothed curve and 95% band) to a PNG."""
     run = report.run
-    low, high = report.intervals["smece"]
-    smece_text = f"smECE {report.values['smece']:.3f}"
-    if not (math.isnan(low) or math.isnan(high)):
-        smece_text += f" [{low:.3f}, {high:.3f}]"
-    # relplot styles through matplotlib's global rcParams; rc_context gives them back.
-    with mpl.rc_context(), numpy_global_seed(0), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Passing a dict to DataFrame.from_records")
-        relplot.diagrams.set_default_style()
-        mpl.rcParams["font.size"] = 11
-        # A Figure on an Agg canvas, not pyplot: no GUI backend, no figure left open.
-        fig = Figure(figsize=(6, 6.4))
-        FigureCanvasAgg(fig)
+    smece_text = f"smECE {with_interval(report.values['smece'], *report.intervals['smece'], TITLE_DIGITS)}"
+    with plotting(relplot_style=True):
+        fig = figure(6, 6.4)
         ax = fig.add_subplot()
         diagram = relplot.prepare_rel_diagram(run.confidence, run.correct, report_CE=False)
         relplot.plot_rel_diagram(diagram, fig=fig, ax=ax, use_default_style=False)
@@ -176,7 +148,7 @@ def plot_reliability(report: TaskReport, path: Path) -> None:
         ax.set_ylabel("accuracy of the plurality answer")
         ax.set_title(
             f"{run.task} | {run.name}\n{run.n_questions} questions, M = {run.m_label}, {smece_text}",
-            fontsize=11,
+            fontsize=FONT_SIZE,
         )
         fig.savefig(path, dpi=150, bbox_inches="tight")
 
@@ -194,38 +166,43 @@ def _partial_sentence(run: TaskRun) -> str:
     return f"**Partial run: {run.lost_rows}; every number here is over the {run.n_questions} left.**"
 
 
-def _task_markdown(report: TaskReport) -> str:
-    run = report.run
-    half = (run.M // 2) if run.M is not None else None
-    halves = (
-        f"k* on samples 1-{half}, share on samples {half + 1}-{run.M}"
-        if half is not None
-        else "k* on the first floor(M/2) samples, share on the rest"
-    )
+def _halves(run: TaskRun) -> str:
+    """Which samples the split estimator picks k* on, and which it measures the share on."""
+    if run.M is None:
+        return "k* on the first floor(M/2) samples, share on the rest"
+    half = run.M // 2
+    return f"k* on samples 1-{half}, share on samples {half + 1}-{run.M}"
+
+
+def _interval_note(report: TaskReport) -> str:
     if report.bootstrap_iters:
-        ci_note = (
+        return (
             f"95% intervals: bootstrap over questions, {report.bootstrap_iters} resamples, seed "
             f"{BOOTSTRAP_SEED} (basic interval for ece, percentile for the rest)."
         )
-    else:
-        ci_note = "Bootstrap intervals are off (0 resamples)."
+    return "Bootstrap intervals are off (0 resamples)."
+
+
+def _check_sentence(report: TaskReport) -> str:
+    """Whether the recomputed numbers agree with those lm-eval wrote, or why they were not compared."""
+    run = report.run
     if run.lost_rows:
-        check = (
-            f"Not checked against lm-eval's results JSON: its numbers are over all {run.results_questions} "
-            "questions."
-        )
-    elif report.disagreements:
-        check = (
+        return f"Not checked against lm-eval's results JSON: its numbers are over all {run.results_questions} questions."
+    if report.disagreements:
+        return (
             f"**Differs from lm-eval's results JSON: {', '.join(report.disagreements)}** "
             f"(by more than {AGREEMENT_TOLERANCE:g}; see the log)."
         )
-    else:
-        present = [name for name in METRICS if name in report.values]
-        compared = [name for name in present if name in run.reported]
-        check = (
-            f"Recomputed point values agree with lm-eval's results JSON to {AGREEMENT_TOLERANCE:g} "
-            f"({len(compared)} of {len(present)} metrics reported there)."
-        )
+    present = [name for name in METRICS if name in report.values]
+    compared = [name for name in present if name in run.reported]
+    return (
+        f"Recomputed point values agree with lm-eval's results JSON to {AGREEMENT_TOLERANCE:g} "
+        f"({len(compared)} of {len(present)} metrics reported there)."
+    )
+
+
+def _task_markdown(report: TaskReport) -> str:
+    run = report.run
     lines = [f"# {run.task}: {run.name}", ""]
     if run.lost_rows:
         lines += [_partial_sentence(run), ""]
@@ -247,9 +224,9 @@ def _task_markdown(report: TaskReport) -> str:
     for name, better in METRICS.items():
         if name not in report.values:  # not_attempted, when no three-way judge graded the classes
             continue
-        bounds = _interval(report.intervals[name]) if name in report.intervals else ""
-        lines.append(f"| {name} | {_number(report.values[name])} | {bounds} | {better} |")
-    lines += ["", ci_note + " " + check, "", *(f"{note}\n" for note in INTERVAL_NOTES[:1])]
+        interval = bounds(*report.intervals[name], DIGITS) if name in report.intervals else ""
+        lines.append(f"| {name} | {_number(report.values[name])} | {interval} | {better} |")
+    lines += ["", _interval_note(report) + " " + _check_sentence(report), "", *(f"{note}\n" for note in INTERVAL_NOTES[:1])]
     lines += [
         "## Estimator bias: split-half confidence",
         "",
@@ -257,7 +234,7 @@ def _task_markdown(report: TaskReport) -> str:
         "|---|---:|---:|---:|",
         f"| plurality: c_k*/M on all M samples | {_number(report.values['conf'])} | "
         f"{_number(report.values['acc'])} | {_number(report.values['ece'])} |",
-        f"| split: {halves} | {_number(calibration.mean_confidence(report.split.confidence, report.split.correct))} | "
+        f"| split: {_halves(run)} | {_number(calibration.mean_confidence(report.split.confidence, report.split.correct))} | "
         f"{_number(calibration.accuracy(report.split.confidence, report.split.correct))} | "
         f"{_number(report.split_ece)} |",
         "",

@@ -12,7 +12,6 @@ same `corpus_metrics` as lm-eval's aggregations: the same B reproduces the run's
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -74,6 +73,10 @@ def read_saved(run: TaskRun) -> SavedTask:
     # A SemcalTask records the resample count its aggregations used.
     iters = (config.get("metadata") or {}).get("bootstrap_iters", DEFAULT_BOOTSTRAP_ITERS)
     return SavedTask(run, _scoring_step(config, run.task, run.filter), read_samples(run), int(iters))
+
+
+# One task regrouped: its saved samples, the step that scored them again, and the new records.
+Regrouped = tuple[SavedTask, ScoringStep, list[QuestionRecord]]
 
 
 class RegroupingError(ValueError):
@@ -159,6 +162,81 @@ def _check_replaceable(out_dir: Path, options: dict, overwrite: bool) -> None:
         )
 
 
+def _replace_metric_rows(task_results: dict, filter_name: str, metrics: CorpusMetrics) -> None:
+    """Put the regrouped metrics in a task's rows of the results JSON, in place."""
+    for metric in METRICS.keys() - metrics.values.keys():
+        # A metric the new B does not give (not_attempted without a judge) is no longer reported.
+        task_results.pop(f"{metric},{filter_name}", None)
+        task_results.pop(f"{metric}_stderr,{filter_name}", None)
+    for metric, value in _results_rows(metrics).items():
+        key = f"{metric},{filter_name}"
+        if metric.endswith("_stderr"):
+            # lm-eval writes a standard error only where its --bootstrap_iters allowed one,
+            # alike for every mean: a metric new to the run follows acc's row.
+            run_stderr = task_results.get(key, task_results.get(f"acc_stderr,{filter_name}"))
+            if not isinstance(run_stderr, (int, float)):
+                if run_stderr is not None:
+                    task_results[key] = run_stderr
+                continue
+        task_results[key] = value
+
+
+def _rescored_results(results_file: Path, regrouped: list[Regrouped], options: dict) -> dict:
+    """The results JSON with each regrouped task's metrics and filter settings replaced, and the rescore named."""
+    rescored = json.loads(results_file.read_text(encoding="utf-8"))
+    rescored["semcal_rescore"] = {
+        "source": str(results_file), "collapse": options["collapse"], "collapse_args": options["collapse_args"],
+        "gold_match": options["gold_match"],
+    }  # fmt: skip
+    for saved, step, records in regrouped:
+        task, name = saved.run.task, saved.run.filter
+        iters = saved.bootstrap_iters if options["bootstrap_iters"] is None else options["bootstrap_iters"]
+        _replace_metric_rows(rescored["results"][task], name, corpus_metrics(records, iters, label=task))
+        for pipeline in rescored["configs"][task]["filter_list"]:
+            if pipeline.get("name") == name:
+                pipeline["filter"] = [{"function": FILTER_NAME, **step.settings()}]
+    return rescored
+
+
+def _sample_rows(saved: SavedTask, records: list[QuestionRecord]) -> list[str]:
+    """The task's logged samples as JSON lines, each with its regrouped record and items."""
+    rows = []
+    for sample, record in zip(saved.samples, records, strict=True):
+        items = question_items(record)
+        # The new B's items replace the old ones, as lm-eval logs them: listed under "metrics", then each.
+        logged = {key: value for key, value in sample.items() if key not in sample.get("metrics", ())}
+        row = logged | {"filtered_resps": [str(record)], "metrics": list(items)} | items
+        rows.append(json.dumps(row, ensure_ascii=False))
+    return rows
+
+
+def _write_rescore(by_results: dict[Path, list[Regrouped]], folder: str, options: dict) -> list[Path]:
+    """Write the regrouped tasks of each results file in `folder` beside it: results, samples, then options."""
+    written: list[Path] = []
+    # A task's filters share one samples file: collect every filter's rows first.
+    sample_rows: dict[Path, list[str]] = {}
+    for results_file, regrouped in by_results.items():
+        out_dir = results_file.parent / folder
+        out_dir.mkdir(exist_ok=True)
+        # Until this rescore is whole, the folder vouches for no options.
+        (out_dir / OPTIONS_FILE).unlink(missing_ok=True)
+        for saved, _, records in regrouped:
+            sample_rows.setdefault(out_dir / saved.run.samples_file.name, []).extend(_sample_rows(saved, records))
+        results_path = out_dir / results_file.name
+        rescored = _rescored_results(results_file, regrouped, options)
+        results_path.write_text(json.dumps(rescored, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        written.append(results_path)
+    for samples_path, rows in sample_rows.items():
+        samples_path.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
+        written.append(samples_path)
+    # Last: a rescore cut short leaves results whose options are unknown, and a rerun must overwrite them.
+    for out_dir in sorted({path.parent for path in written}):
+        options_path = out_dir / OPTIONS_FILE
+        options_path.write_text(json.dumps(options, indent=2) + "\n", encoding="utf-8")
+        written.append(options_path)
+    return written
+
+
 def rescore_run(
     run_dir: str | Path,
     collapse: str,
@@ -174,75 +252,41 @@ def rescore_run(
     with the semcal tasks' metrics and filter settings replaced, and a `semcal_rescore`
     entry naming the source and B), one samples file per task whose records are the
     new groupings, and `rescore.json`, the options below. The same B reproduces the
-    original numbers exactly. `gold_match`, when given, replaces each task's rule for
-    judging the gold answer; `bootstrap_iters` the resample count of the intervals
-    (default: the run's own). A folder that holds a rescore made with other options is
-    replaced only with `overwrite` (RunDirError before anything is regrouped otherwise);
-    one made with the same options is replaced. `allow_partial` rescores a samples file
-    that lost rows, as `load_run` reads it.
+    original numbers exactly.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        What `load_run` accepts; its rescores are not read again.
+    collapse : str
+        The collapsing function B to regroup under.
+    collapse_args : dict, optional
+        B's options.
+    gold_match : str, optional
+        When given, replaces each task's rule for judging the gold answer.
+    bootstrap_iters : int, optional
+        The resample count of the intervals (default: the run's own).
+    overwrite : bool, default False
+        Replace a folder that holds a rescore made with other options (RunDirError
+        before anything is regrouped otherwise); one made with the same options is
+        replaced either way.
+    allow_partial : bool, default False
+        Rescore a samples file that lost rows, as `load_run` reads it.
+
+    Returns
+    -------
+    list of Path
+        The results JSONs, then the samples files, then each folder's `rescore.json`.
     """
     options = {"collapse": collapse, "collapse_args": collapse_args, "gold_match": gold_match, "bootstrap_iters": bootstrap_iters}
     # Compared as a recorded rescore is read back: through JSON (a tuple comes back a list).
     options = json.loads(json.dumps(options))
-    written: list[Path] = []
-    sample_rows: dict[Path, list[str]] = {}
-    by_results: dict[Path, list[tuple[SavedTask, ScoringStep, list[QuestionRecord]]]] = {}
+    folder = f"rescored-{collapse}"
     saved_tasks = read_and_check(run_dir, {collapse: collapse_args}, gold_match, allow_partial=allow_partial)
     for results_file in {saved.run.results_file for saved in saved_tasks}:
-        _check_replaceable(results_file.parent / f"rescored-{collapse}", options, overwrite)
+        _check_replaceable(results_file.parent / folder, options, overwrite)
+    by_results: dict[Path, list[Regrouped]] = {}
     for saved in saved_tasks:
         step = regrouping_step(saved, collapse, collapse_args, gold_match)
         by_results.setdefault(saved.run.results_file, []).append((saved, step, regroup(saved, step)))
-    for results_file, regrouped in by_results.items():
-        results = json.loads(results_file.read_text(encoding="utf-8"))
-        out_dir = results_file.parent / f"rescored-{collapse}"
-        out_dir.mkdir(exist_ok=True)
-        # Until this rescore is whole, the folder vouches for no options.
-        (out_dir / OPTIONS_FILE).unlink(missing_ok=True)
-        rescored = copy.deepcopy(results)
-        rescored["semcal_rescore"] = {
-            "source": str(results_file), "collapse": collapse, "collapse_args": collapse_args, "gold_match": gold_match,
-        }
-        for saved, step, records in regrouped:
-            task, name = saved.run.task, saved.run.filter
-            iters = saved.bootstrap_iters if bootstrap_iters is None else bootstrap_iters
-            task_results = rescored["results"][task]
-            metrics = corpus_metrics(records, iters, label=task)
-            for metric in METRICS.keys() - metrics.values.keys():
-                # A metric the new B does not give (not_attempted without a judge) is no longer reported.
-                task_results.pop(f"{metric},{name}", None)
-                task_results.pop(f"{metric}_stderr,{name}", None)
-            for metric, value in _results_rows(metrics).items():
-                key = f"{metric},{name}"
-                if metric.endswith("_stderr"):
-                    # lm-eval writes a standard error only where its --bootstrap_iters allowed one,
-                    # alike for every mean: a metric new to the run follows acc's row.
-                    run_stderr = task_results.get(key, task_results.get(f"acc_stderr,{name}"))
-                    if not isinstance(run_stderr, (int, float)):
-                        if run_stderr is not None:
-                            task_results[key] = run_stderr
-                        continue
-                task_results[key] = value
-            for pipeline in rescored["configs"][task]["filter_list"]:
-                if pipeline.get("name") == name:
-                    pipeline["filter"] = [{"function": FILTER_NAME, **step.settings()}]
-            # A task's filters share one samples file: collect every filter's rows first.
-            rows = sample_rows.setdefault(out_dir / saved.run.samples_file.name, [])
-            for sample, record in zip(saved.samples, records, strict=True):
-                items = question_items(record)
-                # The new B's items replace the old ones, as lm-eval logs them: listed under "metrics", then each.
-                logged = {key: value for key, value in sample.items() if key not in sample.get("metrics", ())}
-                row = logged | {"filtered_resps": [str(record)], "metrics": list(items)} | items
-                rows.append(json.dumps(row, ensure_ascii=False))
-        results_path = out_dir / results_file.name
-        results_path.write_text(json.dumps(rescored, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-        written.append(results_path)
-    for samples_path, rows in sample_rows.items():
-        samples_path.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
-        written.append(samples_path)
-    # Last: a rescore cut short leaves results whose options are unknown, and a rerun must overwrite them.
-    for out_dir in sorted({path.parent for path in written}):
-        options_path = out_dir / OPTIONS_FILE
-        options_path.write_text(json.dumps(options, indent=2) + "\n", encoding="utf-8")
-        written.append(options_path)
-    return written
+    return _write_rescore(by_results, folder, options)

@@ -345,6 +345,26 @@ def _task_run(
     )
 
 
+def _filter_runs(task: str, found: _ResultsFile, samples_file: Path, allow_partial: bool) -> list[TaskRun]:
+    """A run per semcal filter of `task`, with a log line for what is odd; none (logged) when it is no semcal task."""
+    by_filter = _records_by_filter(samples_file)
+    if not by_filter:
+        log.warning("skipping %s: not a semcal task (its samples hold no semcal question records)", task)
+    runs = []
+    for name, rows in sorted(by_filter.items()):
+        run = _task_run(task, found, samples_file, name, rows)
+        if run.lost_rows is not None:
+            if not allow_partial:
+                raise RunDirError(
+                    f"{run.lost_rows}; rerun the task, or pass --allow-partial to go on with the {run.n_questions}"
+                )
+            log.warning("%s; going on with the %d (--allow-partial)", run.lost_rows, run.n_questions)
+        if run.M is None:
+            log.warning("%s: questions have different numbers of samples, M = %s", task, run.m_label)
+        runs.append(run)
+    return runs
+
+
 def load_run(path: str | Path, allow_partial: bool = False, rescores: bool = True) -> list[TaskRun]:
     """Every semcal task of an lm-eval output folder, from its newest run.
 
@@ -394,21 +414,7 @@ def load_run(path: str | Path, allow_partial: bool = False, rescores: bool = Tru
             without_samples.append(task)
             log.warning("skipping %s: %s has no samples file %s", task, found.path.name, samples_file.name)
             continue
-        by_filter = _records_by_filter(samples_file)
-        if not by_filter:
-            log.warning("skipping %s: not a semcal task (its samples hold no semcal question records)", task)
-            continue
-        for name, rows in sorted(by_filter.items()):
-            run = _task_run(task, found, samples_file, name, rows)
-            if run.lost_rows is not None:
-                if not allow_partial:
-                    raise RunDirError(
-                        f"{run.lost_rows}; rerun the task, or pass --allow-partial to go on with the {run.n_questions}"
-                    )
-                log.warning("%s; going on with the %d (--allow-partial)", run.lost_rows, run.n_questions)
-            if run.M is None:
-                log.warning("%s: questions have different numbers of samples, M = %s", task, run.m_label)
-            runs.append(run)
+        runs += _filter_runs(task, found, samples_file, allow_partial)
 
     if runs:
         return label_models(runs)
