@@ -123,7 +123,8 @@ def _resampled_counts(rng: np.random.Generator, counts: np.ndarray, iters: int):
         yield rng.multinomial(n, p, size=min(rows, iters - start)).astype(np.float64)
 
 
-def _check_bootstrap_options(metric, iters, level=None, method=None) -> int:
+def _check_bootstrap_options(metric, iters) -> int:
+    """`iters` as an int; ValueError unless `metric` is callable and `iters` a count."""
     if not callable(metric):
         raise ValueError(f"metric must be a callable f(confidence, correct), got {metric!r}")
     try:
@@ -132,13 +133,15 @@ def _check_bootstrap_options(metric, iters, level=None, method=None) -> int:
         raise ValueError(f"iters must be a non-negative integer, got {iters!r}") from None
     if iters < 0:
         raise ValueError(f"iters must be a non-negative integer, got {iters}")
-    if level is not None and (
-        not isinstance(level, (int, float, np.number)) or not 0.0 < level < 1.0
-    ):
-        raise ValueError(f"level must lie strictly between 0 and 1 (e.g. 0.95), got {level!r}")
-    if method is not None and method not in INTERVAL_METHODS:
-        raise ValueError(f"method must be one of {', '.join(INTERVAL_METHODS)}, got {method!r}")
     return iters
+
+
+def _check_interval_options(level, method) -> None:
+    """ValueError unless 0 < `level` < 1 and `method` is one of `INTERVAL_METHODS`."""
+    if not isinstance(level, (int, float, np.number)) or not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie strictly between 0 and 1 (e.g. 0.95), got {level!r}")
+    if method not in INTERVAL_METHODS:
+        raise ValueError(f"method must be one of {', '.join(INTERVAL_METHODS)}, got {method!r}")
 
 
 class _Scorer:
@@ -237,10 +240,7 @@ class BootstrapDistribution:
 
         Returns (nan, nan) when there are no resamples (0 iterations, or all NaN).
         """
-        if method not in INTERVAL_METHODS:
-            raise ValueError(f"method must be one of {', '.join(INTERVAL_METHODS)}, got {method!r}")
-        if not isinstance(level, (int, float, np.number)) or not 0.0 < level < 1.0:
-            raise ValueError(f"level must lie strictly between 0 and 1 (e.g. 0.95), got {level!r}")
+        _check_interval_options(level, method)
         if len(self.resamples) == 0 or math.isnan(self.estimate) or math.isnan(self.target):
             return float("nan"), float("nan")
         alpha = (1.0 - level) / 2.0
@@ -351,6 +351,7 @@ def bootstrap_ci(
         resample with one class) are dropped with a RuntimeWarning; if all are, the
         interval is (nan, nan).
     """
-    _check_bootstrap_options(metric, iters, level, method)
+    _check_bootstrap_options(metric, iters)
+    _check_interval_options(level, method)
     distribution = bootstrap_distribution(metric, confidence, correct, iters, seed)
     return distribution.interval(method, level)

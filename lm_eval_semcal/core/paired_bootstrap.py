@@ -17,6 +17,7 @@ from lm_eval_semcal.core.atoms import _runs, _validate
 from lm_eval_semcal.core.bootstrap import (
     BootstrapDistribution,
     _check_bootstrap_options,
+    _check_interval_options,
     _resampled_counts,
     _Scorer,
     _warn_nan_resamples,
@@ -149,7 +150,8 @@ def paired_bootstrap_ci(
         interval is built on the metric's scale (for `debiased_l2_ce`, the clipped
         roots), with each model's plug-in target as in `bootstrap_ci`.
     """
-    _check_bootstrap_options(metric, iters, level, method)
+    _check_bootstrap_options(metric, iters)
+    _check_interval_options(level, method)
     paired = paired_bootstrap_distributions(
         metric, confidence_a, correct_a, confidence_b, correct_b, iters, seed
     )
