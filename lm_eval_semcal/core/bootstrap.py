@@ -48,6 +48,7 @@ from lm_eval_semcal.core.point_metrics import (
     overconfidence,
     smece,
 )
+from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, CI_LEVEL, DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.core.smece_kernel import _weighted_smece
 
 __all__ = ["INTERVAL_METHODS", "BootstrapDistribution", "bootstrap_ci", "bootstrap_distribution"]
@@ -139,7 +140,7 @@ def _check_bootstrap_options(metric, iters) -> int:
 def _check_interval_options(level, method) -> None:
     """ValueError unless 0 < `level` < 1 and `method` is one of `INTERVAL_METHODS`."""
     if not isinstance(level, (int, float, np.number)) or not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie strictly between 0 and 1 (e.g. 0.95), got {level!r}")
+        raise ValueError(f"level must lie strictly between 0 and 1 (e.g. {CI_LEVEL}), got {level!r}")
     if method not in INTERVAL_METHODS:
         raise ValueError(f"method must be one of {', '.join(INTERVAL_METHODS)}, got {method!r}")
 
@@ -216,7 +217,7 @@ class BootstrapDistribution:
         """The metric's value, as the metric function returns it."""
         return float(self.report(np.float64(self.estimate)))
 
-    def interval(self, method: str = "percentile", level: float = 0.95) -> tuple[float, float]:
+    def interval(self, method: str = "percentile", level: float = CI_LEVEL) -> tuple[float, float]:
         """A bootstrap interval for the metric's true value.
 
         With ``q(p)`` the p-quantile (linear interpolation) of ``resamples - target`` (the
@@ -283,7 +284,7 @@ def _warn_nan_resamples(n_nan: int, iters: int) -> None:
 
 
 def bootstrap_distribution(
-    metric, confidence, correct, iters=1000, seed=0
+    metric, confidence, correct, iters=DEFAULT_BOOTSTRAP_ITERS, seed=BOOTSTRAP_SEED
 ) -> BootstrapDistribution:
     """Resample the questions `iters` times and score the metric on each resample.
 
@@ -311,7 +312,13 @@ def bootstrap_distribution(
 
 
 def bootstrap_ci(
-    metric, confidence, correct, iters=1000, seed=0, level=0.95, method="percentile"
+    metric,
+    confidence,
+    correct,
+    iters=DEFAULT_BOOTSTRAP_ITERS,
+    seed=BOOTSTRAP_SEED,
+    level=CI_LEVEL,
+    method="percentile",
 ) -> tuple[float, float]:
     """Bootstrap interval of a corpus metric, resampling questions.
 

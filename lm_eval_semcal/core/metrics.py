@@ -28,6 +28,7 @@ from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.core.settings import (
     BOOTSTRAP_SEED,
     CI_LEVEL,
+    CI_PERCENT,
     DEFAULT_BOOTSTRAP_ITERS,
 )
 
@@ -95,7 +96,7 @@ INTERVAL_METHOD: dict[str, str] = {"ece": "basic"}
 INTERVAL_NOTES = (
     (
         "ECE and smECE are biased upward near perfect calibration: for a well-calibrated model "
-        "their 95% interval usually lies entirely above the true value 0 (in simulation it "
+        f"their {CI_PERCENT} interval usually lies entirely above the true value 0 (in simulation it "
         "contained 0 in at most 65% of cases), so an interval above 0 is not evidence of "
         "miscalibration: read debiased_l2_ce and its interval, which contained the true value in "
         "at least 93% of simulated cases, 0 included."

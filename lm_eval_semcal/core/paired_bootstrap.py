@@ -22,6 +22,7 @@ from lm_eval_semcal.core.bootstrap import (
     _Scorer,
     _warn_nan_resamples,
 )
+from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, CI_LEVEL, DEFAULT_BOOTSTRAP_ITERS
 
 __all__ = ["PairedBootstrap", "paired_bootstrap_ci", "paired_bootstrap_distributions"]
 
@@ -46,7 +47,13 @@ def _marginal_counts(w: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np
 
 
 def paired_bootstrap_distributions(
-    metric, confidence_a, correct_a, confidence_b, correct_b, iters=1000, seed=0
+    metric,
+    confidence_a,
+    correct_a,
+    confidence_b,
+    correct_b,
+    iters=DEFAULT_BOOTSTRAP_ITERS,
+    seed=BOOTSTRAP_SEED,
 ) -> PairedBootstrap:
     """Resample questions once for two models that answered the same questions.
 
@@ -119,9 +126,9 @@ def paired_bootstrap_ci(
     correct_a,
     confidence_b,
     correct_b,
-    iters=1000,
-    seed=0,
-    level=0.95,
+    iters=DEFAULT_BOOTSTRAP_ITERS,
+    seed=BOOTSTRAP_SEED,
+    level=CI_LEVEL,
     method="percentile",
 ) -> tuple[float, float, float]:
     """Paired bootstrap interval of the difference of a metric between two models.
