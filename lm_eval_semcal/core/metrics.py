@@ -14,12 +14,15 @@ so a number recomputed from a saved run equals the one lm-eval wrote to the last
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
@@ -35,12 +38,14 @@ from lm_eval_semcal.core.settings import (
 __all__ = [
     "CALIBRATION_METRICS",
     "COMPARED_METRICS",
+    "COVERAGE_FILE",
     "INTERVAL_METHOD",
     "INTERVAL_NOTES",
     "MEAN_METRICS",
     "METRICS",
     "CorpusMetrics",
     "corpus_metrics",
+    "interval_notes",
     "mean",
     "mean_stderr",
     "metric_interval",
@@ -92,21 +97,62 @@ COMPARED_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 # plug-in bias it removes (93% coverage where the percentile interval had 59%, a mixed
 # world at n = 300); percentile for the rest.
 INTERVAL_METHOD: dict[str, str] = {"ece": "basic"}
+# The coverage of those intervals as scripts/coverage.py last measured it (it writes this
+# file); the notes below quote it.
+COVERAGE_FILE = Path(__file__).with_name("interval_coverage.json")
+
+
+def _coverage_percents(coverage: dict, metrics: Sequence[str], world: str | None = None) -> list[Fraction]:
+    """Exact coverage in percent of `metrics`' cells of `world` (None: of every world and pair)."""
+    found = [
+        Fraction(100 * cell["covered"], cell["corpora"])
+        for cell in coverage["cells"]
+        if cell["metric"] in metrics and world in (None, cell["world"])
+    ]
+    if not found:
+        raise ValueError(f"the coverage holds no cell of {', '.join(metrics)} in {world or 'any world'}")
+    return found
+
+
+def interval_notes(coverage: dict) -> tuple[str, str]:
+    """The notes said next to ECE and smECE intervals, quoting the measured `coverage`.
+
+    Parameters
+    ----------
+    coverage : dict
+        What scripts/coverage.py writes to `COVERAGE_FILE`: in ``"cells"``, per simulated
+        world or pair (``"a - b"``), n and metric, how many of its ``"corpora"`` the
+        reported interval ``"covered"``.
+
+    Returns
+    -------
+    (str, str)
+        On single models: the highest coverage of ECE and smECE for a calibrated model, and
+        the lowest of debiased_l2_ce anywhere; on differences: the most that ECE and smECE
+        missed for the pair calibrated - overconfident. Each figure is rounded to a whole
+        percent away from the claim it supports: "at most" and "up to" up, "at least" down.
+    """
+    calibrated_hit = math.ceil(max(_coverage_percents(coverage, ("ece", "smece"), "calibrated")))
+    debiased_hit = math.floor(min(_coverage_percents(coverage, ("debiased_l2_ce",))))
+    pair_miss = math.ceil(100 - min(_coverage_percents(coverage, ("ece", "smece"), "calibrated - overconfident")))
+    return (
+        (
+            "ECE and smECE are biased upward near perfect calibration: for a well-calibrated model "
+            f"their {CI_PERCENT} interval usually lies entirely above the true value 0 (in simulation it "
+            f"contained 0 in at most {calibrated_hit}% of cases), so an interval above 0 is not evidence of "
+            "miscalibration: read debiased_l2_ce and its interval, which contained the true value in "
+            f"at least {debiased_hit}% of simulated cases, 0 included."
+        ),
+        (
+            "When one of two models is nearly calibrated, a difference in ECE or smECE understates "
+            f"the gap between them, and its interval missed the true difference in up to {pair_miss}% of "
+            "simulated cases: compare debiased_l2_ce instead."
+        ),
+    )
+
+
 # Said next to the numbers wherever ECE and smECE are shown with intervals.
-INTERVAL_NOTES = (
-    (
-        "ECE and smECE are biased upward near perfect calibration: for a well-calibrated model "
-        f"their {CI_PERCENT} interval usually lies entirely above the true value 0 (in simulation it "
-        "contained 0 in at most 65% of cases), so an interval above 0 is not evidence of "
-        "miscalibration: read debiased_l2_ce and its interval, which contained the true value in "
-        "at least 93% of simulated cases, 0 included."
-    ),
-    (
-        "When one of two models is nearly calibrated, a difference in ECE or smECE understates "
-        "the gap between them, and its interval missed the true difference in up to 83% of "
-        "simulated cases: compare debiased_l2_ce instead."
-    ),
-)
+INTERVAL_NOTES = interval_notes(json.loads(COVERAGE_FILE.read_text(encoding="utf-8")))
 
 
 def question_values(record: QuestionRecord) -> dict[str, float]:
