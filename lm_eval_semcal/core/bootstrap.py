@@ -239,7 +239,15 @@ class BootstrapDistribution:
           ``[estimate + q(Phi(2 z0 + z_a)), estimate + q(Phi(2 z0 - z_a))]`` with
           ``z_a = Phi^-1(a)``.
 
-        Returns (nan, nan) when there are no resamples (0 iterations, or all NaN).
+        Parameters
+        ----------
+        method : {"percentile", "basic", "bc"}, default "percentile"
+        level : float in (0, 1), default 0.95
+
+        Returns
+        -------
+        (low, high) : tuple of float
+            (nan, nan) when there are no resamples (0 iterations, or all NaN).
         """
         _check_interval_options(level, method)
         if len(self.resamples) == 0 or math.isnan(self.estimate) or math.isnan(self.target):
@@ -325,12 +333,13 @@ def bootstrap_ci(
     Parameters
     ----------
     metric : callable ``f(confidence, correct) -> float``
-        Any corpus metric, invariant to question order. The module's own `accuracy`,
-        `mean_confidence`, `binned_ece` and `debiased_l2_ce` (default bins), `brier`
-        and `auroc` are evaluated for all resamples at once, and `smece` per resample on
-        the distinct pairs with weights (a few milliseconds each, whatever n); any other
-        callable (e.g. a lambda around a metric) is called once per resample on arrays
-        of n questions, so it costs ``iters`` times one evaluation on n questions.
+        Any corpus metric, invariant to question order. This package's `accuracy`,
+        `mean_confidence`, `overconfidence`, `binned_ece` and `debiased_l2_ce` (default
+        bins), `brier` and `auroc` are evaluated for all resamples at once, and `smece`
+        per resample on the distinct pairs with weights (a few milliseconds each,
+        whatever n; through relplot itself when relplot's logit scaling is on); any
+        other callable (e.g. a lambda around a metric) is called once per resample on
+        arrays of n questions, so it costs ``iters`` times one evaluation on n questions.
     confidence : array-like of shape (n,), values in [0, 1]
     correct : array-like of shape (n,), values in {0, 1} or bool
     iters : int, default 1000
@@ -354,9 +363,25 @@ def bootstrap_ci(
         on the multiset of (confidence, correct) pairs, it is drawn as counts
         ``multinomial(n, counts / n)`` over the distinct pairs (sorted by confidence,
         then correct), and a generic `metric` receives those pairs repeated by their
-        counts (correct as float 0.0/1.0). Resamples where the metric is NaN (AUROC on a
-        resample with one class) are dropped with a RuntimeWarning; if all are, the
-        interval is (nan, nan).
+        counts (correct as float 0.0/1.0). Endpoints are clipped into the metric's range
+        ([-1, 1] for `overconfidence`, else [0, 1]; a generic metric's are not clipped).
+        Resamples where the metric is NaN (AUROC on a resample with one class) are
+        dropped with a RuntimeWarning; if all are, the interval is (nan, nan).
+
+    Examples
+    --------
+    >>> from lm_eval_semcal.core.calibration import accuracy, bootstrap_ci, brier
+    >>> bootstrap_ci(accuracy, [0.5, 0.5, 0.5], [1, 1, 1])  # every resample is all right
+    (1.0, 1.0)
+    >>> bootstrap_ci(brier, [0.25, 0.5], [0, 1], iters=0)
+    (nan, nan)
+
+    Four questions, four distinct pairs: each resample is multinomial(4, [1/4] * 4) counts
+    of them, drawn by ``np.random.default_rng(0)``; the interval is the 2.5 and 97.5
+    percentiles of the 200 resamples' Brier scores.
+
+    >>> bootstrap_ci(brier, [0.25, 0.5, 1.0, 1.0], [0, 1, 1, 0], iters=200, seed=0)
+    (0.03125, 0.75)
     """
     _check_bootstrap_options(metric, iters)
     _check_interval_options(level, method)

@@ -260,11 +260,12 @@ def paired_difference(
 class CorpusMetrics:
     """The metrics of n questions.
 
-    `values` holds the metrics of `METRICS` in its order: all ten when every question
-    was graded by a three-way judge, else all but `not_attempted` (the key is then
-    absent); `intervals` the bootstrap interval of each calibration metric ((nan, nan)
-    when the bootstrap is off); `stderrs` lm-eval's standard error of each mean metric
-    in `values`.
+    `values` holds the metrics of `METRICS` in its order: every one of them when every
+    question was graded by a three-way judge, else all but `not_attempted` (the key is
+    then absent); `intervals` the bootstrap interval of each calibration metric
+    (`CALIBRATION_METRICS`; (nan, nan) when the bootstrap is off); `stderrs` lm-eval's
+    standard error of each mean metric in `values`; `bootstrap_iters` the resamples
+    the intervals were drawn from.
     """
 
     n: int
@@ -288,20 +289,47 @@ def corpus_metrics(
     records : sequence of QuestionRecord
         One per question (from `score_questions`, or read back from a saved run).
     bootstrap_iters : int, default 1000
-        Resamples of the questions for the 95% intervals; 0 leaves them out (NaN).
-    seed, level
-        The bootstrap's seed and coverage.
-    label : str
+        Resamples of the questions for the intervals; 0 leaves them out (NaN).
+    seed : int, default 0
+        The bootstrap's seed.
+    level : float in (0, 1), default 0.95
+        The intervals' level.
+    label : str, default "semcal"
         Names the questions in the warnings logged (an undefined AUROC, say).
 
     Returns
     -------
     CorpusMetrics
-        acc, conf, sem_entropy, n_classes and no_answer are means over questions, and
+        acc, conf, sem_entropy, n_classes and no_answer are means over questions,
+        ``sum_i x_i / n`` as lm-eval takes them, each with lm-eval's standard error, and
         so is not_attempted (each record's `not_attempted_share`) when every record is
-        graded; it is left out otherwise. ece, smece, brier and auroc come from
-        `lm_eval_semcal.core.calibration` with confidence = each record's plurality
-        share, correct = its verdict.
+        graded; it is left out otherwise. ece, debiased_l2_ce, smece, brier and auroc
+        come from `lm_eval_semcal.core.calibration` with confidence = each record's
+        plurality share, correct = its verdict, each with its bootstrap interval (the
+        method of `INTERVAL_METHOD`).
+
+    Examples
+    --------
+    Two questions of four samples each; the first's plurality class (3 of 4) holds the
+    gold answer, the second's does not.
+
+    >>> from lm_eval_semcal.core.records import QuestionRecord
+    >>> from lm_eval_semcal.core.semantic_classes import SemanticClasses
+    >>> def record(answers, gold):
+    ...     classes = SemanticClasses.from_keys(answers, answers)
+    ...     return QuestionRecord(classes, tuple(r == gold for r in classes.representatives), "exact")
+    >>> records = [record(["Paris", "Paris", "Paris", "Lyon"], "Paris"), record(["4", "5", "5", "5"], "4")]
+    >>> result = corpus_metrics(records, bootstrap_iters=0)
+    >>> {name: round(value, 4) for name, value in result.values.items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'acc': 0.5, 'conf': 0.75, 'ece': 0.25, 'debiased_l2_ce': 0.0, 'smece': 0.25, 'brier': 0.3125,
+     'auroc': 0.5, 'sem_entropy': 0.5623, 'n_classes': 2.0, 'no_answer': 0.0}
+    >>> result.stderrs["acc"], result.intervals["ece"]
+    (0.5, (nan, nan))
+
+    One bin at confidence 0.75 with accuracy 0.5: ece = |0.75 - 0.5|; debiased_l2_ce
+    clips 0.25**2 - 0.5 * 0.5 / 1 < 0 to 0; brier = (0.25**2 + 0.75**2) / 2; the one
+    right and the one wrong answer tie (auroc 0.5); sem_entropy = -(0.75 ln 0.75 + 0.25
+    ln 0.25); the standard error of acc is sqrt(0.5) / sqrt(2).
     """
     if not records:
         raise ValueError("no questions to score: pass at least one record")

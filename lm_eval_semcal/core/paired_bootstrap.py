@@ -144,6 +144,7 @@ def paired_bootstrap_ci(
     iters : int, default 1000
         Number of resamples; 0 gives (difference, nan, nan).
     seed : int, default 0
+        Seed of ``np.random.default_rng``; the same seed gives the same interval.
     level : float in (0, 1), default 0.95
     method : {"percentile", "basic", "bc"}, default "percentile"
         See `BootstrapDistribution.interval`.
@@ -155,7 +156,24 @@ def paired_bootstrap_ci(
         draw the same question indices for both models, so that a question hard for
         both moves both metrics together and does not widen the interval. The
         interval is built on the metric's scale (for `debiased_l2_ce`, the clipped
-        roots), with each model's plug-in target as in `bootstrap_ci`.
+        roots), with each model's plug-in target as in `bootstrap_ci`. Each resample is
+        ``multinomial(n, counts / n)`` counts over the distinct joint tuples
+        (confidence_a, correct_a, confidence_b, correct_b); resamples where either
+        model's metric is NaN are dropped with a RuntimeWarning.
+
+    Examples
+    --------
+    >>> from lm_eval_semcal.core.calibration import accuracy, paired_bootstrap_ci
+    >>> conf, correct = [0.25, 0.5, 1.0, 1.0], [0, 1, 1, 0]
+    >>> paired_bootstrap_ci(accuracy, conf, correct, conf, correct)  # a model against itself
+    (0.0, 0.0, 0.0)
+
+    Model a answers all four questions right, model b the second and third: each
+    resample draws multinomial(4, [1/4] * 4) counts of the four questions, and the
+    difference on it is 1 minus b's share of those two.
+
+    >>> paired_bootstrap_ci(accuracy, [1.0] * 4, [1, 1, 1, 1], conf, correct, iters=200, seed=0)
+    (0.5, 0.0, 1.0)
     """
     _check_bootstrap_options(metric, iters)
     _check_interval_options(level, method)

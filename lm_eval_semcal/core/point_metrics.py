@@ -56,6 +56,12 @@ def accuracy(confidence, correct) -> float:
     -------
     float
         ``acc = (1/n) * sum_i correct_i``.
+
+    Examples
+    --------
+    >>> from lm_eval_semcal.core.calibration import accuracy
+    >>> accuracy([0.25, 0.5, 1.0, 1.0], [0, 1, 1, 0])  # 2 of 4 right
+    0.5
     """
     return _point(_weighted_accuracy, *_validate(confidence, correct))
 
@@ -73,6 +79,12 @@ def mean_confidence(confidence, correct) -> float:
     -------
     float
         ``conf = (1/n) * sum_i confidence_i``.
+
+    Examples
+    --------
+    >>> from lm_eval_semcal.core.calibration import mean_confidence
+    >>> mean_confidence([0.25, 0.5, 1.0, 1.0], [0, 1, 1, 0])  # 2.75 / 4
+    0.6875
     """
     return _point(_weighted_mean_confidence, *_validate(confidence, correct))
 
@@ -95,6 +107,14 @@ def binned_ece(confidence, correct, n_bins=_DEFAULT_N_BINS) -> float:
         ``b = min(floor(confidence_i * B + 1e-9), B - 1)``: bins are [lo, hi), the last
         one also holds 1.0, and a value on a bin edge goes to the bin it is the lower edge
         of even when rounding left it a hair below (1 - 45/50 = 0.09999999999999998).
+
+    Examples
+    --------
+    >>> from lm_eval_semcal.core.calibration import binned_ece
+    >>> binned_ece([0.25, 0.5, 1.0, 1.0], [0, 1, 1, 0])  # bins 2, 5, 9: (0.25 + 0.5 + 2 * 0.5) / 4
+    0.4375
+    >>> binned_ece([0.5, 1.0], [1, 1])  # 0.5 opens bin 5, 1.0 closes the last bin
+    0.25
     """
     conf, corr = _validate(confidence, correct)
     return _point(_weighted_binned_ece, conf, corr, n_bins=_validate_n_bins(n_bins))
@@ -114,6 +134,12 @@ def overconfidence(confidence, correct) -> float:
         ``conf - acc = (1/n) * sum_i (confidence_i - correct_i)``. It measures the
         direction of miscalibration on average only: errors of both signs cancel, so a
         value near 0 does not mean calibrated (read the ECE for that).
+
+    Examples
+    --------
+    >>> from lm_eval_semcal.core.calibration import overconfidence
+    >>> overconfidence([0.25, 0.5, 1.0, 1.0], [0, 1, 1, 0])  # 0.6875 - 0.5
+    0.1875
     """
     return _point(_weighted_overconfidence, *_validate(confidence, correct))
 
@@ -149,6 +175,19 @@ def debiased_l2_ce(confidence, correct, n_bins=_DEFAULT_N_BINS) -> float:
         gap, which is at least the L1 gap `binned_ece` estimates. Clipping at 0 keeps the
         square root defined; S itself can be negative by chance near perfect
         calibration, and `bootstrap_ci` builds the interval on S before taking roots.
+
+    Examples
+    --------
+    One bin of four questions at confidence 0.75, one of them right: the plug-in gap is
+    0.5, and S subtracts the bin's variance estimate 0.25 * 0.75 / 3 from its square.
+
+    >>> from lm_eval_semcal.core.calibration import binned_ece, debiased_l2_ce
+    >>> binned_ece([0.75] * 4, [1, 0, 0, 0])
+    0.5
+    >>> debiased_l2_ce([0.75] * 4, [1, 0, 0, 0])  # sqrt(0.5**2 - 0.0625) = sqrt(3) / 4
+    0.4330127018922193
+    >>> debiased_l2_ce([0.25, 0.5, 1.0, 1.0], [0, 1, 1, 0])  # bin 9 only: 0.5**2 - 0.5 * 0.5 / 1 = 0
+    0.0
     """
     conf, corr = _validate(confidence, correct)
     squared = _point(_weighted_debiased_squared_ce, conf, corr, n_bins=_validate_n_bins(n_bins))
@@ -171,6 +210,14 @@ def smece(confidence, correct) -> float:
         density of t estimated by a reflected-Gaussian kernel smoother of bandwidth
         sigma, where sigma is found by bisection as the point where
         ``smECE_sigma(sigma) = sigma``.
+
+    Examples
+    --------
+    >>> from lm_eval_semcal.core.calibration import smece
+    >>> round(smece([0.9] * 4, [1, 1, 0, 0]), 4)  # one confidence, right half the time: |0.9 - 0.5|
+    0.4
+    >>> smece([0.75] * 4, [1, 1, 1, 0])  # right as often as it says
+    0.0
     """
     conf, corr = _validate(confidence, correct)
     return float(relplot.smECE(conf, corr))
@@ -188,6 +235,12 @@ def brier(confidence, correct) -> float:
     -------
     float
         ``brier = (1/n) * sum_i (confidence_i - correct_i)**2``.
+
+    Examples
+    --------
+    >>> from lm_eval_semcal.core.calibration import brier
+    >>> brier([0.25, 0.5, 1.0, 1.0], [0, 1, 1, 0])  # (0.25**2 + 0.5**2 + 0**2 + 1**2) / 4
+    0.328125
     """
     return _point(_weighted_brier, *_validate(confidence, correct))
 
@@ -207,6 +260,15 @@ def auroc(confidence, correct) -> float:
         ([conf_i > conf_j] + 0.5 * [conf_i == conf_j])`` with P correct and N wrong
         questions. When all answers are correct or all wrong it is undefined: returns NaN
         and emits a RuntimeWarning, never raises.
+
+    Examples
+    --------
+    The right answers have confidence 0.5 and 1.0, the wrong ones 0.25 and 1.0: of the
+    four (right, wrong) pairs, 0.5 beats 0.25, loses to 1.0, and 1.0 beats 0.25 and ties 1.0.
+
+    >>> from lm_eval_semcal.core.calibration import auroc
+    >>> auroc([0.25, 0.5, 1.0, 1.0], [0, 1, 1, 0])  # (1 + 0 + 1 + 0.5) / 4
+    0.625
     """
     conf, corr = _validate(confidence, correct)
     if corr.min() == corr.max():
