@@ -134,26 +134,29 @@ def _bin_sums(
     return n_b, sum_conf, sum_corr
 
 
-def _weighted_binned_ece(
-    conf: np.ndarray, corr: np.ndarray, w: np.ndarray, n_bins: int = _DEFAULT_N_BINS
+def _binned_gap_mean(
+    conf: np.ndarray, corr: np.ndarray, w: np.ndarray, n_bins: int, of_gap: Callable
 ) -> np.ndarray:
+    """``sum_b (n_b/n) * of_gap(gap_b)``, gap_b = mean confidence - mean correct in bin b."""
     n_b, sum_conf, sum_corr = _bin_sums(conf, corr, w, n_bins)
     n = w.sum(axis=1, keepdims=True)
     # A bin a resample left empty would divide 0 by 0; np.where then gives it weight 0.
     with np.errstate(invalid="ignore", divide="ignore"):
-        gap = np.abs(sum_conf / n_b - sum_corr / n_b)
-    return np.where(n_b > 0, n_b / n * gap, 0.0).sum(axis=1)
+        value = of_gap(sum_conf / n_b - sum_corr / n_b)
+    return np.where(n_b > 0, n_b / n * value, 0.0).sum(axis=1)
+
+
+def _weighted_binned_ece(
+    conf: np.ndarray, corr: np.ndarray, w: np.ndarray, n_bins: int = _DEFAULT_N_BINS
+) -> np.ndarray:
+    return _binned_gap_mean(conf, corr, w, n_bins, np.abs)
 
 
 def _weighted_squared_ce(
     conf: np.ndarray, corr: np.ndarray, w: np.ndarray, n_bins: int = _DEFAULT_N_BINS
 ) -> np.ndarray:
     """Plug-in squared binned calibration error, ``sum_b (n_b/n) * (gap_b)**2``."""
-    n_b, sum_conf, sum_corr = _bin_sums(conf, corr, w, n_bins)
-    n = w.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        squared_gap = (sum_conf / n_b - sum_corr / n_b) ** 2
-    return np.where(n_b > 0, n_b / n * squared_gap, 0.0).sum(axis=1)
+    return _binned_gap_mean(conf, corr, w, n_bins, np.square)
 
 
 def _weighted_debiased_squared_ce(

@@ -25,31 +25,9 @@ from statistics import NormalDist
 import numpy as np
 import relplot
 
-from lm_eval_semcal.core.atoms import (
-    _atoms,
-    _clipped_root,
-    _validate,
-    _weighted_accuracy,
-    _weighted_auroc,
-    _weighted_binned_ece,
-    _weighted_brier,
-    _weighted_debiased_squared_ce,
-    _weighted_mean_confidence,
-    _weighted_overconfidence,
-    _weighted_squared_ce,
-)
-from lm_eval_semcal.core.point_metrics import (
-    accuracy,
-    auroc,
-    binned_ece,
-    brier,
-    debiased_l2_ce,
-    mean_confidence,
-    overconfidence,
-    smece,
-)
+from lm_eval_semcal.core import atoms, point_metrics, smece_kernel
+from lm_eval_semcal.core.atoms import _atoms, _validate
 from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, CI_LEVEL, DEFAULT_BOOTSTRAP_ITERS
-from lm_eval_semcal.core.smece_kernel import _weighted_smece
 
 __all__ = ["INTERVAL_METHODS", "BootstrapDistribution", "bootstrap_ci", "bootstrap_distribution"]
 
@@ -80,19 +58,21 @@ class _Resampling:
 
 
 # The metrics whose interval is computed from the count matrix over atoms, without
-# expanding resamples to n questions.
+# expanding resamples to n questions, each with its weighted formula.
 _WEIGHTED: dict[Callable, _Resampling] = {
-    accuracy: _Resampling(_weighted_accuracy),
-    mean_confidence: _Resampling(_weighted_mean_confidence),
-    overconfidence: _Resampling(_weighted_overconfidence, bounds=(-1.0, 1.0)),
-    binned_ece: _Resampling(_weighted_binned_ece),
+    point_metrics.accuracy: _Resampling(atoms._weighted_accuracy),
+    point_metrics.mean_confidence: _Resampling(atoms._weighted_mean_confidence),
+    point_metrics.overconfidence: _Resampling(atoms._weighted_overconfidence, bounds=(-1.0, 1.0)),
+    point_metrics.binned_ece: _Resampling(atoms._weighted_binned_ece),
     # The debiased estimator is unbiased for the squared error, and the plug-in squared
     # error of the observed questions is what its resamples estimate: the interval is
     # built there, where the bias correction is additive, then mapped to the L2 scale.
-    debiased_l2_ce: _Resampling(_weighted_debiased_squared_ce, _weighted_squared_ce, _clipped_root),
-    brier: _Resampling(_weighted_brier),
-    auroc: _Resampling(_weighted_auroc),
-    smece: _Resampling(_weighted_smece),
+    point_metrics.debiased_l2_ce: _Resampling(
+        atoms._weighted_debiased_squared_ce, atoms._weighted_squared_ce, atoms._clipped_root
+    ),
+    point_metrics.brier: _Resampling(atoms._weighted_brier),
+    point_metrics.auroc: _Resampling(atoms._weighted_auroc),
+    point_metrics.smece: _Resampling(smece_kernel._weighted_smece),
 }
 
 
@@ -103,7 +83,7 @@ def _weighted_resampling(metric: Callable) -> _Resampling | None:
     relplot's logit-scaling option on, smECE resamples go through relplot itself; the
     option is read at each call, as `smece` reads it, since a user can set it after import.
     """
-    if metric is smece and relplot.config.use_logit_scaling:
+    if metric is point_metrics.smece and relplot.config.use_logit_scaling:
         return None
     return _WEIGHTED.get(metric)
 

@@ -47,13 +47,7 @@ def _marginal_counts(w: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np
 
 
 def paired_bootstrap_distributions(
-    metric,
-    confidence_a,
-    correct_a,
-    confidence_b,
-    correct_b,
-    iters=DEFAULT_BOOTSTRAP_ITERS,
-    seed=BOOTSTRAP_SEED,
+    metric, confidence_a, correct_a, confidence_b, correct_b, iters=DEFAULT_BOOTSTRAP_ITERS, seed=BOOTSTRAP_SEED
 ) -> PairedBootstrap:
     """Resample questions once for two models that answered the same questions.
 
