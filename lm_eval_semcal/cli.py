@@ -33,8 +33,14 @@ from collections.abc import Sequence
 # Only what `semcal --help` and `semcal tasks-dir` need is imported here (no numpy, no
 # lm_eval): each command imports its own layer when it runs.
 from lm_eval_semcal.core.scoring import GOLD_MATCHES
-from lm_eval_semcal.core.settings import DEFAULT_BOOTSTRAP_ITERS
+from lm_eval_semcal.core.settings import CI_PERCENT, DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.tasks import TASKS_DIR
+
+# argparse %-formats help strings (not descriptions): a help names the level as this.
+_CI_PERCENT_HELP = CI_PERCENT.replace("%", "%%")
+_BOOTSTRAP_ITERS_HELP = (
+    f"bootstrap resamples for the {_CI_PERCENT_HELP} intervals (default {DEFAULT_BOOTSTRAP_ITERS}; 0: none)"
+)
 
 
 def _positive_int(minimum: int):
@@ -65,7 +71,7 @@ def _add_bootstrap_iters(command: argparse.ArgumentParser) -> None:
         "--bootstrap-iters",
         type=_positive_int(0),
         default=DEFAULT_BOOTSTRAP_ITERS,
-        help=f"bootstrap resamples for the 95%% intervals (default {DEFAULT_BOOTSTRAP_ITERS}; 0: none)",
+        help=_BOOTSTRAP_ITERS_HELP,
     )
 
 
@@ -102,7 +108,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--bootstrap-iters",
         type=_positive_int(0),
-        help=f"bootstrap resamples for the 95%% intervals (default {DEFAULT_BOOTSTRAP_ITERS}; 0: none)",
+        help=_BOOTSTRAP_ITERS_HELP,
     )
     run.add_argument(
         "--allow-fixed-seed",
@@ -115,7 +121,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="reliability diagrams and tables from a finished lm-eval run",
         description="Reads an lm-eval output folder (run with --output_path and "
         "--log_samples) and writes, for each semcal task found, a reliability diagram "
-        "(PNG) and a Markdown table of the metrics with their 95% intervals.",
+        f"(PNG) and a Markdown table of the metrics with their {CI_PERCENT} intervals.",
     )
     report.add_argument("run_dir", help="the --output_path folder of an lm-eval run")
     report.add_argument("--out", help="where to write the report (default: RUN_DIR/semcal_report)")
@@ -143,7 +149,7 @@ def _build_parser() -> argparse.ArgumentParser:
     rescore.add_argument(
         "--bootstrap-iters",
         type=_positive_int(0),
-        help="bootstrap resamples for the 95%% intervals (default: the count the run used, else "
+        help=f"bootstrap resamples for the {_CI_PERCENT_HELP} intervals (default: the count the run used, else "
         f"{DEFAULT_BOOTSTRAP_ITERS}; 0: none)",
     )
     rescore.add_argument(
@@ -177,7 +183,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "compare",
         help="several models' runs side by side, with paired differences and one page",
         description="Reads lm-eval output folders (any number of models, rescored runs too) and "
-        "writes to --out: metrics.csv (per model, task and metric: value, 95%% interval, n), "
+        f"writes to --out: metrics.csv (per model, task and metric: value, {CI_PERCENT} interval, n), "
         "pairs.csv (per pair of models: the difference model_b minus model_a on the questions "
         "both answered, matched by document, with a paired bootstrap interval), comparison.md "
         "and comparison.html (one self-contained page with the figures inline).",

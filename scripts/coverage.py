@@ -34,7 +34,12 @@ the first `--smece-corpora` corpora of each cell only; the other metrics on all.
     python scripts/coverage.py [--quick] [--corpora 200] [--smece-corpora 40] [--resamples 1000] [--metrics ...]
 
 It prints every method's coverage, then the coverage of the intervals `semcal run`,
-`semcal report` and `semcal compare` report, one row per world and n (docs/metrics.md's table).
+`semcal report` and `semcal compare` report, one row per world and n (docs/metrics.md's table),
+and writes the latter, as counts of covered corpora, to
+lm_eval_semcal/core/interval_coverage.json: the figures the notes printed beside the
+intervals quote (`core.metrics.INTERVAL_NOTES`). `--json PATH` writes it elsewhere;
+`--quick` writes it only with `--json`, so that a quick look never replaces the figures
+the package ships.
 
 Runtime (one core of a shared 2-core machine, nice 10): 623 s with the defaults, of which
 smECE takes about half; 45 s with --quick.
@@ -43,13 +48,16 @@ smECE takes about half; 45 s with --quick.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from lm_eval_semcal.core.calibration import INTERVAL_METHODS, paired_bootstrap_distributions, smece
-from lm_eval_semcal.core.metrics import COMPARED_METRICS, INTERVAL_METHOD
+from lm_eval_semcal.core.metrics import COMPARED_METRICS, COVERAGE_FILE, INTERVAL_METHOD, interval_notes
+from lm_eval_semcal.core.settings import CI_LEVEL, DEFAULT_BOOTSTRAP_ITERS
 
 M = 50
 GRID = np.arange(1, M + 1) / M
@@ -68,7 +76,8 @@ WORLD_SOURCES = {"calibrated": (0, "a"), "overconfident": (0, "b"), "mixed": (1,
 # Every metric `semcal compare` reports with an interval, and what `semcal run` reports.
 METRICS = COMPARED_METRICS
 SHARED_CONFIDENCE = 0.6
-LEVEL = 0.95
+# The level the package reports, whose coverage is measured.
+LEVEL = CI_LEVEL
 N_BINS = 10
 TRUTH_QUESTIONS = 10**7
 
@@ -156,6 +165,7 @@ def simulate(corpora: int, smece_corpora: int, resamples: int, sizes: list[int],
                     "metric": name,
                     "method": method,
                     "coverage": covered.mean(),
+                    "covered": int(covered.sum()),
                     "width": np.nanmean(intervals[:, 1] - intervals[:, 0]),
                     "truth": truth,
                     "estimate": float(np.mean(estimates)),
@@ -185,41 +195,90 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def reported_table(rows: list[dict]) -> str:
-    """One row per world and n, a column per metric: the coverage of the interval reported
-    (`core.metrics.INTERVAL_METHOD`), as docs/metrics.md shows it."""
-    metrics = list(dict.fromkeys(r["metric"] for r in rows))
-    cells: dict[tuple[str, int], dict[str, str]] = {}
-    for r in rows:
-        if r["method"] == INTERVAL_METHOD.get(r["metric"], "percentile"):
-            flag = "" if r["coverage"] >= 0.9 else " *"
-            cells.setdefault((r["world"], r["n"]), {})[r["metric"]] = f"{100 * r['coverage']:.1f}%{flag}"
+def reported_cells(rows: list[dict]) -> list[dict]:
+    """The rows of the interval each metric reports (`core.metrics.INTERVAL_METHOD`), as
+    interval_coverage.json holds them: world, n, metric, method, covered and corpora."""
+    keys = ("world", "n", "metric", "method", "covered", "corpora")
+    return [
+        {key: r[key] for key in keys} for r in rows if r["method"] == INTERVAL_METHOD.get(r["metric"], "percentile")
+    ]
+
+
+def reported_table(cells: list[dict]) -> str:
+    """One row per world and n, a column per metric: the coverage of the interval reported,
+    as docs/metrics.md shows it."""
+    metrics = list(dict.fromkeys(c["metric"] for c in cells))
+    by_row: dict[tuple[str, int], dict[str, str]] = {}
+    for c in cells:
+        coverage = c["covered"] / c["corpora"]
+        flag = "" if coverage >= 0.9 else " *"
+        by_row.setdefault((c["world"], c["n"]), {})[c["metric"]] = f"{100 * coverage:.1f}%{flag}"
     lines = ["| world / pair | n | " + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
-    for (world, n), by_metric in cells.items():
+    for (world, n), by_metric in by_row.items():
         lines.append(f"| {world} | {n} | " + " | ".join(by_metric.get(m, "") for m in metrics) + " |")
     return "\n".join(lines)
 
 
-def main() -> None:
+def coverage_document(cells: list[dict], args: argparse.Namespace) -> dict:
+    """What interval_coverage.json holds: the run's settings and the reported cells."""
+    return {
+        "about": (
+            "Coverage of the interval each metric reports (core.metrics.INTERVAL_METHOD) in the "
+            "simulated worlds of scripts/coverage.py, which wrote this file: per world or pair "
+            "(a - b), n and metric, how many of the corpora the interval covered. "
+            "core.metrics.INTERVAL_NOTES quotes it."
+        ),
+        "level": LEVEL,
+        "resamples": args.resamples,
+        "corpora": args.corpora,
+        "smece_corpora": min(args.smece_corpora, args.corpora),
+        "sizes": args.sizes,
+        "cells": cells,
+    }
+
+
+def coverage_json(document: dict) -> str:
+    """`document` as JSON with one cell a line (an indented json.dumps gives every field one)."""
+    head = "".join(f"  {json.dumps(key)}: {json.dumps(value)},\n" for key, value in document.items() if key != "cells")
+    cells = ",\n".join(f"    {json.dumps(cell)}" for cell in document["cells"])
+    return "{\n" + head + '  "cells": [\n' + cells + "\n  ]\n}\n"
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 corpora (4 smECE), 300 resamples")
     parser.add_argument("--corpora", type=int, default=200, help="corpora per world and n")
     parser.add_argument("--smece-corpora", type=int, default=40, help="of those, scored for smECE")
-    parser.add_argument("--resamples", type=int, default=1000, help="resamples per corpus")
+    parser.add_argument("--resamples", type=int, default=DEFAULT_BOOTSTRAP_ITERS, help="resamples per corpus")
     parser.add_argument("--sizes", type=int, nargs="+", default=[300, 3000], help="corpus sizes")
     parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=list(METRICS), help="metrics to study")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="where to write the reported coverage (default: the package's core/interval_coverage.json, which "
+        "the notes quote; with --quick: nowhere)",
+    )
+    args = parser.parse_args(argv)
     if args.quick:
         args.corpora, args.smece_corpora, args.resamples = 20, 4, 300
+    elif args.json is None:
+        args.json = COVERAGE_FILE
     start = time.perf_counter()
     rows = simulate(args.corpora, min(args.smece_corpora, args.corpora), args.resamples, args.sizes, args.metrics)
     print(markdown(rows))
     print("\nThe intervals reported (`core.metrics.INTERVAL_METHOD`; * below 90%):\n")
-    print(reported_table(rows))
+    cells = reported_cells(rows)
+    print(reported_table(cells))
     print(
         f"\n{args.corpora} corpora per cell ({min(args.smece_corpora, args.corpora)} for smECE), "
         f"{args.resamples} resamples, level {LEVEL}; {time.perf_counter() - start:.0f} s"
     )
+    if args.json is not None:
+        document = coverage_document(cells, args)
+        # The notes must be able to quote it: a run without their cells stops here.
+        notes = interval_notes(document)
+        args.json.write_text(coverage_json(document), encoding="utf-8")
+        print(f"\nwrote {args.json}; the notes beside the intervals will read:\n\n" + "\n\n".join(notes))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from lm_eval_semcal.core import calibration
+from lm_eval_semcal.core import bootstrap, smece_kernel
+from lm_eval_semcal.core.atoms import _atoms
 from lm_eval_semcal.core.calibration import (
     accuracy,
     auroc,
@@ -268,7 +269,10 @@ def test_bootstrap_paths_agree_across_blocks(monkeypatch):
     rng = np.random.default_rng(5)
     conf = rng.random(300)
     correct = (rng.random(300) < conf).astype(float)
-    monkeypatch.setattr(calibration, "_MAX_BLOCK_CELLS", 300 * 7)
+    monkeypatch.setattr(bootstrap, "_MAX_BLOCK_CELLS", 300 * 7)
+    # The budget is read where the draws are made: 7 rows a block, 50 rows in 8 blocks.
+    blocks = list(bootstrap._resampled_counts(np.random.default_rng(0), np.ones(300), 50))
+    assert [len(block) for block in blocks] == [7] * 7 + [1]
     for metric in (binned_ece, auroc):
         fast_ci = bootstrap_ci(metric, conf, correct, iters=50, seed=2)
         slow_ci = bootstrap_ci(lambda c, y: metric(c, y), conf, correct, iters=50, seed=2)
@@ -295,14 +299,14 @@ def test_bootstrap_generic_path_follows_documented_draws():
 def test_weighted_smece_equals_relplot_on_expanded_questions(n, grid):
     # The smECE bootstrap scores resamples on (pair, count) atoms; each must equal relplot
     # on the questions themselves, for grid and for continuous confidences.
-    from lm_eval_semcal.core.calibration import _atoms, _weighted_smece
-
     rng = np.random.default_rng(n)
     conf = rng.integers(1, grid + 1, n) / grid if grid else rng.random(n)
     correct = (rng.random(n) < conf**1.5).astype(float)
     atom_conf, atom_corr, counts = _atoms(conf, correct)
+    # Grid atoms share one basis per bandwidth; continuous ones are smoothed row by row.
+    assert (len(atom_conf) > smece_kernel._MAX_BASIS_ATOMS) == (grid is None)
     rows = np.vstack([counts, rng.multinomial(n, counts / n, size=3)]).astype(float)
-    got = _weighted_smece(atom_conf, atom_corr, rows)
+    got = smece_kernel._weighted_smece(atom_conf, atom_corr, rows)
     expected = [
         relplot.smECE(np.repeat(atom_conf, row.astype(int)), np.repeat(atom_corr, row.astype(int)))
         for row in rows

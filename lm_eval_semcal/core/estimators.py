@@ -55,7 +55,36 @@ class SplitEstimate:
 
 
 def split_half_estimates(records: Sequence[QuestionRecord]) -> SplitEstimate:
-    """The split estimator over questions (see `split_half_choice`)."""
+    """The split estimator over questions (see `split_half_choice`).
+
+    Parameters
+    ----------
+    records : sequence of QuestionRecord
+        One per question, each of at least 2 samples.
+
+    Returns
+    -------
+    SplitEstimate
+        Per question, with M its samples and h = floor(M/2): ``confidence`` the share of
+        the last M - h samples in k*, the plurality class of the first h (a tie to the
+        class that appeared first); ``correct`` 1.0 when the gold answer lands in k*,
+        else 0.0. ``switched`` counts the questions whose k* is not the plurality class of
+        all M samples.
+
+    Examples
+    --------
+    >>> from lm_eval_semcal.core.records import QuestionRecord
+    >>> from lm_eval_semcal.core.semantic_classes import SemanticClasses
+    >>> def record(answers, gold):
+    ...     classes = SemanticClasses.from_keys(answers, answers)
+    ...     return QuestionRecord(classes, tuple(r == gold for r in classes.representatives), "exact")
+    >>> split = split_half_estimates([
+    ...     record(["4", "4", "5", "5", "5", "5"], "4"),  # k* = "4" from 4, 4, 5; none of 5, 5, 5
+    ...     record(["Paris", "Lyon", "Paris", "Paris"], "Paris"),  # a tie goes to Paris; 2 of 2
+    ... ])
+    >>> split.confidence.tolist(), split.correct.tolist(), split.switched
+    ([0.0, 1.0], [1.0, 1.0], 1)
+    """
     confidence, correct = [], []
     switched = 0
     for record in records:

@@ -14,12 +14,15 @@ so a number recomputed from a saved run equals the one lm-eval wrote to the last
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
@@ -28,18 +31,21 @@ from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.core.settings import (
     BOOTSTRAP_SEED,
     CI_LEVEL,
+    CI_PERCENT,
     DEFAULT_BOOTSTRAP_ITERS,
 )
 
 __all__ = [
     "CALIBRATION_METRICS",
     "COMPARED_METRICS",
+    "COVERAGE_FILE",
     "INTERVAL_METHOD",
     "INTERVAL_NOTES",
     "MEAN_METRICS",
     "METRICS",
     "CorpusMetrics",
     "corpus_metrics",
+    "interval_notes",
     "mean",
     "mean_stderr",
     "metric_interval",
@@ -91,21 +97,62 @@ COMPARED_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 # plug-in bias it removes (93% coverage where the percentile interval had 59%, a mixed
 # world at n = 300); percentile for the rest.
 INTERVAL_METHOD: dict[str, str] = {"ece": "basic"}
+# The coverage of those intervals as scripts/coverage.py last measured it (it writes this
+# file); the notes below quote it.
+COVERAGE_FILE = Path(__file__).with_name("interval_coverage.json")
+
+
+def _coverage_percents(coverage: dict, metrics: Sequence[str], world: str | None = None) -> list[Fraction]:
+    """Exact coverage in percent of `metrics`' cells of `world` (None: of every world and pair)."""
+    found = [
+        Fraction(100 * cell["covered"], cell["corpora"])
+        for cell in coverage["cells"]
+        if cell["metric"] in metrics and world in (None, cell["world"])
+    ]
+    if not found:
+        raise ValueError(f"the coverage holds no cell of {', '.join(metrics)} in {world or 'any world'}")
+    return found
+
+
+def interval_notes(coverage: dict) -> tuple[str, str]:
+    """The notes said next to ECE and smECE intervals, quoting the measured `coverage`.
+
+    Parameters
+    ----------
+    coverage : dict
+        What scripts/coverage.py writes to `COVERAGE_FILE`: in ``"cells"``, per simulated
+        world or pair (``"a - b"``), n and metric, how many of its ``"corpora"`` the
+        reported interval ``"covered"``.
+
+    Returns
+    -------
+    (str, str)
+        On single models: the highest coverage of ECE and smECE for a calibrated model, and
+        the lowest of debiased_l2_ce anywhere; on differences: the most that ECE and smECE
+        missed for the pair calibrated - overconfident. Each figure is rounded to a whole
+        percent away from the claim it supports: "at most" and "up to" up, "at least" down.
+    """
+    calibrated_hit = math.ceil(max(_coverage_percents(coverage, ("ece", "smece"), "calibrated")))
+    debiased_hit = math.floor(min(_coverage_percents(coverage, ("debiased_l2_ce",))))
+    pair_miss = math.ceil(100 - min(_coverage_percents(coverage, ("ece", "smece"), "calibrated - overconfident")))
+    return (
+        (
+            "ECE and smECE are biased upward near perfect calibration: for a well-calibrated model "
+            f"their {CI_PERCENT} interval usually lies entirely above the true value 0 (in simulation it "
+            f"contained 0 in at most {calibrated_hit}% of cases), so an interval above 0 is not evidence of "
+            "miscalibration: read debiased_l2_ce and its interval, which contained the true value in "
+            f"at least {debiased_hit}% of simulated cases, 0 included."
+        ),
+        (
+            "When one of two models is nearly calibrated, a difference in ECE or smECE understates "
+            f"the gap between them, and its interval missed the true difference in up to {pair_miss}% of "
+            "simulated cases: compare debiased_l2_ce instead."
+        ),
+    )
+
+
 # Said next to the numbers wherever ECE and smECE are shown with intervals.
-INTERVAL_NOTES = (
-    (
-        "ECE and smECE are biased upward near perfect calibration: for a well-calibrated model "
-        "their 95% interval usually lies entirely above the true value 0 (in simulation it "
-        "contained 0 in at most 65% of cases), so an interval above 0 is not evidence of "
-        "miscalibration: read debiased_l2_ce and its interval, which contained the true value in "
-        "at least 93% of simulated cases, 0 included."
-    ),
-    (
-        "When one of two models is nearly calibrated, a difference in ECE or smECE understates "
-        "the gap between them, and its interval missed the true difference in up to 83% of "
-        "simulated cases: compare debiased_l2_ce instead."
-    ),
-)
+INTERVAL_NOTES = interval_notes(json.loads(COVERAGE_FILE.read_text(encoding="utf-8")))
 
 
 def question_values(record: QuestionRecord) -> dict[str, float]:
@@ -213,11 +260,12 @@ def paired_difference(
 class CorpusMetrics:
     """The metrics of n questions.
 
-    `values` holds the metrics of `METRICS` in its order: all ten when every question
-    was graded by a three-way judge, else all but `not_attempted` (the key is then
-    absent); `intervals` the bootstrap interval of each calibration metric ((nan, nan)
-    when the bootstrap is off); `stderrs` lm-eval's standard error of each mean metric
-    in `values`.
+    `values` holds the metrics of `METRICS` in its order: every one of them when every
+    question was graded by a three-way judge, else all but `not_attempted` (the key is
+    then absent); `intervals` the bootstrap interval of each calibration metric
+    (`CALIBRATION_METRICS`; (nan, nan) when the bootstrap is off); `stderrs` lm-eval's
+    standard error of each mean metric in `values`; `bootstrap_iters` the resamples
+    the intervals were drawn from.
     """
 
     n: int
@@ -241,20 +289,47 @@ def corpus_metrics(
     records : sequence of QuestionRecord
         One per question (from `score_questions`, or read back from a saved run).
     bootstrap_iters : int, default 1000
-        Resamples of the questions for the 95% intervals; 0 leaves them out (NaN).
-    seed, level
-        The bootstrap's seed and coverage.
-    label : str
+        Resamples of the questions for the intervals; 0 leaves them out (NaN).
+    seed : int, default 0
+        The bootstrap's seed.
+    level : float in (0, 1), default 0.95
+        The intervals' level.
+    label : str, default "semcal"
         Names the questions in the warnings logged (an undefined AUROC, say).
 
     Returns
     -------
     CorpusMetrics
-        acc, conf, sem_entropy, n_classes and no_answer are means over questions, and
+        acc, conf, sem_entropy, n_classes and no_answer are means over questions,
+        ``sum_i x_i / n`` as lm-eval takes them, each with lm-eval's standard error, and
         so is not_attempted (each record's `not_attempted_share`) when every record is
-        graded; it is left out otherwise. ece, smece, brier and auroc come from
-        `lm_eval_semcal.core.calibration` with confidence = each record's plurality
-        share, correct = its verdict.
+        graded; it is left out otherwise. ece, debiased_l2_ce, smece, brier and auroc
+        come from `lm_eval_semcal.core.calibration` with confidence = each record's
+        plurality share, correct = its verdict, each with its bootstrap interval (the
+        method of `INTERVAL_METHOD`).
+
+    Examples
+    --------
+    Two questions of four samples each; the first's plurality class (3 of 4) holds the
+    gold answer, the second's does not.
+
+    >>> from lm_eval_semcal.core.records import QuestionRecord
+    >>> from lm_eval_semcal.core.semantic_classes import SemanticClasses
+    >>> def record(answers, gold):
+    ...     classes = SemanticClasses.from_keys(answers, answers)
+    ...     return QuestionRecord(classes, tuple(r == gold for r in classes.representatives), "exact")
+    >>> records = [record(["Paris", "Paris", "Paris", "Lyon"], "Paris"), record(["4", "5", "5", "5"], "4")]
+    >>> result = corpus_metrics(records, bootstrap_iters=0)
+    >>> {name: round(value, 4) for name, value in result.values.items()}  # doctest: +NORMALIZE_WHITESPACE
+    {'acc': 0.5, 'conf': 0.75, 'ece': 0.25, 'debiased_l2_ce': 0.0, 'smece': 0.25, 'brier': 0.3125,
+     'auroc': 0.5, 'sem_entropy': 0.5623, 'n_classes': 2.0, 'no_answer': 0.0}
+    >>> result.stderrs["acc"], result.intervals["ece"]
+    (0.5, (nan, nan))
+
+    One bin at confidence 0.75 with accuracy 0.5: ece = |0.75 - 0.5|; debiased_l2_ce
+    clips 0.25**2 - 0.5 * 0.5 / 1 < 0 to 0; brier = (0.25**2 + 0.75**2) / 2; the one
+    right and the one wrong answer tie (auroc 0.5); sem_entropy = -(0.75 ln 0.75 + 0.25
+    ln 0.25); the standard error of acc is sqrt(0.5) / sqrt(2).
     """
     if not records:
         raise ValueError("no questions to score: pass at least one record")

@@ -4,3 +4,5 @@
 DEFAULT_BOOTSTRAP_ITERS = 1000
 BOOTSTRAP_SEED = 0
 CI_LEVEL = 0.95
+# The level as the reports and the help print it: "95%".
+CI_PERCENT = f"{CI_LEVEL:.0%}"

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from lm_eval_semcal.core import calibration
 from lm_eval_semcal.core.estimators import first_m_estimates
 from lm_eval_semcal.core.semantic_classes import plurality
+from lm_eval_semcal.core.settings import DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.demo import models as demo_model
 from lm_eval_semcal.demo import world as synthetic
 from lm_eval_semcal.grouping.torch_devices import check_device
@@ -212,7 +213,7 @@ def run_demo(
     out_dir: str | Path = "semcal_demo",
     device: str = "cpu",
     batch_size: int = 500,
-    bootstrap_iters: int = 1000,
+    bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS,
     seed: int = 1234,
 ) -> DemoResult:
     """Train or load the two models, sample, score and write everything under `out_dir`."""
