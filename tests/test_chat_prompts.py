@@ -56,7 +56,7 @@ def test_the_chat_conversation_opens_with_the_instruction_in_a_system_turn():
     assert text.count("<|user|>") == 6 and text.count("<|assistant|>") == 6
     assert "<|assistant|>18\n" in text  # the first exemplar's answer, in the task's (concise) form
     assert text.endswith(f"<|user|>Q: {doc['semcal_question']}\nA:\n<|assistant|>")
-    # Without multiturn the exemplars collapse into one user turn, after the same system turn.
+    # Without multiturn the exemplars grouping into one user turn, after the same system turn.
     single = task.fewshot_context(doc, 5, apply_chat_template=True, fewshot_as_multiturn=False, chat_template=render)
     assert single.startswith(f"<|system|>{CONCISE_NUMBER}\n<|user|>Q: A baker")
     assert single.count("<|user|>") == 1
@@ -149,7 +149,7 @@ def test_lm_eval_renders_the_instruction_for_a_tiny_chat_model(tmp_path, in_proc
             assert prompt.startswith(f"<|system|>{CONCISE_NUMBER}<|end|>\n<|user|>Q: A baker makes 24 muffins")
             assert prompt.endswith(f"Q: {sample['doc']['question']}\nA:<|end|>\n<|assistant|>")
             record = logged_record(sample)
-            assert record.n_samples == 3 and record.collapse == "numeric"
+            assert record.n_samples == 3 and record.grouping == "numeric"
     base = run_lm_eval(model, tmp_path / "base")
     assert base[0]["arguments"]["gen_args_0"]["arg_0"].startswith("Q: A baker makes 24 muffins")
     assert "<|" not in base[0]["arguments"]["gen_args_0"]["arg_0"]

@@ -121,7 +121,7 @@ def _fewshot(results_file: Path, task: str) -> object:
 
 
 def _settings(run: TaskRun) -> dict[str, object]:
-    return {"M": run.m_label, "B": run.collapse, "shots": _fewshot(run.results_file, run.task)}
+    return {"M": run.m_label, "B": run.grouping, "shots": _fewshot(run.results_file, run.task)}
 
 
 def entries_by_task(runs: Sequence[TaskRun]) -> dict[str, list[Entry]]:
@@ -301,7 +301,7 @@ def _markdown(blocks: Sequence[object], out_dir: Path) -> str:
 _HTML_STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
        padding: 0 1em; color: #222; line-height: 1.45; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
+table { border-collapse: grouping; margin: 1em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
 th { background: #f3f3f3; }
 img { max-width: 100%; height: auto; display: block; margin: 1em 0; }
@@ -458,7 +458,7 @@ def compare_runs(
         Table(
             ("task", "model", "n", "M", "B", "acc", "smECE", "conf minus acc"),
             [
-                (entry.task, entry.name, str(entry.run.n_questions), entry.run.m_label, entry.run.collapse,
+                (entry.task, entry.name, str(entry.run.n_questions), entry.run.m_label, entry.run.grouping,
                  _with_interval(numbers[(entry.task, entry.name)]["acc"]),
                  _with_interval(numbers[(entry.task, entry.name)]["smece"]),
                  _confidence_gap(numbers[(entry.task, entry.name)]["overconfidence"]))
