@@ -3,7 +3,7 @@
 The package is layered, each folder importing only the folders listed before it:
 
     core/      the math and the per-question scorer (numpy and relplot only)
-    grouping/  the collapsing functions B and their registry
+    grouping/  the groupings B and their registry
     harness/   the lm-eval adapters: tasks, filter, metrics, backends (the only lm_eval imports)
     runs/      saved runs read back: report, rescore, agree, compare
     demo/      `semcal demo`: a synthetic world with known answers
@@ -12,8 +12,8 @@ The package is layered, each folder importing only the folders listed before it:
 The public API below is plain Python; `import lm_eval_semcal` imports none of it until a
 name is used, and none of it imports lm_eval, torch, transformers or tenacity:
 
-    from lm_eval_semcal import corpus_metrics, get_collapser, score_question
-    record = score_question("Capital of France?", ["Paris", "paris.", "Lyon"], ["Paris"], get_collapser("normalize"))
+    from lm_eval_semcal import corpus_metrics, get_grouping, score_question
+    record = score_question("Capital of France?", ["Paris", "paris.", "Lyon"], ["Paris"], get_grouping("normalize"))
     record.confidence, record.correct          # (0.666..., True)
 """
 
@@ -50,14 +50,14 @@ _EXPORTS: dict[str, str] = {
     "paired_bootstrap_ci": "core.calibration",
     "smece": "core.calibration",
     "split_half_estimates": "core.estimators",
-    # collapsing functions B
-    "Collapser": "grouping.base",
+    # the groupings B
+    "Grouping": "core.scoring",
     "GoldRequest": "core.scoring",
     "GroupingRequest": "core.scoring",
-    "KeyCollapser": "grouping.base",
-    "available_collapsers": "grouping.registry",
-    "get_collapser": "grouping.registry",
-    "register_collapser": "grouping.registry",
+    "KeyGrouping": "grouping.base",
+    "available_groupings": "grouping.registry",
+    "get_grouping": "grouping.registry",
+    "register_grouping": "grouping.registry",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -65,7 +65,11 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        # Release 0.1's names of B's API (`get_collapser`, ...), kept for one more release.
+        spellings = importlib.import_module(f"{__name__}.core.spellings")
+        if spellings.OLD_PYTHON_NAMES.get(name) not in _EXPORTS:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return __getattr__(spellings.renamed_attribute(__name__, name))
     value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
     globals()[name] = value
     return value

@@ -7,9 +7,9 @@
                                      resumes where an interrupted run stopped
     semcal report RUN_DIR [--out DIR] [--bootstrap-iters N]
                                      reliability diagram + Markdown table per semcal task
-    semcal rescore RUN_DIR --classes B [--classes-args JSON]
+    semcal rescore RUN_DIR --grouping B [--grouping-args JSON]
                                      regroup a saved run under another B, recompute metrics
-    semcal agree RUN_DIR --classes B1,B2,...
+    semcal agree RUN_DIR --grouping B1,B2,...
                                      metrics under several B and how their classes agree
     semcal compare RUN_DIR [RUN_DIR ...] --out DIR [--label NAME=LABEL] [--pair A=B]
                                      several models side by side: metrics.csv, pairs.csv
@@ -34,6 +34,7 @@ from collections.abc import Sequence
 # lm_eval): each command imports its own layer when it runs.
 from lm_eval_semcal.core.scoring import GOLD_MATCHES
 from lm_eval_semcal.core.settings import CI_PERCENT, DEFAULT_BOOTSTRAP_ITERS
+from lm_eval_semcal.core.spellings import OLD_OPTIONS, old_spelling_message
 from lm_eval_semcal.tasks import TASKS_DIR
 
 # argparse %-formats help strings (not descriptions): a help names the level as this.
@@ -79,6 +80,23 @@ _ALLOW_PARTIAL_HELP = (
     "go on with a samples file that holds fewer questions than its results JSON counted (cut short), "
     "on the questions it holds; without it that is an error"
 )
+
+
+def _add_grouping(command: argparse.ArgumentParser, metavar: str, help: str, args_help: str) -> None:
+    command.add_argument("--grouping", required=True, metavar=metavar, help=help)
+    command.add_argument("--grouping-args", type=_json_object, metavar="JSON", help=args_help)
+
+
+def _in_todays_spelling(argv: Sequence[str]) -> list[str]:
+    """`argv` (of rescore or agree) with release 0.1's `--classes` and `--classes-args` replaced, with a warning."""
+    todays = []
+    for arg in argv:
+        name, equals, value = arg.partition("=")
+        if name in OLD_OPTIONS:
+            print(f"semcal {argv[0]}: warning: {old_spelling_message(name, OLD_OPTIONS[name])}", file=sys.stderr)
+            arg = OLD_OPTIONS[name] + equals + value
+        todays.append(arg)
+    return todays
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -132,14 +150,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "rescore",
         help="regroup a saved run's samples under another B and recompute every metric",
         description="Reads an lm-eval output folder (run with --log_samples), groups every "
-        "semcal task's saved responses again under the collapsing function B given by "
-        "--classes, and writes results and samples in lm-eval's layout to "
+        "semcal task's saved responses again under the grouping B given by "
+        "--grouping, and writes results and samples in lm-eval's layout to "
         "<model folder>/rescored-<B>/ (readable by `semcal report`), with the options used in its "
         "rescore.json; a folder made with other options is replaced only with --overwrite. Nothing is generated.",
     )
     rescore.add_argument("run_dir", help="the --output_path folder of an lm-eval run")
-    rescore.add_argument("--classes", required=True, metavar="B", help="collapsing function (exact, normalize, numeric, ...)")
-    rescore.add_argument("--classes-args", type=_json_object, metavar="JSON", help="options of B, as a JSON object")
+    _add_grouping(rescore, "B", "the grouping B (exact, normalize, numeric, ...)", "options of B, as a JSON object")
     rescore.add_argument(
         "--gold-match",
         choices=GOLD_MATCHES,
@@ -155,7 +172,7 @@ def _build_parser() -> argparse.ArgumentParser:
     rescore.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a rescored-<B> folder made with other options (--classes-args, --gold-match, "
+        help="replace a rescored-<B> folder made with other options (--grouping-args, --gold-match, "
         "--bootstrap-iters; recorded in its rescore.json); without it such a folder is left as it is and "
         "the command stops. A rerun with the same options replaces it anyway",
     )
@@ -164,17 +181,16 @@ def _build_parser() -> argparse.ArgumentParser:
     agree = commands.add_parser(
         "agree",
         help="how much B matters: metrics under several B and the agreement of their classes",
-        description="Regroups a saved run's samples under each collapsing function of "
-        "--classes and prints, per semcal task, acc / conf / ece / smece under each and the "
+        description="Regroups a saved run's samples under each grouping of "
+        "--grouping and prints, per semcal task, acc / conf / ece / smece under each and the "
         "mean adjusted Rand index between each pair's class assignments.",
     )
     agree.add_argument("run_dir", help="the --output_path folder of an lm-eval run")
-    agree.add_argument("--classes", required=True, metavar="B1,B2,...", help="two or more collapsing functions")
-    agree.add_argument(
-        "--classes-args",
-        type=_json_object,
-        metavar="JSON",
-        help='options per B, as a JSON object of objects: \'{"llm": {"model": "...", "base_url": "..."}}\'',
+    _add_grouping(
+        agree,
+        "B1,B2,...",
+        "two or more groupings",
+        'options per B, as a JSON object of objects: \'{"llm": {"model": "...", "base_url": "..."}}\'',
     )
     agree.add_argument("--gold-match", choices=GOLD_MATCHES, help="as for rescore")
     agree.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
@@ -240,6 +256,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["rescore"], ["agree"]):
+        argv = _in_todays_spelling(argv)
     args, rest = parser.parse_known_args(argv)
     if args.command != "run" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -284,16 +303,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "rescore":
                 written = rescore_run(
-                    args.run_dir, args.classes, args.classes_args, args.gold_match, bootstrap_iters=args.bootstrap_iters,
+                    args.run_dir, args.grouping, args.grouping_args, args.gold_match, bootstrap_iters=args.bootstrap_iters,
                     overwrite=args.overwrite, allow_partial=args.allow_partial,
                 )
                 for path in written:
                     print(path)
             else:
-                collapses = [name.strip() for name in args.classes.split(",") if name.strip()]
-                if len(collapses) < 2:
-                    parser.error(f"agree: --classes needs two or more collapsing functions, got {args.classes!r}")
-                found = agreement(args.run_dir, collapses, args.classes_args, args.gold_match, args.allow_partial)
+                groupings = [name.strip() for name in args.grouping.split(",") if name.strip()]
+                if len(groupings) < 2:
+                    parser.error(f"agree: --grouping needs two or more groupings, got {args.grouping!r}")
+                found = agreement(args.run_dir, groupings, args.grouping_args, args.gold_match, args.allow_partial)
                 print(agreement_markdown(found))
         except (RunDirError, RegroupingError, OSError, ImportError, LlmServerError) as err:
             # Bad input, one line; any other error is a bug and keeps its traceback.

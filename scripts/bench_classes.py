@@ -36,9 +36,9 @@ from pathlib import Path
 
 from lm_eval_semcal.core.scoring import GroupingRequest
 from lm_eval_semcal.grouping.judgement_cache import JudgementCache
-from lm_eval_semcal.grouping.llm import LlmCollapser, extraction_prompt
+from lm_eval_semcal.grouping.llm import LlmGrouping, extraction_prompt
 from lm_eval_semcal.grouping.llm_clients import HFChatClient, OpenAIChatClient
-from lm_eval_semcal.grouping.nli import NliCollapser, hf_judge
+from lm_eval_semcal.grouping.nli import NliGrouping, hf_judge
 from lm_eval_semcal.demo.tiny_model import build_tiny_model
 
 MEANING_FORMS = [
@@ -149,12 +149,12 @@ def prompts_per_second(client, prompts) -> float:
 def bench_llm(args, requests, meaning_of: dict, scratch: Path) -> None:
     cache_file = scratch / "llm.sqlite"
     reader = OracleReader(meaning_of)
-    grouped = LlmCollapser(reader, "normalize", False, JudgementCache(cache_file, "oracle")).group(requests)
+    grouped = LlmGrouping(reader, "normalize", False, JudgementCache(cache_file, "oracle")).group(requests)
     classes = sum(g.n_classes for g in grouped) / len(grouped)
     print(f"llm: {reader.prompts / len(requests):.1f} reader calls per question (one per distinct response), "
           f"against M = {args.samples}; {classes:.2f} classes per question")
     again = OracleReader(meaning_of)
-    assert LlmCollapser(again, "normalize", False, JudgementCache(cache_file, "oracle")).group(requests) == grouped
+    assert LlmGrouping(again, "normalize", False, JudgementCache(cache_file, "oracle")).group(requests) == grouped
     print(f"  re-run on the same samples with the on-disk cache: {again.prompts} reader calls")
 
     prompts = [extraction_prompt(r.question, a) for r in requests for a in dict.fromkeys(r.answers)]
@@ -199,7 +199,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         calls: list[int] = []
         cache_file = Path(scratch) / "nli.sqlite"
-        b = NliCollapser(oracle_judge(meaning_of, calls), "strict", JudgementCache(cache_file, "oracle"))
+        b = NliGrouping(oracle_judge(meaning_of, calls), "strict", JudgementCache(cache_file, "oracle"))
         grouped = b.group(requests)
         naive = args.samples * (args.samples - 1)
         classes = sum(g.n_classes for g in grouped) / len(grouped)
@@ -208,7 +208,7 @@ def main() -> None:
               f"({naive * len(requests) / b.pairs_judged:.0f}x fewer); model calls: {len(calls)} (one per round)")
 
         calls.clear()
-        again = NliCollapser(oracle_judge(meaning_of, calls), "strict", JudgementCache(cache_file, "oracle"))
+        again = NliGrouping(oracle_judge(meaning_of, calls), "strict", JudgementCache(cache_file, "oracle"))
         assert again.group(requests) == grouped
         print(f"  re-run on the same samples with the on-disk cache: {len(calls)} model calls")
 

@@ -149,7 +149,7 @@ def test_lm_eval_renders_the_instruction_for_a_tiny_chat_model(tmp_path, in_proc
             assert prompt.startswith(f"<|system|>{CONCISE_NUMBER}<|end|>\n<|user|>Q: A baker makes 24 muffins")
             assert prompt.endswith(f"Q: {sample['doc']['question']}\nA:<|end|>\n<|assistant|>")
             record = logged_record(sample)
-            assert record.n_samples == 3 and record.collapse == "numeric"
+            assert record.n_samples == 3 and record.grouping == "numeric"
     base = run_lm_eval(model, tmp_path / "base")
     assert base[0]["arguments"]["gen_args_0"]["arg_0"].startswith("Q: A baker makes 24 muffins")
     assert "<|" not in base[0]["arguments"]["gen_args_0"]["arg_0"]

@@ -11,19 +11,19 @@ from __future__ import annotations
 import pytest
 from conftest import filter_records
 
-from lm_eval_semcal.grouping import GoldRequest, GroupingRequest, check_collapser, get_collapser
-from lm_eval_semcal.grouping.embedding import EmbeddingCollapser
+from lm_eval_semcal.grouping import GoldRequest, GroupingRequest, check_grouping, get_grouping
+from lm_eval_semcal.grouping.embedding import EmbeddingGrouping
 from lm_eval_semcal.harness.filter import SemanticClassesFilter
 
 
 @pytest.fixture(scope="module")
-def embedding() -> EmbeddingCollapser:
-    return get_collapser("embedding", device="cpu")
+def embedding() -> EmbeddingGrouping:
+    return get_grouping("embedding", device="cpu")
 
 
-def class_ids(collapser, answers, question="Q?"):
-    (grouping,) = collapser.group([GroupingRequest(question=question, answers=answers)])
-    return list(grouping.class_ids)
+def class_ids(grouping, answers, question="Q?"):
+    (classes,) = grouping.group([GroupingRequest(question=question, answers=answers)])
+    return list(classes.class_ids)
 
 
 @pytest.mark.parametrize(
@@ -42,9 +42,9 @@ def test_real_paraphrases_share_a_class_and_non_pairs_do_not(embedding, answers,
 
 
 def test_the_threshold_decides(embedding):
-    strict = get_collapser("embedding", device="cpu", threshold=0.95)
+    strict = get_grouping("embedding", device="cpu", threshold=0.95)
     assert class_ids(strict, ["Paris", "Paris, France"]) == [0, 1]  # 0.93 < 0.95
-    loose = get_collapser("embedding", device="cpu", threshold=0.7)
+    loose = get_grouping("embedding", device="cpu", threshold=0.7)
     assert class_ids(loose, ["Paris", "The capital is Paris"]) == [0, 0]  # 0.76 >= 0.7
     assert class_ids(embedding, ["Paris", "The capital is Paris"]) == [0, 1]
 
@@ -87,11 +87,11 @@ def test_many_questions_are_embedded_in_one_call(embedding, monkeypatch):
 def test_through_the_filter(embedding):
     doc = {"semcal_question": "Who was the 44th US president?", "semcal_golds": ["Barack Obama"]}
     (record,) = filter_records(
-        SemanticClassesFilter(collapse="embedding", collapse_args={"device": "cpu"}),
+        SemanticClassesFilter(grouping="embedding", grouping_args={"device": "cpu"}),
         [["Obama", "Barack Obama", "Joe Biden", "Obama."]],
         [doc],
     )
-    assert record.confidence == 3 / 4 and record.correct is True and record.collapse == "embedding"
+    assert record.confidence == 3 / 4 and record.correct is True and record.grouping == "embedding"
 
 
 @pytest.mark.parametrize(
@@ -105,11 +105,11 @@ def test_through_the_filter(embedding):
 )
 def test_bad_options_fail_before_any_model_loads(options, message):
     with pytest.raises(ValueError, match=message):
-        check_collapser("embedding", **options)
+        check_grouping("embedding", **options)
 
 
 def test_an_alias_equal_to_the_answer_matches_at_any_threshold():
     # A float32 self-similarity can come out at 0.99999994, below a threshold of 1.
-    exact = get_collapser("embedding", device="cpu", threshold=1.0)
+    exact = get_grouping("embedding", device="cpu", threshold=1.0)
     answers = [f"answer {i} x{i * 17}" for i in range(40)]
     assert exact.matches_gold([GoldRequest("Q?", a, [a.upper()]) for a in answers]) == [True] * 40

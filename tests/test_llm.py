@@ -3,7 +3,7 @@
 The grouping logic runs with a scripted reader whose replies are known; the OpenAI-compatible
 client against a fake chat server on 127.0.0.1 (payload, key, concurrency, a 500, a
 timeout, malformed replies, a refused or missing key); the local HF client on a tiny random
-model (batching must not change a greedy reply); and a semcal task YAML with `collapse:
+model (batching must not change a greedy reply); and a semcal task YAML with `grouping:
 llm`, through lm-eval and through `semcal rescore`, with every metric worked out by hand.
 """
 
@@ -20,11 +20,11 @@ from conftest import filter_records, save_scripted_run
 from fake_server import DROPPED, FakeServer, Reply
 
 from lm_eval_semcal import cli
-from lm_eval_semcal.grouping import GoldRequest, GroupingRequest, check_collapser, get_collapser
+from lm_eval_semcal.grouping import GoldRequest, GroupingRequest, check_grouping, get_grouping
 from lm_eval_semcal.grouping.judgement_cache import JudgementCache
 from lm_eval_semcal.harness.filter import SemanticClassesFilter
 from lm_eval_semcal.grouping.llm import (
-    LlmCollapser,
+    LlmGrouping,
     extraction_prompt,
     grading_prompt,
     parse_extraction,
@@ -96,12 +96,12 @@ class ScriptedClient:
 
 def scripted(group_by="auto", judge=False, cache_path=None, client=None):
     client = client or ScriptedClient()
-    return LlmCollapser(client, group_by, judge, JudgementCache(cache_path, client.fingerprint)), client
+    return LlmGrouping(client, group_by, judge, JudgementCache(cache_path, client.fingerprint)), client
 
 
-def group(collapser, responses, question="Q?"):
-    (grouping,) = collapser.group([GroupingRequest(question, [None] * len(responses), responses)])
-    return grouping
+def group(grouping, responses, question="Q?"):
+    (classes,) = grouping.group([GroupingRequest(question, [None] * len(responses), responses)])
+    return classes
 
 
 # --- parsing ------------------------------------------------------------------------
@@ -287,8 +287,8 @@ def test_the_filter_tells_the_reader_a_number_task_from_a_text_task(server):
     doc = {"semcal_question": "How much does she earn?", "semcal_golds": ["18"]}
     responses = [MATH[1], MATH[0], MATH[2]]  # "18.00" first: the plurality's representative
     for answer_type, class_ids, correct in (("number", [0, 0, 1], True), ("text", [0, 1, 2], False)):
-        grouping = SemanticClassesFilter(style="cot", answer_type=answer_type, collapse="llm", collapse_args=options)
-        (record,) = filter_records(grouping, [responses], [doc])
+        semcal_filter = SemanticClassesFilter(style="cot", answer_type=answer_type, grouping="llm", grouping_args=options)
+        (record,) = filter_records(semcal_filter, [responses], [doc])
         assert list(record.classes.class_ids) == class_ids and record.correct is correct
 
 
@@ -451,7 +451,7 @@ def test_replies_received_before_a_failure_are_kept(tmp_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({}, "llm: set collapse_args model=..."),
+        ({}, "llm: set grouping_args model=..."),
         ({"model": "m", "group_by": "nli"}, "group_by='nli'; choose one of auto, normalize, numeric, exact"),
         ({"model": "m", "judge": "yes"}, "judge='yes' must be true or false"),
         ({"model": "m", "num_concurrent": 0}, "num_concurrent=0 must be a whole number > 0"),
@@ -473,12 +473,12 @@ def test_replies_received_before_a_failure_are_kept(tmp_path):
 def test_bad_options_fail_before_any_model_loads(options, message, monkeypatch):
     monkeypatch.delenv("SEMCAL_TEST_UNSET_KEY", raising=False)
     with pytest.raises(ValueError, match=message):
-        check_collapser("llm", **options)
+        check_grouping("llm", **options)
 
 
 def test_a_key_given_as_an_option_is_refused_without_echoing_it():
     with pytest.raises(ValueError, match=r"bad options \['api_key', 'model'\]") as caught:
-        check_collapser("llm", model="m", api_key=SECRET)
+        check_grouping("llm", model="m", api_key=SECRET)
     assert SECRET not in str(caught.value)
 
 
@@ -611,7 +611,7 @@ def test_a_missing_key_stops_the_filter_before_any_request(server, monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     options = {"model": "reader", "base_url": base_url(server), "api_key_env": KEY_ENV, "cache": None}
     with pytest.raises(ValueError, match=f"{KEY_ENV} \\(api_key_env\\) holding the API key is not set"):
-        SemanticClassesFilter(collapse="llm", collapse_args=options)
+        SemanticClassesFilter(grouping="llm", grouping_args=options)
     assert server.payloads == []
 
 
@@ -648,17 +648,17 @@ def test_a_chat_template_wraps_the_prompt(tiny_reader, tmp_path):
 @pytest.mark.harness  # the filter as lm-eval calls it
 def test_the_filter_groups_a_local_readers_own_replies(tiny_reader, tmp_path):
     options = {"model": tiny_reader, "device": "cpu", "max_tokens": 4, "cache": str(tmp_path / "c.sqlite")}
-    grouping = SemanticClassesFilter(style="sentence", collapse="llm", collapse_args=options)
+    semcal_filter = SemanticClassesFilter(style="sentence", grouping="llm", grouping_args=options)
     doc = {"semcal_question": "Capital of France?", "semcal_golds": ["Paris"]}
     responses = ["It is Paris.", "Lyon.", "It is Paris.", "Marseille, surely."]
-    (record,) = filter_records(grouping, [responses], [doc])
+    (record,) = filter_records(semcal_filter, [responses], [doc])
     replies = dict(HFChatClient(tiny_reader, "cpu", max_tokens=4).complete([extraction_prompt(doc["semcal_question"], r) for r in responses]))
-    expected = get_collapser("normalize").group([GroupingRequest("", [parse_extraction(replies[i]) for i in range(4)])])[0]
-    assert record.collapse == "llm"
+    expected = get_grouping("normalize").group([GroupingRequest("", [parse_extraction(replies[i]) for i in range(4)])])[0]
+    assert record.grouping == "llm"
     assert record.classes.answers == expected.answers and record.classes.class_ids == expected.class_ids
 
 
-# --- a task YAML with collapse: llm, through lm-eval and `semcal rescore` ---------------------------------
+# --- a task YAML with grouping: llm, through lm-eval and `semcal rescore` ---------------------------------
 
 SENTENCES = {
     "What is the capital city of France?": ["The capital of France is Paris.", "It is Paris.", "Paris, of course.", "I am not sure."],
@@ -679,9 +679,9 @@ def write_llm_task(tasks_dir, server, cache_path, judge=False):
     (tasks_dir / "llm_task.yaml").write_text(
         f"include: {TASKS_DIR / 'semcal' / 'semcal_triviaqa_sentence.yaml'}\n"
         "task: semcal_triviaqa_llm\n"
-        "filter_list:\n  - name: semcal\n    filter:\n      - function: semcal_classes\n"
-        "        style: sentence\n        collapse: llm\n        gold_match: same_class\n"
-        f"        collapse_args: {json.dumps(args)}\n"
+        "filter_list:\n  - name: semcal\n    filter:\n      - function: semcal_grouping\n"
+        "        style: sentence\n        grouping: llm\n        gold_match: same_class\n"
+        f"        grouping_args: {json.dumps(args)}\n"
     )
 
 
@@ -742,7 +742,7 @@ def test_a_judged_task_reports_not_attempted_beside_no_answer(tmp_path, server):
 
     # Regrouped without the judge, the run reports no not_attempted and its samples log none.
     args = {"model": "reader", "base_url": base_url(server), "cache": str(tmp_path / "c.sqlite")}
-    assert cli.main(["rescore", str(out), "--classes", "llm", "--classes-args", json.dumps(args)]) == 0
+    assert cli.main(["rescore", str(out), "--grouping", "llm", "--grouping-args", json.dumps(args)]) == 0
     rescored_file = next(out.rglob("rescored-llm/results_*.json"))
     rescored = json.loads(rescored_file.read_text())["results"]["semcal_triviaqa_llm"]
     check_llm_metrics(rescored)
@@ -757,7 +757,7 @@ def test_rescore_with_llm_and_the_judge(tmp_path, server, capsys):
     # The run grouped whole sentences (normalize); the rescore reads them with the LLM.
     out = save_scripted_run(tmp_path / "out", SENTENCES, "semcal_triviaqa_sentence", "0")
     args = {"model": "reader", "base_url": base_url(server), "cache": str(tmp_path / "c.sqlite"), "judge": True}
-    rescore = ["rescore", str(out), "--classes", "llm", "--classes-args", json.dumps(args), "--bootstrap-iters", "0"]
+    rescore = ["rescore", str(out), "--grouping", "llm", "--grouping-args", json.dumps(args), "--bootstrap-iters", "0"]
     assert cli.main(rescore) == 0
     capsys.readouterr()
     rescored = json.loads(next(out.rglob("rescored-llm/results_*.json")).read_text())
@@ -770,7 +770,7 @@ def test_rescore_with_llm_and_the_judge(tmp_path, server, capsys):
     assert len(server.payloads) == 13 + 6
     (step,) = rescored["configs"]["semcal_triviaqa_sentence"]["filter_list"][0]["filter"]
     # The sentence task's `contains` gives way: llm's short answers are judged by class.
-    assert step["collapse_args"] == args and step["gold_match"] == "same_class"
+    assert step["grouping_args"] == args and step["gold_match"] == "same_class"
     payloads = len(server.payloads)
     assert cli.main(rescore) == 0
     assert len(server.payloads) == payloads  # every reply and grade came from the cache
@@ -792,12 +792,12 @@ def test_agree_sets_options_per_b_and_the_gold_rule(tmp_path, server, capsys):
     expected = sum(adjusted_rand_score(a, b) for a, b in zip(sentence_ids, llm_ids, strict=True)) / 4
     assert found.ari[("normalize", "llm")] == pytest.approx(expected)
     assert found.metrics["normalize"]["conf"] == pytest.approx((0.25 + 0.25 + 1 + 0.25) / 4)
-    command = ["agree", str(out), "--classes", "normalize,llm", "--classes-args", json.dumps({"llm": args})]
+    command = ["agree", str(out), "--grouping", "normalize,llm", "--grouping-args", json.dumps({"llm": args})]
     assert cli.main([*command, "--gold-match", "same_class"]) == 0
     assert "| llm | 0.7500 | 0.7500 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        cli.main([*command, "--classes-args", json.dumps({"nli": {}})])
-    assert "options given for ['nli'], which are not among --classes" in capsys.readouterr().err
+        cli.main([*command, "--grouping-args", json.dumps({"nli": {}})])
+    assert "options given for ['nli'], which are not among --grouping" in capsys.readouterr().err
 
 
 
@@ -822,10 +822,10 @@ def test_a_short_answer_is_judged_by_class_even_on_a_sentence_task(server):
     server.behaviour = lambda payload: (200, chat_reply(READS_HEDGE.get(
         RESPONSE_RE.search(payload["messages"][0]["content"]).group(1), "NO_ANSWER")))
     options = {"model": "reader", "base_url": base_url(server), "cache": None}
-    grouping = SemanticClassesFilter(style="sentence", collapse="llm", collapse_args=options, gold_match="contains")
-    assert grouping.gold_match == "same_class"
+    semcal_filter = SemanticClassesFilter(style="sentence", grouping="llm", grouping_args=options, gold_match="contains")
+    assert semcal_filter.gold_match == "same_class"
     doc = {"semcal_question": "Capital of France?", "semcal_golds": ["Paris"]}
-    (record,) = filter_records(grouping, [["It is Paris or Lyon."] * 2], [doc])
+    (record,) = filter_records(semcal_filter, [["It is Paris or Lyon."] * 2], [doc])
     assert record.classes.answers == ("Paris or Lyon",) * 2 and record.correct is False
 
 
@@ -836,7 +836,7 @@ def test_a_short_answer_is_judged_by_class_even_on_a_sentence_task(server):
 def test_a_malformed_key_is_refused_without_showing_it(server, monkeypatch, value):
     monkeypatch.setenv(KEY_ENV, value)
     with pytest.raises(ValueError, match=f"the key in \\${KEY_ENV} holds spaces or control characters") as caught:
-        check_collapser("llm", model="reader", base_url=base_url(server), api_key_env=KEY_ENV)
+        check_grouping("llm", model="reader", base_url=base_url(server), api_key_env=KEY_ENV)
     assert SECRET not in str(caught.value)
     monkeypatch.setenv(KEY_ENV, f"  {SECRET}\n")  # padding around a key is dropped
     dict(client(server, api_key_env=KEY_ENV).complete(["x"]))
@@ -845,7 +845,7 @@ def test_a_malformed_key_is_refused_without_showing_it(server, monkeypatch, valu
 
 def test_a_key_given_where_its_variables_name_goes_is_not_echoed():
     with pytest.raises(ValueError, match="api_key_env must be the name of an environment variable") as caught:
-        check_collapser("llm", model="reader", base_url="http://127.0.0.1:9/v1", api_key_env=SECRET)
+        check_grouping("llm", model="reader", base_url="http://127.0.0.1:9/v1", api_key_env=SECRET)
     assert SECRET not in str(caught.value)
 
 
@@ -859,14 +859,14 @@ def test_replies_received_before_a_request_fails_for_good_are_kept(server, tmp_p
 
     server.behaviour = one_bad
     options = {"model": "reader", "base_url": base_url(server), "cache": str(tmp_path / "c.sqlite"), "num_concurrent": 4}
-    b = get_collapser("llm", **options)
+    b = get_grouping("llm", **options)
     responses = ["Milan.", "Rome was the capital.", "The capital was Milan.", "It was Rome.", "Lisbon.", "It is Paris."]
     with pytest.raises(LlmServerError, match="answered HTTP 400"):
         group(b, responses)
     sent = len(server.payloads)
     assert sent == 4  # nothing new is sent after the failure
     server.behaviour = reader
-    again = get_collapser("llm", **options)
+    again = get_grouping("llm", **options)
     assert group(again, responses).answers == ("Milan", "Rome", "Milan", "Rome", "Lisbon", "paris.")
     assert len(server.payloads) - sent == 3  # the 3 in flight were kept; only the failed one and the 2 unsent are asked
 
@@ -883,18 +883,18 @@ def test_a_connection_dropped_mid_reply_is_retried(server):
 def test_the_served_weights_are_part_of_the_cache_key(server, tmp_path):
     options = {"model": "reader", "base_url": base_url(server), "cache": str(tmp_path / "c.sqlite")}
     server.gets["/v1/models"] = (200, {"data": [{"id": "reader", "root": "/models/qwen-7b"}]})
-    get_collapser("llm", **options).group([GroupingRequest("Q?", [None], ["Milan."])])
+    get_grouping("llm", **options).group([GroupingRequest("Q?", [None], ["Milan."])])
     assert len(server.payloads) == 1
-    get_collapser("llm", **options).group([GroupingRequest("Q?", [None], ["Milan."])])
+    get_grouping("llm", **options).group([GroupingRequest("Q?", [None], ["Milan."])])
     assert len(server.payloads) == 1  # same weights behind the name: from the cache
     server.gets["/v1/models"] = (200, {"data": [{"id": "reader", "root": "/models/llama-8b"}]})
-    get_collapser("llm", **options).group([GroupingRequest("Q?", [None], ["Milan."])])
+    get_grouping("llm", **options).group([GroupingRequest("Q?", [None], ["Milan."])])
     assert len(server.payloads) == 2  # other weights behind the same name: asked again
 
 
 def test_an_unreachable_endpoint_fails_before_any_generation():
     with pytest.raises(LlmServerError, match="cannot reach http://127.0.0.1:9/v1/models"):
-        SemanticClassesFilter(collapse="llm", collapse_args={"model": "reader", "base_url": "http://127.0.0.1:9/v1"})
+        SemanticClassesFilter(grouping="llm", grouping_args={"model": "reader", "base_url": "http://127.0.0.1:9/v1"})
 
 
 def test_every_task_shares_one_loaded_local_reader(tiny_reader, monkeypatch):
@@ -914,8 +914,8 @@ def test_a_run_with_an_unreachable_reader_stops_before_it_samples(scripted_lm):
 
     manager = TaskManager(
         include_path=str(TASKS_DIR), include_defaults=False,
-        metadata={"data_files": str(FIXTURES / "triviaqa.jsonl"), "repeats": 2, "collapse": "llm",
-                  "collapse_args": {"model": "reader", "base_url": "http://127.0.0.1:9/v1"}},
+        metadata={"data_files": str(FIXTURES / "triviaqa.jsonl"), "repeats": 2, "grouping": "llm",
+                  "grouping_args": {"model": "reader", "base_url": "http://127.0.0.1:9/v1"}},
     )
     lm = scripted_lm(SENTENCES)
     with pytest.raises(SemcalConfigError, match="semcal_triviaqa_sentence: llm: cannot reach http://127.0.0.1:9/v1/models"):

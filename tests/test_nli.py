@@ -12,10 +12,10 @@ import pytest
 import torch
 from conftest import filter_records
 
-from lm_eval_semcal.grouping import GoldRequest, GroupingRequest, check_collapser, get_collapser
+from lm_eval_semcal.grouping import GoldRequest, GroupingRequest, check_grouping, get_grouping
 from lm_eval_semcal.grouping.judgement_cache import JudgementCache
 from lm_eval_semcal.harness.filter import SemanticClassesFilter
-from lm_eval_semcal.grouping.nli import NliCollapser, hf_judge
+from lm_eval_semcal.grouping.nli import NliGrouping, hf_judge
 from lm_eval_semcal.demo.tiny_model import build_tiny_model
 
 BOTH_WAYS = {("paris", "paris france"), ("paris france", "city of light"), ("rome", "roma")}
@@ -42,9 +42,9 @@ class ScriptedJudge:
         return labels
 
 
-def collapser(mode="strict", cache_path=None):
+def scripted_nli(mode="strict", cache_path=None):
     judge = ScriptedJudge()
-    return NliCollapser(judge, mode, JudgementCache(cache_path, "scripted")), judge
+    return NliGrouping(judge, mode, JudgementCache(cache_path, "scripted")), judge
 
 
 def ids(b, answers, question="Q?"):
@@ -53,16 +53,16 @@ def ids(b, answers, question="Q?"):
 
 
 def test_first_appearance_settles_a_non_transitive_chain():
-    b, _ = collapser()
+    b, _ = scripted_nli()
     # "city of light" meets only the class representative "paris": not equivalent.
     assert ids(b, ["Paris", "Paris, France", "City of Light", None, "paris."]) == [0, 0, 1, 2, 0]
-    b, _ = collapser()
+    b, _ = scripted_nli()
     assert ids(b, ["City of Light", "Paris, France", "Paris"]) == [0, 0, 1]
 
 
 def test_strict_needs_both_directions_lenient_only_no_contradiction():
-    strict, _ = collapser("strict")
-    lenient, _ = collapser("lenient")
+    strict, _ = scripted_nli("strict")
+    lenient, _ = scripted_nli("lenient")
     assert ids(strict, ["Paris, France", "France"]) == [0, 1]
     assert ids(lenient, ["Paris, France", "France"]) == [0, 0]
     assert ids(lenient, ["Paris", "Lyon"]) == [0, 1]  # a contradiction separates in both modes
@@ -70,7 +70,7 @@ def test_strict_needs_both_directions_lenient_only_no_contradiction():
 
 
 def test_pairs_and_rounds_are_counted_by_hand():
-    b, judge = collapser()
+    b, judge = scripted_nli()
     # 50 samples, 4 distinct answers: "paris" alone; "paris france" vs paris (2 pairs,
     # joins); "rome" vs paris (2, new class); "roma" vs paris and rome (4, joins rome).
     answers = (["Paris"] * 20 + ["Paris, France"] * 10 + ["Rome"] * 10 + ["Roma"] * 10)[:50]
@@ -83,17 +83,17 @@ def test_pairs_and_rounds_are_counted_by_hand():
 
 def test_a_rerun_and_a_new_process_call_the_model_zero_times(tmp_path):
     requests = [GroupingRequest("Q?", ["Paris", "Paris, France", "Rome", "Roma"])]
-    first, judge = collapser(cache_path=tmp_path / "nli.sqlite")
+    first, judge = scripted_nli(cache_path=tmp_path / "nli.sqlite")
     expected = first.group(requests)
     assert judge.calls
     judge.calls.clear()
     assert first.group(requests) == expected and judge.calls == []
-    again, fresh_judge = collapser(cache_path=tmp_path / "nli.sqlite")  # a later run, same file
+    again, fresh_judge = scripted_nli(cache_path=tmp_path / "nli.sqlite")  # a later run, same file
     assert again.group(requests) == expected and fresh_judge.calls == []
 
 
 def test_gold_goes_through_the_same_relation():
-    b, _ = collapser()
+    b, _ = scripted_nli()
     verdicts = b.matches_gold(
         [
             GoldRequest("Q?", "Paris", ["Paris, France"]),
@@ -111,7 +111,7 @@ def test_gold_goes_through_the_same_relation():
 )
 def test_bad_options_fail_before_any_model_loads(options, message):
     with pytest.raises(ValueError, match=message):
-        check_collapser("nli", **options)
+        check_grouping("nli", **options)
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +152,10 @@ def test_the_hf_judge_reads_the_models_labels(tiny_nli_model):
 @pytest.mark.harness  # the filter as lm-eval calls it
 def test_the_filter_runs_nli_from_task_options(tiny_nli_model, tmp_path):
     options = {"model": str(tiny_nli_model), "device": "cpu", "cache": str(tmp_path / "c.sqlite")}
-    grouping = SemanticClassesFilter(collapse="nli", collapse_args=options)
+    semcal_filter = SemanticClassesFilter(grouping="nli", grouping_args=options)
     doc = {"semcal_question": "Capital of France?", "semcal_golds": ["Paris"]}
-    (record,) = filter_records(grouping, [["Paris", "Lyon", "Paris", "Marseille"]], [doc])
-    assert len(record.classes.class_ids) == 4 and record.collapse == "nli"
+    (record,) = filter_records(semcal_filter, [["Paris", "Lyon", "Paris", "Marseille"]], [doc])
+    assert len(record.classes.class_ids) == 4 and record.grouping == "nli"
     assert record.classes.class_ids[0] == record.classes.class_ids[2] == 0
 
 
@@ -170,7 +170,7 @@ def test_a_model_without_nli_labels_is_refused(tmp_path):
     GPT2ForSequenceClassification(config).save_pretrained(tmp_path / "sentiment")
     tokenizer.save_pretrained(tmp_path / "sentiment")
     with pytest.raises(ValueError, match="an NLI model with"):
-        get_collapser("nli", model=str(tmp_path / "sentiment"), cache=None)
+        get_grouping("nli", model=str(tmp_path / "sentiment"), cache=None)
 
 
 def test_the_cache_tells_two_models_in_the_same_folder_name_apart(tmp_path, monkeypatch):
@@ -198,6 +198,6 @@ def test_the_cache_tells_two_models_in_the_same_folder_name_apart(tmp_path, monk
 
 
 def test_an_alias_equal_to_the_representative_needs_no_model():
-    b, judge = collapser()
+    b, judge = scripted_nli()
     assert b.matches_gold([GoldRequest("Q?", "Lisbon.", ["lisbon"])]) == [True]
     assert judge.calls == []

@@ -22,19 +22,19 @@ from lm_eval.api.metrics import mean_stderr as lm_eval_mean_stderr
 
 import lm_eval_semcal
 from lm_eval_semcal import (
-    Collapser,
+    Grouping,
     Question,
     QuestionRecord,
     SemanticClasses,
     corpus_metrics,
-    get_collapser,
+    get_grouping,
     score_question,
     score_questions,
 )
 from lm_eval_semcal.core.records import DamagedRecord
 from lm_eval_semcal.core.semantic_classes import plurality
 from lm_eval_semcal.grouping.base import group_by_first_appearance
-from lm_eval_semcal.grouping.registry import available_collapsers, check_collapser
+from lm_eval_semcal.grouping.registry import available_groupings, check_grouping
 
 BLOCKED = ("lm_eval", "torch", "transformers", "tenacity", "sentence_transformers")
 
@@ -59,13 +59,13 @@ def test_the_api_works_with_the_heavy_libraries_blocked():
         sys.meta_path.insert(0, Blocker())
         import lm_eval_semcal
         exported = {{name: getattr(lm_eval_semcal, name) for name in lm_eval_semcal.__all__}}
-        from lm_eval_semcal import Question, corpus_metrics, get_collapser, score_questions
-        from lm_eval_semcal.grouping import check_collapser
+        from lm_eval_semcal import Question, corpus_metrics, get_grouping, score_questions
+        from lm_eval_semcal.grouping import check_grouping
         for name in ("embedding", "nli"):
-            check_collapser(name)  # their modules load; their models would only at build
+            check_grouping(name)  # their modules load; their models would only at build
         records = score_questions(
             [Question("2+2?", ["4", "4.0", "5"], ["4"]), Question("3+3?", ["7", "6", "$6"], ["6"])],
-            get_collapser("numeric"), answer_type="number",
+            get_grouping("numeric"), answer_type="number",
         )
         print(json.dumps({{
             "exported": len(exported),
@@ -129,7 +129,7 @@ def test_each_documented_example_prints_what_it_says(where, code):
 # ---------------------------------------------------------------------------- the scorer
 
 
-class CountingB(Collapser):
+class CountingB(Grouping):
     """Groups by lower-case text; counts its batches."""
 
     name = "lower"
@@ -194,7 +194,7 @@ def test_the_scorer_refuses_bad_input_before_grouping():
 
 
 def test_a_record_round_trips_through_its_json_form():
-    record = score_question("Q", ["Paris", "Lyon", "paris", ""], ["Paris"], get_collapser("normalize"))
+    record = score_question("Q", ["Paris", "Lyon", "paris", ""], ["Paris"], get_grouping("normalize"))
     text = str(record)
     assert json.loads(text) == {
         "answers": ["Paris", "Lyon", "paris", None],
@@ -209,14 +209,14 @@ def test_a_record_round_trips_through_its_json_form():
         "entropy": -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)),
         "no_answer_share": 0.25,
         "n_classes": 3,
-        "collapse": "normalize",
+        "grouping": "normalize",
     }
     # The JSON of a record no three-way judge graded is byte for byte what it always was.
     assert text == (
         '{"answers": ["Paris", "Lyon", "paris", null], "class_ids": [0, 1, 0, 2], '
         '"representatives": ["Paris", "Lyon", null], "no_answer_class": 2, "counts": [2, 1, 1], '
         '"class_correct": [true, false, false], "plurality_class": 0, "confidence": 0.5, "correct": true, '
-        '"entropy": 1.0397207708399179, "no_answer_share": 0.25, "n_classes": 3, "collapse": "normalize"}'
+        '"entropy": 1.0397207708399179, "no_answer_share": 0.25, "n_classes": 3, "grouping": "normalize"}'
     )
     assert record.class_grades is None and record.not_attempted_share is None
     assert QuestionRecord.read(text) == record == QuestionRecord.read(json.loads(text))
@@ -255,7 +255,7 @@ def test_a_graded_record_keeps_its_grades_and_round_trips():
         '"representatives": ["Rome", "Italy", "Milan"], "no_answer_class": null, "counts": [2, 1, 1], '
         '"class_correct": [true, false, false], "class_grades": ["CORRECT", "NOT_ATTEMPTED", "INCORRECT"], '
         '"plurality_class": 0, "confidence": 0.5, "correct": true, "entropy": 1.0397207708399179, '
-        '"no_answer_share": 0.0, "not_attempted_share": 0.25, "n_classes": 3, "collapse": "llm"}'
+        '"no_answer_share": 0.0, "not_attempted_share": 0.25, "n_classes": 3, "grouping": "llm"}'
     )
     assert QuestionRecord.read(text) == record == QuestionRecord.read(json.loads(text))
     stored = json.loads(text)
@@ -288,7 +288,7 @@ def test_grades_that_contradict_the_classes_or_the_verdicts_are_refused(grades, 
 
 
 def test_corpus_metrics_by_hand_and_against_lm_eval():
-    b = get_collapser("normalize")
+    b = get_grouping("normalize")
     records = score_questions(
         [
             Question("Q1", ["Paris", "paris", "Lyon", "Paris"], ["Paris"]),  # 0.75, right
@@ -325,7 +325,7 @@ def test_not_attempted_is_reported_only_when_every_question_was_graded():
     assert graded.stderrs["not_attempted"] == pytest.approx(0.25)
     assert list(graded.values)[-2:] == ["no_answer", "not_attempted"]
     assert graded.values["acc"] == 1 / 2 and graded.values["no_answer"] == (0 + 1 / 4) / 2
-    plain = score_question("Q", ["Rome", "Italy", "rome", "Milan"], ["Rome"], get_collapser("normalize"))
+    plain = score_question("Q", ["Rome", "Italy", "rome", "Milan"], ["Rome"], get_grouping("normalize"))
     for records in ([plain], [graded_record(*ROME), plain]):
         metrics = corpus_metrics(records, bootstrap_iters=0)
         assert "not_attempted" not in metrics.values and "not_attempted" not in metrics.stderrs
@@ -333,7 +333,7 @@ def test_not_attempted_is_reported_only_when_every_question_was_graded():
 
 
 def test_one_question_has_no_standard_error_and_no_questions_is_an_error():
-    (record,) = score_questions([Question("Q", ["a", "a"], ["a"])], get_collapser("exact"))
+    (record,) = score_questions([Question("Q", ["a", "a"], ["a"])], get_grouping("exact"))
     assert math.isnan(corpus_metrics([record], bootstrap_iters=0).stderrs["acc"])
     with pytest.raises(ValueError, match="no questions to score"):
         corpus_metrics([], bootstrap_iters=0)
@@ -378,11 +378,11 @@ def test_first_appearance_grouping_with_a_similarity_that_is_not_transitive():
 
 
 def test_the_registry_lists_the_users_b_and_loads_them_on_first_use():
-    assert available_collapsers() == ["embedding", "exact", "llm", "nli", "normalize", "numeric"]
+    assert available_groupings() == ["embedding", "exact", "llm", "nli", "normalize", "numeric"]
     out = run_python("""
         import sys
-        from lm_eval_semcal.grouping import get_collapser
-        get_collapser("normalize")
+        from lm_eval_semcal.grouping import get_grouping
+        get_grouping("normalize")
         print(sorted(m for m in sys.modules if m.startswith("lm_eval_semcal.grouping.")))
     """)
     assert eval(out) == [  # noqa: S307 - our own subprocess's printed list
@@ -391,10 +391,10 @@ def test_the_registry_lists_the_users_b_and_loads_them_on_first_use():
 
 
 def test_a_b_can_be_named_by_its_path():
-    entity = get_collapser("lm_eval_semcal.demo.entity:ENTITY")
+    entity = get_grouping("lm_eval_semcal.demo.entity:ENTITY")
     assert entity.name == "synthetic_entity"
-    check_collapser("lm_eval_semcal.grouping.strings:make_exact")
+    check_grouping("lm_eval_semcal.grouping.strings:make_exact")
     with pytest.raises(ValueError, match="'lm_eval_semcal.demo.entity:NOPE' cannot be loaded"):
-        check_collapser("lm_eval_semcal.demo.entity:NOPE")
-    with pytest.raises(ValueError, match="unknown collapsing function 'normalise'; choose one of embedding, exact"):
-        check_collapser("normalise")
+        check_grouping("lm_eval_semcal.demo.entity:NOPE")
+    with pytest.raises(ValueError, match="unknown grouping 'normalise'; choose one of embedding, exact"):
+        check_grouping("normalise")

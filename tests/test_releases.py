@@ -147,7 +147,7 @@ def test_a_run_saved_by_either_release_reads_back_and_rescores_to_the_same_numbe
     rescored = {}
     for name, folder in folders.items():
         copy = shutil.copytree(folder, tmp_path / name)
-        assert main(["rescore", str(copy), "--classes", "exact", "--bootstrap-iters", "200"]) == 0
+        assert main(["rescore", str(copy), "--grouping", "exact", "--bootstrap-iters", "200"]) == 0
         (results_file,) = copy.rglob("rescored-exact/results_*.json")
         rescored[name] = json.loads(results_file.read_text())["results"]["semcal_triviaqa"]
     # Exact strings: Paris 1/4 (first of four strings) right, Rome 2/4 right, Berlin 4/4, Madrid 1/4 wrong.

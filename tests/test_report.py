@@ -107,7 +107,7 @@ def test_load_run_reads_back_the_per_question_records(run_dir):
     (run,) = load_run(run_dir)
     assert run.task == TASK and run.filter == "semcal"
     assert run.model == MODEL and run.model_dir == MODEL_DIR
-    assert run.M == 4 and run.n_questions == 4 and run.collapse == "normalize"
+    assert run.M == 4 and run.n_questions == 4 and run.grouping == "normalize"
     assert run.doc_ids == (0, 1, 2, 3)
     # lm-eval counts the questions it evaluated in the results JSON; the samples hold them all.
     assert json.loads(run.results_file.read_text())["n-samples"][TASK] == {"original": 4, "effective": 4}
@@ -204,7 +204,7 @@ def test_write_reports_writes_tables_and_a_diagram(run_dir, tmp_path):
     q_low, q_high = reference_bootstrap(hand_ece, CONFIDENCE, CORRECT, iters=200, seed=0)
     assert metrics["ece"][1] == f"[{max(0.0, 2 * HAND_ECE - q_high):.4f}, {min(1.0, 2 * HAND_ECE - q_low):.4f}]"
     assert "| samples per question (M) | 4 |" in text
-    assert "| collapsing function (B) | normalize |" in text
+    assert "| grouping (B) | normalize |" in text
     assert "agree with lm-eval's results JSON to 1e-09 (10 of 10 metrics reported there)" in text
 
     split = markdown_table(text, "| estimator |")
@@ -275,7 +275,7 @@ def test_newest_run_wins(run_dir, tmp_path):
         if sample["doc_id"] == 3:
             portugal = logged_record(sample)
             half = SemanticClasses.from_keys(["Madrid", "Madrid", "Lisbon", "Lisbon"], ["madrid", "madrid", "lisbon", "lisbon"])
-            sample["filtered_resps"] = [str(QuestionRecord(half, (False, True), portugal.collapse))]
+            sample["filtered_resps"] = [str(QuestionRecord(half, (False, True), portugal.grouping))]
         lines.append(json.dumps(sample))
     (folder / f"samples_{TASK}_{later}.jsonl").write_text("\n".join(lines) + "\n")
     (run,) = load_run(copy)
@@ -392,7 +392,7 @@ def test_questions_with_different_m_are_reported_as_such(run_dir, tmp_path, capl
         if sample["doc_id"] == 3:
             record = logged_record(sample)
             five = SemanticClasses.from_keys(["Madrid"] * 5, ["madrid"] * 5)
-            sample["filtered_resps"] = [str(QuestionRecord(five, record.class_correct, record.collapse))]
+            sample["filtered_resps"] = [str(QuestionRecord(five, record.class_correct, record.grouping))]
         lines.append(json.dumps(sample))
     samples.write_text("\n".join(lines) + "\n")
     with caplog.at_level(logging.WARNING, logger="lm_eval_semcal"):
@@ -461,10 +461,10 @@ def test_a_results_file_that_counts_no_questions_is_not_checked(run_dir, tmp_pat
 @pytest.mark.parametrize("given", ["output folder", "model folder"])
 def test_a_rescore_beside_its_run_is_reported_beside_it(tmp_path, given):
     out = shutil.copytree(Path(__file__).parent / "fixtures" / "runs" / "lm-eval-0.4.13", tmp_path / "out")
-    assert cli.main(["rescore", str(out / "scripted__lm"), "--classes", "exact", "--bootstrap-iters", "0"]) == 0
+    assert cli.main(["rescore", str(out / "scripted__lm"), "--grouping", "exact", "--bootstrap-iters", "0"]) == 0
     where = out if given == "output folder" else out / "scripted__lm"
     runs = load_run(where)
-    assert [(run.results_file.parent.name, run.records[0].collapse) for run in runs] == [
+    assert [(run.results_file.parent.name, run.records[0].grouping) for run in runs] == [
         ("scripted__lm", "normalize"), ("rescored-exact", "exact"),
     ]
     assert cli.main(["report", str(where), "--bootstrap-iters", "0"]) == 0

@@ -71,7 +71,7 @@ def test_the_same_b_reproduces_every_reported_number(run_dir):
     assert isinstance(after["ece_ci_low,semcal"], float) and after["ece_ci_low,semcal"] <= after["ece,semcal"]
     (rescored,) = load_run(written[0])
     assert rescored.records == original.records
-    assert results["semcal_rescore"]["collapse"] == "normalize"
+    assert results["semcal_rescore"]["grouping"] == "normalize"
 
 
 def test_the_resample_count_can_be_overridden(run_dir):
@@ -90,9 +90,9 @@ def test_another_b_regroups_the_saved_responses(run_dir):
     assert results["conf,semcal"] == pytest.approx(EXACT["conf"])
     (rescored,) = load_run(written[0])
     assert [list(r.classes.class_ids) for r in rescored.records] == CLASS_IDS["exact"]
-    assert {r.collapse for r in rescored.records} == {"exact"}
+    assert {r.grouping for r in rescored.records} == {"exact"}
     config = json.loads(written[0].read_text())["configs"][TASK]["filter_list"][0]["filter"][0]
-    assert config["collapse"] == "exact"
+    assert config["grouping"] == "exact"
     # The original run is untouched.
     (original,) = load_run(run_dir, rescores=False)
     assert original.confidence.mean() == pytest.approx(NORMALIZE["conf"])
@@ -121,7 +121,7 @@ def test_adjusted_rand_index_by_hand():
 
 
 def test_cli_rescore_then_report_reads_the_rescored_run(run_dir, capsys, tmp_path):
-    assert cli.main(["rescore", str(run_dir), "--classes", "exact"]) == 0
+    assert cli.main(["rescore", str(run_dir), "--grouping", "exact"]) == 0
     paths = capsys.readouterr().out.split()
     assert paths[0].endswith(".json") and "rescored-exact" in paths[0]
     assert cli.main(["report", str(Path(paths[0]).parent), "--out", str(tmp_path / "report")]) == 0
@@ -130,7 +130,7 @@ def test_cli_rescore_then_report_reads_the_rescored_run(run_dir, capsys, tmp_pat
 
 
 def test_cli_agree_prints_both_tables(run_dir, capsys):
-    assert cli.main(["agree", str(run_dir), "--classes", "normalize,exact"]) == 0
+    assert cli.main(["agree", str(run_dir), "--grouping", "normalize,exact"]) == 0
     out = capsys.readouterr().out
     assert f"| normalize | {NORMALIZE['acc']:.4f} | {NORMALIZE['conf']:.4f} |" in out
     assert f"| exact | {EXACT['acc']:.4f} | {EXACT['conf']:.4f} |" in out
@@ -140,11 +140,11 @@ def test_cli_agree_prints_both_tables(run_dir, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["rescore", "{run}", "--classes", "nonsense"], "unknown collapsing function 'nonsense'"),
-        (["rescore", "{missing}", "--classes", "exact"], "does not exist: pass the --output_path folder"),
-        (["agree", "{run}", "--classes", "exact"], "needs two or more collapsing functions"),
-        (["rescore", "{run}", "--classes", "exact", "--classes-args", '{{"threshold": 0.8}}'], "threshold"),
-        (["agree", "{run}", "--classes", "exact,normalize", "--classes-args", '{{"nli": {{}}}}'], "not among --classes"),
+        (["rescore", "{run}", "--grouping", "nonsense"], "unknown grouping 'nonsense'"),
+        (["rescore", "{missing}", "--grouping", "exact"], "does not exist: pass the --output_path folder"),
+        (["agree", "{run}", "--grouping", "exact"], "needs two or more groupings"),
+        (["rescore", "{run}", "--grouping", "exact", "--grouping-args", '{{"threshold": 0.8}}'], "threshold"),
+        (["agree", "{run}", "--grouping", "exact,normalize", "--grouping-args", '{{"nli": {{}}}}'], "not among --grouping"),
     ],
 )
 def test_cli_errors_are_one_line(run_dir, tmp_path, capsys, argv, message):
@@ -167,7 +167,7 @@ def test_a_bug_keeps_its_traceback(run_dir, tmp_path, monkeypatch, command, bug)
     monkeypatch.setattr(ScoringStep, "score", broken)
     classes = "exact" if command == "rescore" else "exact,normalize"
     with pytest.raises(bug, match="a bug in the scorer"):
-        cli.main([command, str(copy_run(run_dir, tmp_path)), "--classes", classes])
+        cli.main([command, str(copy_run(run_dir, tmp_path)), "--grouping", classes])
 
 
 def test_a_pipeline_with_other_steps_is_refused(run_dir, tmp_path):
@@ -179,7 +179,7 @@ def test_a_pipeline_with_other_steps_is_refused(run_dir, tmp_path):
     results = json.loads(results_file.read_text())
     results["configs"][TASK]["filter_list"][0]["filter"].insert(0, {"function": "lowercase"})
     results_file.write_text(json.dumps(results))
-    with pytest.raises(RunDirError, match="rescoring replays pipelines made of semcal_classes alone"):
+    with pytest.raises(RunDirError, match="rescoring replays pipelines made of semcal_grouping alone"):
         rescore_run(copy, "exact")
 
 
@@ -197,7 +197,7 @@ def test_every_filter_of_a_task_keeps_its_samples(tmp_path):
     tasks_dir = tmp_path / "tasks"
     tasks_dir.mkdir()
     pipelines = "".join(
-        f"  - name: {name}\n    filter:\n      - function: semcal_classes\n        collapse: {b}\n"
+        f"  - name: {name}\n    filter:\n      - function: semcal_grouping\n        grouping: {b}\n"
         for name, b in (("semcal", "normalize"), ("semcal_exact", "exact"))
     )
     (tasks_dir / "two_filters.yaml").write_text(
@@ -232,13 +232,13 @@ def test_a_rescore_with_other_options_is_refused_until_overwrite(run_dir, tmp_pa
     first = rescore_run(copy, "exact")
     out_dir = first[0].parent
     assert [path.parent for path in first] == [out_dir] * 3 and first[2].name == "rescore.json"
-    assert rescore_record(first)[0] == {"collapse": "exact", "collapse_args": None, "gold_match": None, "bootstrap_iters": None}
+    assert rescore_record(first)[0] == {"grouping": "exact", "grouping_args": None, "gold_match": None, "bootstrap_iters": None}
     before = {path: path.read_bytes() for path in first}
 
     with pytest.raises(RunDirError) as caught:
         rescore_run(copy, "exact", gold_match="contains", bootstrap_iters=0)
     assert str(caught.value) == (
-        f"{out_dir} holds a rescore made with --classes exact, not --classes exact --gold-match contains "
+        f"{out_dir} holds a rescore made with --grouping exact, not --grouping exact --gold-match contains "
         "--bootstrap-iters 0: add --overwrite to replace it, or move that folder away first"
     )
     assert {path: path.read_bytes() for path in first} == before
@@ -246,7 +246,7 @@ def test_a_rescore_with_other_options_is_refused_until_overwrite(run_dir, tmp_pa
     replaced = rescore_run(copy, "exact", gold_match="contains", bootstrap_iters=0, overwrite=True)
     assert replaced == first
     options, entry = rescore_record(replaced)
-    assert options == {"collapse": "exact", "collapse_args": None, "gold_match": "contains", "bootstrap_iters": 0}
+    assert options == {"grouping": "exact", "grouping_args": None, "gold_match": "contains", "bootstrap_iters": 0}
     assert entry["gold_match"] == "contains"
 
 
@@ -262,24 +262,24 @@ def test_a_folder_rescored_before_options_were_recorded_counts_as_other(run_dir,
     copy = copy_run(run_dir, tmp_path)
     first = rescore_run(copy, "exact")
     first[2].unlink()
-    with pytest.raises(RunDirError, match="holds a rescore made with options it did not record, not --classes exact:"):
+    with pytest.raises(RunDirError, match="holds a rescore made with options it did not record, not --grouping exact:"):
         rescore_run(copy, "exact")
 
 
 def test_cli_rescore_names_the_options_and_the_way_out(run_dir, tmp_path, capsys):
     copy = copy_run(run_dir, tmp_path)
-    assert cli.main(["rescore", str(copy), "--classes", "exact", "--gold-match", "contains"]) == 0
+    assert cli.main(["rescore", str(copy), "--grouping", "exact", "--gold-match", "contains"]) == 0
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["rescore", str(copy), "--classes", "exact", "--classes-args", "{}"])
+        cli.main(["rescore", str(copy), "--grouping", "exact", "--grouping-args", "{}"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert err == (
-        f"semcal rescore: error: {copy / 'scripted__lm' / 'rescored-exact'} holds a rescore made with --classes exact "
-        "--gold-match contains, not --classes exact --classes-args '{}': add --overwrite to "
+        f"semcal rescore: error: {copy / 'scripted__lm' / 'rescored-exact'} holds a rescore made with --grouping exact "
+        "--gold-match contains, not --grouping exact --grouping-args '{}': add --overwrite to "
         "replace it, or move that folder away first\n"
     )
-    assert cli.main(["rescore", str(copy), "--classes", "exact", "--classes-args", "{}", "--overwrite"]) == 0
+    assert cli.main(["rescore", str(copy), "--grouping", "exact", "--grouping-args", "{}", "--overwrite"]) == 0
 
 
 def test_a_samples_file_that_lost_rows_is_rescored_only_when_allowed(run_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""Per-question classes, the collapsing functions and the filter, without a model."""
+"""Per-question classes, the groupings and the filter, without a model."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from lm_eval_semcal.grouping import (
     GoldRequest,
     GroupingRequest,
-    available_collapsers,
-    get_collapser,
-    register_collapser,
+    available_groupings,
+    get_grouping,
+    register_grouping,
 )
 from lm_eval_semcal.core.extraction import extract_answer
 from lm_eval_semcal.core.scoring import gold_in_sentence, score_question
@@ -67,27 +67,27 @@ def test_properties_of_any_grouping(answers):
 
 
 @pytest.mark.parametrize(
-    ("collapse", "answers", "class_ids"),
+    ("grouping", "answers", "class_ids"),
     [
         ("exact", ["Paris", "paris", "Paris", ""], [0, 1, 0, 2]),
         ("normalize", ["Paris", "paris.", "The Paris", "Lyon", "!!"], [0, 0, 0, 1, 2]),
         ("numeric", ["18", "$18.00", "18 dollars", "1,800", "eighteen"], [0, 0, 0, 1, 2]),
     ],
 )
-def test_builtin_collapsing_functions(collapse, answers, class_ids):
-    [grouping] = get_collapser(collapse).group([GroupingRequest("q", answers)])
-    assert list(grouping.class_ids) == class_ids
+def test_builtin_groupings(grouping, answers, class_ids):
+    [classes] = get_grouping(grouping).group([GroupingRequest("q", answers)])
+    assert list(classes.class_ids) == class_ids
 
 
 def test_unanswerable_keys_fall_in_no_answer():
     # An empty exact string, punctuation only under normalize, no digits under numeric.
-    for collapse, answer in (("exact", ""), ("normalize", "?!"), ("numeric", "eighteen")):
-        [grouping] = get_collapser(collapse).group([GroupingRequest("q", [answer, "7"])])
-        assert grouping.no_answer_class == 0, collapse
+    for grouping, answer in (("exact", ""), ("normalize", "?!"), ("numeric", "eighteen")):
+        [classes] = get_grouping(grouping).group([GroupingRequest("q", [answer, "7"])])
+        assert classes.no_answer_class == 0, grouping
 
 
 def test_gold_matching_goes_through_the_same_function():
-    normalize, numeric = get_collapser("normalize"), get_collapser("numeric")
+    normalize, numeric = get_grouping("normalize"), get_grouping("numeric")
     assert normalize.matches_gold(
         [GoldRequest("q", "the Eiffel Tower!", ["Eiffel Tower"]), GoldRequest("q", "Paris", ["Lyon", "Lille"])]
     ) == [True, False]
@@ -95,7 +95,7 @@ def test_gold_matching_goes_through_the_same_function():
 
 
 def test_the_issue_cases_land_in_the_answer_s_class_under_normalize():
-    normalize = get_collapser("normalize")
+    normalize = get_grouping("normalize")
     responses = [
         "Shaquille O'Neal", "Shaquille O\u00b4Neal", "Shaquille O\u2019Neal", "Shaq O'Neal",
         "Rolls-Royce", "Rolls Royce", "Pa\u200bris", "\u202eParis\u202c", "Paris", "\ufeff", "\x00",
@@ -109,21 +109,21 @@ def test_the_issue_cases_land_in_the_answer_s_class_under_normalize():
 def test_a_gold_made_only_of_articles_can_be_matched():
     # The The (the band): dropping the articles would leave nothing, so they stay.
     record = score_question("Who recorded Soul Mining?", ["The The", "the the.", "The", "Depeche Mode"],
-                            ["The The"], get_collapser("normalize"))
+                            ["The The"], get_grouping("normalize"))
     assert record.classes.class_ids == (0, 0, 1, 2)
     assert record.class_correct == (True, False, False)
     assert record.correct and record.confidence == 0.5
-    assert get_collapser("normalize").matches_gold([GoldRequest("q", "THE THE", ["The The"])]) == [True]
+    assert get_grouping("normalize").matches_gold([GoldRequest("q", "THE THE", ["The The"])]) == [True]
 
 
 def test_registry_errors_are_clear():
-    assert {"exact", "normalize", "numeric"} <= set(available_collapsers())
-    with pytest.raises(ValueError, match="unknown collapsing function 'nlii'; choose one of"):
-        get_collapser("nlii")
-    with pytest.raises(ValueError, match="collapsing function 'exact': bad options"):
-        get_collapser("exact", threshold=0.5)
+    assert {"exact", "normalize", "numeric"} <= set(available_groupings())
+    with pytest.raises(ValueError, match="unknown grouping 'nlii'; choose one of"):
+        get_grouping("nlii")
+    with pytest.raises(ValueError, match="grouping 'exact': bad options"):
+        get_grouping("exact", threshold=0.5)
     with pytest.raises(ValueError, match="already registered"):
-        register_collapser("exact")(lambda: None)
+        register_grouping("exact")(lambda: None)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ def test_filter_emits_one_json_record_per_question():
         {"semcal_question": "Capital of Italy?", "semcal_golds": ["Rome"]},
     ]
     resps = [[" Paris", "Lyon\nQ: next", " paris"], ["", "Milan", "  "]]
-    records = filter_records(SemanticClassesFilter(style="concise", collapse="normalize"), resps, docs)
+    records = filter_records(SemanticClassesFilter(style="concise", grouping="normalize"), resps, docs)
     first, second = (QuestionRecord.read(str(record)).to_dict() for record in records)
     assert first["answers"] == ["Paris", "Lyon", "paris"]
     assert first["class_ids"] == [0, 1, 0] and first["correct"] is True
@@ -187,7 +187,7 @@ def test_filter_refuses_a_single_string_per_question():
 )
 def test_filter_records_are_consistent_for_any_responses(resps):
     docs = [{"semcal_question": f"q{i}", "semcal_golds": ["Paris"]} for i in range(len(resps))]
-    records = [r.to_dict() for r in filter_records(SemanticClassesFilter(style="concise", collapse="normalize"), resps, docs)]
+    records = [r.to_dict() for r in filter_records(SemanticClassesFilter(style="concise", grouping="normalize"), resps, docs)]
     assert len(records) == len(resps)
     for record, doc_resps in zip(records, resps):
         m = len(doc_resps)

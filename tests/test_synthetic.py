@@ -21,7 +21,7 @@ from lm_eval.tasks import TaskManager
 from lm_eval_semcal.demo import models as demo_model
 from lm_eval_semcal.demo import entity
 from lm_eval_semcal.demo import world as synthetic
-from lm_eval_semcal.grouping import GroupingRequest, get_collapser
+from lm_eval_semcal.grouping import GroupingRequest, get_grouping
 from lm_eval_semcal.tasks import TASKS_DIR
 
 WORLD = synthetic.build_world(0, 300)
@@ -74,11 +74,11 @@ def test_the_entity_b_groups_the_forms_of_a_town():
     wrong_region = next(r for r in synthetic.REGIONS if r != town.region)
     answers = [*town.forms, f"{town.name}!", f"the {town.name}", f"{town.name} in the {town.region}",
                other.name, f"{town.name}, in the {wrong_region}", "east", "the town of", "", None]
-    (grouping,) = get_collapser("lm_eval_semcal.demo.entity:ENTITY").group([GroupingRequest("Q?", answers)])
+    (grouping,) = get_grouping("lm_eval_semcal.demo.entity:ENTITY").group([GroupingRequest("Q?", answers)])
     no_answer = grouping.no_answer_class
     # Case, punctuation and articles do not matter; a wrong region or a stray word is no town.
     assert list(grouping.class_ids) == [0, 0, 0, 0, 0, 0, 1, 2, 3, 4, no_answer, no_answer]
-    (exact,) = get_collapser("exact").group([GroupingRequest("Q?", list(town.forms))])
+    (exact,) = get_grouping("exact").group([GroupingRequest("Q?", list(town.forms))])
     assert list(exact.class_ids) == [0, 1, 2]
 
 

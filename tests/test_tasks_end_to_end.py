@@ -322,16 +322,29 @@ def test_hostile_responses_never_break_aggregation():
     assert math.isnan(got["auroc"])
 
 
-def test_collapse_override_from_metadata():
+def test_grouping_override_from_metadata():
     script = {q: ["Paris", "paris", "PARIS."] for q in TRIVIAQA_SCRIPT}
-    for collapse, expected_conf in (("normalize", 1.0), ("exact", 1 / 3)):
+    for grouping, expected_conf in (("normalize", 1.0), ("exact", 1 / 3)):
         task_manager = semcal_task_manager(
-            data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=3, collapse=collapse
+            data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=3, grouping=grouping
         )
         results = simple_evaluate(
             model=ScriptedLM(script), tasks=["semcal_triviaqa"], task_manager=task_manager, bootstrap_iters=0
         )
         assert metrics_of(results, "semcal_triviaqa")["conf"] == pytest.approx(expected_conf)
+
+
+def test_release_0_1_metadata_collapse_overrides_with_a_warning():
+    script = {q: ["Paris", "paris", "PARIS."] for q in TRIVIAQA_SCRIPT}
+    task_manager = semcal_task_manager(data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=3, collapse="exact")
+    with pytest.warns(FutureWarning, match="collapse is now spelled grouping"):
+        results = simple_evaluate(
+            model=ScriptedLM(script), tasks=["semcal_triviaqa"], task_manager=task_manager, bootstrap_iters=0
+        )
+    assert metrics_of(results, "semcal_triviaqa")["conf"] == pytest.approx(1 / 3)
+    both = semcal_task_manager(data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=3, collapse="exact", grouping="exact")
+    with pytest.raises(SemcalConfigError, match="semcal_triviaqa: both collapse and grouping are given: keep grouping"):
+        simple_evaluate(model=ScriptedLM(script), tasks=["semcal_triviaqa"], task_manager=both, bootstrap_iters=0)
 
 
 def test_gold_match_override_from_metadata():
@@ -354,9 +367,9 @@ def test_gold_match_override_from_metadata():
 
 
 def test_a_failing_grouping_keeps_every_generated_response(tmp_path, monkeypatch):
-    from lm_eval_semcal.grouping import Collapser, CollapserSpec, registry
+    from lm_eval_semcal.grouping import Grouping, GroupingSpec, registry
 
-    class BrokenJudge(Collapser):
+    class BrokenJudge(Grouping):
         name = "broken_judge"
 
         def group(self, requests):
@@ -366,10 +379,10 @@ def test_a_failing_grouping_keeps_every_generated_response(tmp_path, monkeypatch
             raise AssertionError("never reached")
 
     # Registered for this test only, so other tests see the stock registry.
-    monkeypatch.setitem(registry._REGISTRY, "broken_judge", CollapserSpec(BrokenJudge))
+    monkeypatch.setitem(registry._REGISTRY, "broken_judge", GroupingSpec(BrokenJudge))
     monkeypatch.setenv("SEMCAL_RESCUE_DIR", str(tmp_path))
     task_manager = semcal_task_manager(
-        data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=4, collapse="broken_judge"
+        data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=4, grouping="broken_judge"
     )
     with pytest.raises(RuntimeError, match=r"semcal_triviaqa: grouping the answers failed \(ConnectionError"):
         simple_evaluate(model=ScriptedLM(TRIVIAQA_SCRIPT), tasks=["semcal_triviaqa"], task_manager=task_manager)
@@ -382,12 +395,12 @@ def test_a_failing_grouping_keeps_every_generated_response(tmp_path, monkeypatch
 @pytest.mark.parametrize(
     ("metadata", "message"),
     [
-        ({"collapse": "nlii"}, r"semcal_triviaqa: unknown collapsing function 'nlii'; choose one of .*normalize"),
-        ({"collapse_args": {"threshold": 0.9}}, r"semcal_triviaqa: collapsing function 'normalize': bad options"),
-        ({"collapse_args": "strict"}, r"collapse_args='strict' must be a mapping"),
+        ({"grouping": "nlii"}, r"semcal_triviaqa: unknown grouping 'nlii'; choose one of .*normalize"),
+        ({"grouping_args": {"threshold": 0.9}}, r"semcal_triviaqa: grouping 'normalize': bad options"),
+        ({"grouping_args": "strict"}, r"grouping_args='strict' must be a mapping"),
     ],
 )
-def test_a_bad_collapsing_function_is_rejected_before_generation(metadata, message):
+def test_a_bad_grouping_is_rejected_before_generation(metadata, message):
     lm = ScriptedLM(TRIVIAQA_SCRIPT)
     task_manager = semcal_task_manager(data_files=str(FIXTURES / "triviaqa.jsonl"), repeats=2, **metadata)
     with pytest.raises(SemcalConfigError, match=message):
@@ -398,8 +411,8 @@ def test_a_bad_collapsing_function_is_rejected_before_generation(metadata, messa
 @pytest.mark.parametrize(
     ("steps", "message"),
     [
-        (["majority_vote"], r"filter pipeline 'mine' must end with `- function: semcal_classes`"),
-        (["take_first", "semcal_classes"], r"runs `take_first` before semcal_classes, which would leave it one response"),
+        (["majority_vote"], r"filter pipeline 'mine' must end with `- function: semcal_grouping`"),
+        (["take_first", "semcal_grouping"], r"runs `take_first` before semcal_grouping, which would leave it one response"),
     ],
 )
 def test_a_filter_list_that_breaks_the_records_is_rejected(tmp_path, steps, message):

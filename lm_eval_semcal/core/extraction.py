@@ -10,7 +10,7 @@ Rules:
   `str.splitlines` cuts them; a line is empty when it shows nothing: only whitespace,
   format characters such as a zero-width space or a BOM, and control characters). For
   `sentence` the whole sentence is the answer: grouping sentences needs a semantic
-  collapsing function (nli / llm) or a task rule, not text normalisation.
+  grouping (nli / llm) or a task rule, not text normalisation.
 - `cot`: the text after the LAST "the answer is" or "the final answer is"
   (case-insensitive, whole words, any whitespace between the words), up to the end of
   that line and of its first sentence (see `first_sentence`: a base model often runs
@@ -32,7 +32,7 @@ Rules:
   is None too (no fallback: the model's stated answer is not a number, or was cut off).
 
 Refusals ("I don't know", "I cannot answer that") are not detected: they are extracted
-like any other text and form their own class(es) under the collapsing function. Only
+like any other text and form their own class(es) under the grouping. Only
 an empty response, one that shows nothing (whitespace, format and control characters
 only), or cot text without the phrase is no-answer.
 """

@@ -1,4 +1,4 @@
-"""Text and number normalisation behind the `normalize` and `numeric` collapsing functions.
+"""Text and number normalisation behind the `normalize` and `numeric` groupings.
 
 Two public functions, both total (they never raise on any `str`):
 

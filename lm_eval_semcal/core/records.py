@@ -1,7 +1,7 @@
 """The per-question record: what the scorer returns, lm-eval logs and every report reads.
 
 `QuestionRecord` is a frozen dataclass: one question's `SemanticClasses`, the gold
-verdict on each class, the name of the collapsing function B and, when B is a
+verdict on each class, the name of the grouping B and, when B is a
 three-way judge (`llm` with `judge: true`), the judge's grade of each class: CORRECT,
 INCORRECT or NOT_ATTEMPTED, as SimpleQA reports them. Everything else (plurality
 class, confidence, correct, entropy, no-answer share, not-attempted share) is derived
@@ -15,7 +15,7 @@ calls on every entry of `filtered_resps`) and read by `QuestionRecord.read`:
     class_grades       only when graded: each class's grade (null for no-answer and for
                        a grade the judge wrote unreadably)
     plurality_class, confidence, correct, entropy, no_answer_share,
-    not_attempted_share (only when graded), n_classes, collapse
+    not_attempted_share (only when graded), n_classes, grouping
 
 A record that is not graded has neither graded key, so its JSON is what it was before
 grades existed.
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lm_eval_semcal.core.semantic_classes import SemanticClasses
+from lm_eval_semcal.core.spellings import renamed_settings
 
 # A three-way judge's grades of a class, as SimpleQA's grader gives them (A, B, C).
 GRADES = ("CORRECT", "INCORRECT", "NOT_ATTEMPTED")
@@ -47,7 +48,7 @@ RECORD_KEYS = (
     "entropy",
     "no_answer_share",
     "n_classes",
-    "collapse",
+    "grouping",
 )
 
 
@@ -69,7 +70,7 @@ class QuestionRecord:
         classes: the grouping of the question's M samples.
         class_correct: for each class, whether the gold answer lands in it; the
             no-answer class is never correct.
-        collapse: the name of the collapsing function B.
+        grouping: the name of the grouping B.
         class_grades: None when B is no three-way judge; else for each class one of
             `GRADES`, or None for the no-answer class (never graded) and for a grade
             the judge wrote unreadably. A class is correct exactly when its grade is
@@ -78,7 +79,7 @@ class QuestionRecord:
 
     classes: SemanticClasses
     class_correct: tuple[bool, ...]
-    collapse: str
+    grouping: str
     class_grades: tuple[str | None, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -153,7 +154,7 @@ class QuestionRecord:
             "no_answer_share": self.no_answer_share,
             **({"not_attempted_share": self.not_attempted_share} if graded else {}),
             "n_classes": self.n_classes,
-            "collapse": self.collapse,
+            "grouping": self.grouping,
         }
 
     def to_json(self) -> str:
@@ -177,16 +178,19 @@ class QuestionRecord:
                 value = json.loads(value)
             except json.JSONDecodeError:
                 value = None
+        if isinstance(value, dict):
+            # A run saved by release 0.1 names B's field `collapse`.
+            value = renamed_settings(value, warn=False)
         if not isinstance(value, dict) or not all(key in value for key in RECORD_KEYS):
             raise ValueError(
-                "not a semcal question record: was this sample scored by the semcal_classes filter?"
+                "not a semcal question record: was this sample scored by the semcal_grouping filter?"
             )
         try:
             grades = value.get("class_grades")
             record = cls(
                 SemanticClasses.from_dict(value),
                 tuple(value["class_correct"]),
-                str(value["collapse"]),
+                str(value["grouping"]),
                 None if grades is None else tuple(grades),
             )
         except (KeyError, TypeError, ValueError) as err:

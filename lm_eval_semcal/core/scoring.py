@@ -3,11 +3,11 @@
 One function does it for every caller (the lm-eval filter, `semcal rescore`, the demo,
 a Python user):
 
-    records = score_questions(questions, collapser, style="concise", answer_type="text")
+    records = score_questions(questions, grouping, style="concise", answer_type="text")
 
-All questions go to the collapsing function B in one batch, and so do all their classes
+All questions go to the grouping B in one batch, and so do all their classes
 when they are judged against the gold answers, so a model-based B (NLI, embeddings, an
-LLM reader) batches its work across questions. B is any object with the `Grouper`
+LLM reader) batches its work across questions. B is any object with the `Grouping`
 interface; `lm_eval_semcal.grouping` holds the built-in ones and their registry.
 
 Correctness (docs/definitions.md, "One question, step by step"): every answered class is
@@ -27,9 +27,9 @@ grader does; a class is correct when graded CORRECT, and the record keeps every 
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from lm_eval_semcal.core.extraction import ANSWER_TYPES, STYLES, extract_answer
 from lm_eval_semcal.core.normalization import ARTICLES, normalize_text
@@ -39,7 +39,7 @@ from lm_eval_semcal.core.semantic_classes import SemanticClasses
 __all__ = [
     "GOLD_MATCHES",
     "GoldRequest",
-    "Grouper",
+    "Grouping",
     "GroupingRequest",
     "Question",
     "check_scoring_settings",
@@ -77,8 +77,11 @@ class GoldRequest:
     answer_type: str = "text"
 
 
-class Grouper(Protocol):
-    """What the scorer needs of a collapsing function B (see `lm_eval_semcal.grouping`).
+class Grouping(ABC):
+    """A grouping B: what every B implements, and all the scorer needs of one.
+
+    `lm_eval_semcal.grouping` holds the built-in ones and their registry. The scorer
+    calls `group` and `matches_gold` once each for a whole batch of questions.
 
     Optionally, a three-way judge: a B whose attribute `grades` is true also offers
     `grade_gold(requests: Sequence[GoldRequest]) -> list[str | None]`, each request's
@@ -88,12 +91,19 @@ class Grouper(Protocol):
     `matches_gold` alone.
     """
 
-    name: str
-    short_answers: bool
+    name: str = ""
+    # True for a B whose class representatives are short answers it extracted itself,
+    # even from sentence responses (`llm`): the gold is then judged by the class.
+    short_answers: bool = False
+    grades: bool = False
 
-    def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]: ...
+    @abstractmethod
+    def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]:
+        """Group each request's answers; classes numbered by first appearance."""
 
-    def matches_gold(self, requests: Sequence[GoldRequest]) -> list[bool]: ...
+    @abstractmethod
+    def matches_gold(self, requests: Sequence[GoldRequest]) -> list[bool]:
+        """For each request, whether a gold alias lands in the representative's class."""
 
 
 @dataclass(frozen=True)
@@ -113,12 +123,12 @@ def check_scoring_settings(style: str, answer_type: str, gold_match: str) -> Non
         ("gold_match", gold_match, GOLD_MATCHES),
     ):
         if value not in choices:
-            raise ValueError(f"semcal_classes: {name}={value!r}; choose one of {', '.join(choices)}")
+            raise ValueError(f"semcal_grouping: {name}={value!r}; choose one of {', '.join(choices)}")
 
 
-def judged_by(collapser: Grouper, gold_match: str) -> str:
-    """The gold rule the scorer applies with `collapser`: by class for a B of short answers."""
-    return "same_class" if collapser.short_answers else gold_match
+def judged_by(grouping: Grouping, gold_match: str) -> str:
+    """The gold rule the scorer applies with `grouping`: by class for a B of short answers."""
+    return "same_class" if grouping.short_answers else gold_match
 
 
 def gold_in_sentence(sentence: str, golds: Sequence[str]) -> bool:
@@ -140,7 +150,7 @@ def gold_in_sentence(sentence: str, golds: Sequence[str]) -> bool:
 
 def score_questions(
     questions: Sequence[Question],
-    collapser: Grouper,
+    grouping: Grouping,
     *,
     style: str = "concise",
     answer_type: str = "text",
@@ -152,8 +162,8 @@ def score_questions(
     ----------
     questions : sequence of Question
         Each with at least one response (a list of M strings, not one string).
-    collapser : Grouper
-        The collapsing function B, e.g. ``lm_eval_semcal.get_collapser("normalize")``.
+    grouping : Grouping
+        The grouping B, e.g. ``lm_eval_semcal.get_grouping("normalize")``.
     style : {"concise", "sentence", "cot"}
         How an answer is extracted from a response (`extract_answer`).
     answer_type : {"text", "number"}
@@ -176,7 +186,7 @@ def score_questions(
                 f"the scorer needs each question's M responses as a list, got "
                 f"{type(question.responses).__name__}: did a step before it reduce them to one?"
             )
-    groupings = collapser.group(
+    question_classes = grouping.group(
         [
             GroupingRequest(
                 question=q.text,
@@ -189,45 +199,45 @@ def score_questions(
     )
     judged = [
         (i, k)
-        for i, grouping in enumerate(groupings)
-        for k in range(grouping.n_classes)
-        if k != grouping.no_answer_class
+        for i, classes in enumerate(question_classes)
+        for k in range(classes.n_classes)
+        if k != classes.no_answer_class
     ]
     gold_requests = [
         GoldRequest(
             question=questions[i].text,
-            representative=groupings[i].representatives[k],
+            representative=question_classes[i].representatives[k],
             golds=questions[i].golds,
             answer_type=answer_type,
         )
         for i, k in judged
     ]
-    by_class = judged_by(collapser, gold_match) == "same_class"
-    graded = by_class and bool(getattr(collapser, "grades", False))
+    by_class = judged_by(grouping, gold_match) == "same_class"
+    graded = by_class and bool(getattr(grouping, "grades", False))
     if graded:
-        grades = list(collapser.grade_gold(gold_requests))
+        grades = list(grouping.grade_gold(gold_requests))
         verdicts = [grade == "CORRECT" for grade in grades]
     elif by_class:
-        verdicts = collapser.matches_gold(gold_requests)
+        verdicts = grouping.matches_gold(gold_requests)
     else:
         verdicts = [gold_in_sentence(r.representative, r.golds) for r in gold_requests]
-    class_correct = [[False] * grouping.n_classes for grouping in groupings]
+    class_correct = [[False] * classes.n_classes for classes in question_classes]
     for (i, k), verdict in zip(judged, verdicts, strict=True):
         class_correct[i][k] = bool(verdict)
-    class_grades: list[tuple[str | None, ...] | None] = [None] * len(groupings)
+    class_grades: list[tuple[str | None, ...] | None] = [None] * len(question_classes)
     if graded:
-        by_question: list[list[str | None]] = [[None] * grouping.n_classes for grouping in groupings]
+        by_question: list[list[str | None]] = [[None] * classes.n_classes for classes in question_classes]
         for (i, k), grade in zip(judged, grades, strict=True):
             by_question[i][k] = grade
         class_grades = [tuple(question_grades) for question_grades in by_question]
     return [
-        QuestionRecord(grouping, tuple(correct), collapser.name, question_grades)
-        for grouping, correct, question_grades in zip(groupings, class_correct, class_grades, strict=True)
+        QuestionRecord(classes, tuple(correct), grouping.name, question_grades)
+        for classes, correct, question_grades in zip(question_classes, class_correct, class_grades, strict=True)
     ]
 
 
 def score_question(
-    question: str, responses: Sequence[str], golds: Sequence[str], collapser: Grouper, **settings: str
+    question: str, responses: Sequence[str], golds: Sequence[str], grouping: Grouping, **settings: str
 ) -> QuestionRecord:
     """`score_questions` for one question: its text, its M responses and its gold aliases."""
-    return score_questions([Question(question, responses, golds)], collapser, **settings)[0]
+    return score_questions([Question(question, responses, golds)], grouping, **settings)[0]

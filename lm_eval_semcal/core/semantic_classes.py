@@ -1,6 +1,6 @@
 """One question's M sampled answers grouped into semantic classes.
 
-`SemanticClasses` is what a collapsing function produces and what every per-question
+`SemanticClasses` is what a grouping produces and what every per-question
 quantity of docs/definitions.md (confidence, plurality class, entropy, no-answer share)
 is read from.
 It is plain data: it round-trips through JSON, so lm-eval's `--log_samples` output keeps

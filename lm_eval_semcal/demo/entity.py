@@ -1,7 +1,7 @@
-"""The demo's collapsing function: the synthetic world's towns as entities.
+"""The demo's grouping: the synthetic world's towns as entities.
 
 A town's three surface forms are one class; any other text is its own class. The
-`semcal_synthetic` task names it by path (`collapse:
+`semcal_synthetic` task names it by path (`grouping:
 lm_eval_semcal.demo.entity:ENTITY`), so it serves the demo without appearing among the
 registered B every user sees.
 """
@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from lm_eval_semcal.core.normalization import normalize_text
 from lm_eval_semcal.demo.world import towns
-from lm_eval_semcal.grouping.base import CollapserSpec, KeyCollapser
+from lm_eval_semcal.grouping.base import GroupingSpec, KeyGrouping
 
 NAME = "synthetic_entity"
 
@@ -39,9 +39,9 @@ def _entity_key(answer: str) -> tuple[str, str] | None:
     return ("other", text) if text else None
 
 
-def make_entity_collapser() -> KeyCollapser:
+def make_entity_grouping() -> KeyGrouping:
     """The synthetic world's towns: the three forms of a town are one class, any other text its own."""
-    return KeyCollapser(NAME, _entity_key)
+    return KeyGrouping(NAME, _entity_key)
 
 
-ENTITY = CollapserSpec(make_entity_collapser)
+ENTITY = GroupingSpec(make_entity_grouping)

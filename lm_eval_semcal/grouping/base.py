@@ -1,6 +1,6 @@
-"""The collapsing-function interface: what every B implements, and the helpers they share.
+"""The grouping interface, `Grouping` (defined in core, where the scorer uses it), and the helpers the B share.
 
-A collapsing function B does two things, both in batches over many questions so that a
+A grouping B does two things, both in batches over many questions so that a
 model-based B (NLI, embeddings, an LLM reader) can batch its forward passes:
 
 - `group`: turn each question's extracted answers into `SemanticClasses`;
@@ -12,49 +12,28 @@ true`), sets `grades` and offers `grade_gold`: CORRECT, INCORRECT or NOT_ATTEMPT
 None, no readable grade) for each request. The scorer then judges by it and keeps the
 grades in the record.
 
-`CollapserSpec` pairs a factory with the checks the registry runs before generation.
+`GroupingSpec` pairs a factory with the checks the registry runs before generation.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
-from lm_eval_semcal.core.scoring import GoldRequest, GroupingRequest
+from lm_eval_semcal.core.scoring import GoldRequest, Grouping, GroupingRequest
 from lm_eval_semcal.core.semantic_classes import SemanticClasses
 
 __all__ = [
-    "Collapser",
-    "CollapserSpec",
+    "Grouping",
+    "GroupingSpec",
     "GoldRequest",
     "GroupingRequest",
-    "KeyCollapser",
+    "KeyGrouping",
     "group_by_first_appearance",
 ]
 
 
-class Collapser(ABC):
-    """A collapsing function B."""
-
-    name: str = ""
-    # True for a B whose class representatives are short answers it extracted itself,
-    # even from sentence responses (`llm`): the gold is then judged by the class.
-    short_answers: bool = False
-    # True for a three-way judge, which also offers
-    # `grade_gold(requests) -> list[str | None]` (see `core.scoring.Grouper`).
-    grades: bool = False
-
-    @abstractmethod
-    def group(self, requests: Sequence[GroupingRequest]) -> list[SemanticClasses]:
-        """Group each request's answers; classes numbered by first appearance."""
-
-    @abstractmethod
-    def matches_gold(self, requests: Sequence[GoldRequest]) -> list[bool]:
-        """For each request, whether a gold alias lands in the representative's class."""
-
-
-class KeyCollapser(Collapser):
+class KeyGrouping(Grouping):
     """A B defined by a key function: answers with equal keys share a class.
 
     A key of None sends the answer to the no-answer class (for `numeric`, an answer
@@ -126,8 +105,8 @@ def group_by_first_appearance(
 
 
 @dataclass(frozen=True)
-class CollapserSpec:
-    """A registered B: `factory(**options) -> Collapser`, and its checks before generation.
+class GroupingSpec:
+    """A registered B: `factory(**options) -> Grouping`, and its checks before generation.
 
     `check(**options)`, given every option with the factory's defaults filled in, raises
     ValueError for values that cannot work; it must not load a model. `preflight(**options)`
@@ -136,6 +115,6 @@ class CollapserSpec:
     generation and must not load weights either.
     """
 
-    factory: Callable[..., Collapser]
+    factory: Callable[..., Grouping]
     check: Callable[..., None] | None = None
     preflight: Callable[..., None] | None = None

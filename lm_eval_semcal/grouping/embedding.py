@@ -21,7 +21,7 @@ import numpy as np
 from lm_eval_semcal.core.normalization import normalize_text
 from lm_eval_semcal.core.scoring import GoldRequest, GroupingRequest
 from lm_eval_semcal.core.semantic_classes import SemanticClasses
-from lm_eval_semcal.grouping.base import Collapser, CollapserSpec, group_by_first_appearance
+from lm_eval_semcal.grouping.base import Grouping, GroupingSpec, group_by_first_appearance
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_THRESHOLD = 0.85
@@ -46,7 +46,7 @@ def model_location(model: str) -> str:
     return model
 
 
-class EmbeddingCollapser(Collapser):
+class EmbeddingGrouping(Grouping):
     """Cosine similarity of sentence embeddings of at least `threshold` (see the module doc)."""
 
     name = "embedding"
@@ -57,7 +57,7 @@ class EmbeddingCollapser(Collapser):
             from sentence_transformers import SentenceTransformer
         except ImportError as err:
             raise ImportError(
-                "collapse: embedding needs sentence-transformers: pip install 'lm-eval-semcal[embedding]'"
+                "grouping: embedding needs sentence-transformers: pip install 'lm-eval-semcal[embedding]'"
             ) from err
         self.encoder = SentenceTransformer(model_location(model), device=device)
         self.threshold = float(threshold)
@@ -104,14 +104,14 @@ class EmbeddingCollapser(Collapser):
         ]
 
 
-def make_embedding_collapser(
+def make_embedding_grouping(
     model: str = DEFAULT_MODEL,
     threshold: float = DEFAULT_THRESHOLD,
     device: str | None = None,
     batch_size: int = 256,
-) -> Collapser:
+) -> Grouping:
     """Sentence-embedding cosine similarity of at least `threshold` (sentence-transformers)."""
-    return EmbeddingCollapser(model, threshold, device, batch_size)
+    return EmbeddingGrouping(model, threshold, device, batch_size)
 
 
-EMBEDDING = CollapserSpec(make_embedding_collapser, check=check_options)
+EMBEDDING = GroupingSpec(make_embedding_grouping, check=check_options)

@@ -1,6 +1,6 @@
 """A judge model's answers kept on disk, so a re-run or a rescore asks the model nothing.
 
-The model-based collapsing functions (`nli`, `llm`) ask a model the same questions
+The model-based groupings (`nli`, `llm`) ask a model the same questions
 whenever the same samples are grouped again. `JudgementCache` keeps each answer in an
 SQLite file under a namespace (the model's fingerprint and whatever settings change its
 answers) and a text key (an NLI pair, a prompt's hash), so a second run, a rescore of a

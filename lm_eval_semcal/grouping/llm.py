@@ -40,10 +40,10 @@ from tqdm import tqdm
 from lm_eval_semcal.core.records import GRADES
 from lm_eval_semcal.core.scoring import GoldRequest, GroupingRequest
 from lm_eval_semcal.core.semantic_classes import SemanticClasses
-from lm_eval_semcal.grouping.base import Collapser, CollapserSpec, KeyCollapser
+from lm_eval_semcal.grouping.base import Grouping, GroupingSpec, KeyGrouping
 from lm_eval_semcal.grouping.judgement_cache import JudgementCache, cache_file
 from lm_eval_semcal.grouping.llm_clients import ChatClient, HFChatClient, OpenAIChatClient, api_key
-from lm_eval_semcal.grouping.registry import get_collapser
+from lm_eval_semcal.grouping.registry import get_grouping
 from lm_eval_semcal.grouping.torch_devices import check_device
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def prompt_key(prompt: str) -> str:
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()
 
 
-class LlmCollapser(Collapser):
+class LlmGrouping(Grouping):
     """A reader model's short answers grouped by a string B (see the module doc)."""
 
     name = "llm"
@@ -201,8 +201,8 @@ class LlmCollapser(Collapser):
     def __init__(self, client: ChatClient, group_by: str, judge: bool, cache: JudgementCache) -> None:
         self.client = client
         # The string B comparing the short answers of each answer type.
-        self.strings: dict[str, KeyCollapser] = {
-            answer_type: get_collapser(group_by if group_by != "auto" else AUTO_GROUP_BY[answer_type])
+        self.strings: dict[str, KeyGrouping] = {
+            answer_type: get_grouping(group_by if group_by != "auto" else AUTO_GROUP_BY[answer_type])
             for answer_type in AUTO_GROUP_BY
         }
         # With the judge, B grades each class three ways (`grade_gold`), as SimpleQA does.
@@ -314,7 +314,7 @@ def check_options(
     """Raise ValueError for an llm option that cannot work; loads nothing, sends nothing."""
     if not isinstance(model, str) or not model:
         raise ValueError(
-            "llm: set collapse_args model=... : a Hugging Face model id or folder, or with base_url=... "
+            "llm: set grouping_args model=... : a Hugging Face model id or folder, or with base_url=... "
             "the model name an OpenAI-compatible server serves"
         )
     if group_by not in GROUP_BY:
@@ -329,7 +329,7 @@ def check_options(
         raise ValueError(f"llm: base_url={base_url!r} must be an http:// or https:// URL")
     given = {"device": device, "batch_size": batch_size, "dtype": dtype, "api_key_env": api_key_env,
              "num_concurrent": num_concurrent, "max_retries": max_retries, "timeout": timeout}
-    defaults = {name: p.default for name, p in inspect.signature(make_llm_collapser).parameters.items()}
+    defaults = {name: p.default for name, p in inspect.signature(make_llm_grouping).parameters.items()}
     unread, reader = (LOCAL_ONLY, "a local reader (no base_url)") if base_url else (ENDPOINT_ONLY, "an endpoint (base_url)")
     if wasted := [name for name in unread if given[name] != defaults[name]]:
         raise ValueError(f"llm: {', '.join(wasted)} only applies to {reader}; drop it or change the reader")
@@ -357,7 +357,7 @@ def make_reader(
     return HFChatClient(model, device, batch_size, max_tokens, dtype)
 
 
-def make_llm_collapser(
+def make_llm_grouping(
     model: str | None = None,
     base_url: str | None = None,
     api_key_env: str | None = None,
@@ -371,7 +371,7 @@ def make_llm_collapser(
     timeout: float = 60.0,
     max_tokens: int = 32,
     cache: str | None = "default",
-) -> Collapser:
+) -> Grouping:
     """A reader model's short answers grouped by `group_by`; optionally a SimpleQA-style judge.
 
     `model` with `base_url`: the model name an OpenAI-compatible endpoint serves
@@ -383,7 +383,7 @@ def make_llm_collapser(
     client = make_reader(
         model, base_url, api_key_env, device, batch_size, dtype, num_concurrent, max_retries, timeout, max_tokens
     )
-    return LlmCollapser(client, group_by, judge, JudgementCache(cache_file(cache), f"llm:{client.fingerprint}"))
+    return LlmGrouping(client, group_by, judge, JudgementCache(cache_file(cache), f"llm:{client.fingerprint}"))
 
 
-LLM = CollapserSpec(make_llm_collapser, check=check_options, preflight=make_reader)
+LLM = GroupingSpec(make_llm_grouping, check=check_options, preflight=make_reader)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from lm_eval_semcal.core.normalization import normalize_text
 from lm_eval_semcal.core.scoring import GoldRequest, GroupingRequest
 from lm_eval_semcal.core.semantic_classes import SemanticClasses
-from lm_eval_semcal.grouping.base import Collapser, CollapserSpec, group_by_first_appearance
+from lm_eval_semcal.grouping.base import Grouping, GroupingSpec, group_by_first_appearance
 from lm_eval_semcal.grouping.judgement_cache import JudgementCache, cache_file, model_fingerprint
 
 DEFAULT_MODEL = "microsoft/deberta-large-mnli"
@@ -50,7 +50,7 @@ def equivalent(forward: str, backward: str, mode: str) -> bool:
     return "contradiction" not in (forward, backward)
 
 
-class NliCollapser(Collapser):
+class NliGrouping(Grouping):
     """Bidirectional entailment with a pair judge (see the module doc)."""
 
     name = "nli"
@@ -160,20 +160,20 @@ def resolve_model(model: str, **_: object) -> None:
     model_fingerprint(model)
 
 
-def make_nli_collapser(
+def make_nli_grouping(
     model: str = DEFAULT_MODEL,
     mode: str = "strict",
     device: str | None = None,
     batch_size: int = 64,
     cache: str | None = "default",
-) -> Collapser:
+) -> Grouping:
     """Bidirectional entailment by an NLI model (`strict` or `lenient`), judgements cached on disk.
 
     `cache`: an SQLite file, "default" (judgements.sqlite in `cache_root()`, ~/.cache/lm_eval_semcal on Linux)
     or None (memory only).
     """
     judge = hf_judge(model, device, batch_size)
-    return NliCollapser(judge, mode, JudgementCache(cache_file(cache), f"nli:{model_fingerprint(model)}"))
+    return NliGrouping(judge, mode, JudgementCache(cache_file(cache), f"nli:{model_fingerprint(model)}"))
 
 
-NLI = CollapserSpec(make_nli_collapser, check=check_options, preflight=resolve_model)
+NLI = GroupingSpec(make_nli_grouping, check=check_options, preflight=resolve_model)

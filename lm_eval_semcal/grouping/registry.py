@@ -1,11 +1,11 @@
-"""The registry of collapsing functions B, by name, loaded on first use.
+"""The registry of groupings B, by name, loaded on first use.
 
 The built-in B are registered as "module:object" strings, the way lm-eval registers its
 model backends: a B's module (and what it imports: sentence-transformers, an HTTP
 client, torch) is imported only when that B is checked or built. A user's B registers
-with the `register_collapser` decorator and is then selectable from a task YAML
-(`collapse: NAME`, `collapse_args: {...}`) or the command line (`--metadata
-collapse=NAME`); a "module:object" path naming a `CollapserSpec` or a factory is
+with the `register_grouping` decorator and is then selectable from a task YAML
+(`grouping: NAME`, `grouping_args: {...}`) or the command line (`--metadata
+grouping=NAME`); a "module:object" path naming a `GroupingSpec` or a factory is
 accepted wherever a name is, without registering (the demo's task names its B so).
 """
 
@@ -16,17 +16,17 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from lm_eval_semcal.grouping.base import Collapser, CollapserSpec
+from lm_eval_semcal.grouping.base import Grouping, GroupingSpec
 
 __all__ = [
-    "available_collapsers",
-    "check_collapser",
-    "get_collapser",
-    "preflight_collapser",
-    "register_collapser",
+    "available_groupings",
+    "check_grouping",
+    "get_grouping",
+    "preflight_grouping",
+    "register_grouping",
 ]
 
-_REGISTRY: dict[str, CollapserSpec | str] = {
+_REGISTRY: dict[str, GroupingSpec | str] = {
     "exact": "lm_eval_semcal.grouping.strings:EXACT",
     "normalize": "lm_eval_semcal.grouping.strings:NORMALIZE",
     "numeric": "lm_eval_semcal.grouping.strings:NUMERIC",
@@ -36,46 +36,46 @@ _REGISTRY: dict[str, CollapserSpec | str] = {
 }
 
 
-def register_collapser(
+def register_grouping(
     name: str, check: Callable[..., None] | None = None, preflight: Callable[..., None] | None = None
-) -> Callable[[Callable[..., Collapser]], Callable[..., Collapser]]:
-    """Register a factory `factory(**options) -> Collapser` under `name` (a decorator).
+) -> Callable[[Callable[..., Grouping]], Callable[..., Grouping]]:
+    """Register a factory `factory(**options) -> Grouping` under `name` (a decorator).
 
-    `check` and `preflight` are as in `CollapserSpec`: both take every option with the
+    `check` and `preflight` are as in `GroupingSpec`: both take every option with the
     factory's defaults filled in, and neither may load a model.
     """
 
-    def decorate(factory: Callable[..., Collapser]) -> Callable[..., Collapser]:
+    def decorate(factory: Callable[..., Grouping]) -> Callable[..., Grouping]:
         known = _REGISTRY.get(name)
-        if known is not None and not (isinstance(known, CollapserSpec) and known.factory is factory):
-            raise ValueError(f"collapsing function {name!r} is already registered")
-        _REGISTRY[name] = CollapserSpec(factory, check, preflight)
+        if known is not None and not (isinstance(known, GroupingSpec) and known.factory is factory):
+            raise ValueError(f"grouping {name!r} is already registered")
+        _REGISTRY[name] = GroupingSpec(factory, check, preflight)
         return factory
 
     return decorate
 
 
-def available_collapsers() -> list[str]:
+def available_groupings() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _load(path: str) -> CollapserSpec:
+def _load(path: str) -> GroupingSpec:
     module_name, _, attribute = path.partition(":")
     try:
         target = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"collapsing function {path!r} cannot be loaded ({type(err).__name__}: {err})") from None
-    if isinstance(target, CollapserSpec):
+        raise ValueError(f"grouping {path!r} cannot be loaded ({type(err).__name__}: {err})") from None
+    if isinstance(target, GroupingSpec):
         return target
     if callable(target):
-        return CollapserSpec(target)
-    raise ValueError(f"collapsing function {path!r} is neither a CollapserSpec nor a factory")
+        return GroupingSpec(target)
+    raise ValueError(f"grouping {path!r} is neither a GroupingSpec nor a factory")
 
 
-def _spec(name: str) -> CollapserSpec:
+def _spec(name: str) -> GroupingSpec:
     if not isinstance(name, str) or (name not in _REGISTRY and ":" not in name):
         raise ValueError(
-            f"unknown collapsing function {name!r}; choose one of {', '.join(available_collapsers())}"
+            f"unknown grouping {name!r}; choose one of {', '.join(available_groupings())}"
         )
     if name not in _REGISTRY:
         return _load(name)
@@ -85,17 +85,17 @@ def _spec(name: str) -> CollapserSpec:
     return known
 
 
-def _bound(spec: CollapserSpec, name: str, options: dict[str, Any]) -> dict[str, Any]:
+def _bound(spec: GroupingSpec, name: str, options: dict[str, Any]) -> dict[str, Any]:
     try:
         bound = inspect.signature(spec.factory).bind(**options)
     except TypeError as err:
         # Option names only: a value could be a secret the user misplaced.
-        raise ValueError(f"collapsing function {name!r}: bad options {sorted(options)}: {err}") from None
+        raise ValueError(f"grouping {name!r}: bad options {sorted(options)}: {err}") from None
     bound.apply_defaults()
     return bound.arguments
 
 
-def check_collapser(name: str, **options: Any) -> None:
+def check_grouping(name: str, **options: Any) -> None:
     """Raise ValueError unless `name` is registered (or a loadable path) and takes `options`.
 
     Builds nothing: lets a task reject a misspelt B or option before generation,
@@ -107,19 +107,19 @@ def check_collapser(name: str, **options: Any) -> None:
         spec.check(**arguments)
 
 
-def preflight_collapser(name: str, **options: Any) -> None:
-    """`check_collapser`, then whether the models or endpoints `options` name can be used.
+def preflight_grouping(name: str, **options: Any) -> None:
+    """`check_grouping`, then whether the models or endpoints `options` name can be used.
 
     lm-eval builds filters only when it applies them, after generation; a task calls
     this before it generates, so an unreachable reader costs no sampling.
     """
-    check_collapser(name, **options)
+    check_grouping(name, **options)
     spec = _spec(name)
     if spec.preflight is not None:
         spec.preflight(**_bound(spec, name, options))
 
 
-def get_collapser(name: str, **options: Any) -> Collapser:
-    """Build the collapsing function registered as `name` (or at "module:object") with its options."""
-    check_collapser(name, **options)
+def get_grouping(name: str, **options: Any) -> Grouping:
+    """Build the grouping registered as `name` (or at "module:object") with its options."""
+    check_grouping(name, **options)
     return _spec(name).factory(**options)

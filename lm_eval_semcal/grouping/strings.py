@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lm_eval_semcal.core.normalization import normalize_text, parse_number
-from lm_eval_semcal.grouping.base import Collapser, CollapserSpec, KeyCollapser
+from lm_eval_semcal.grouping.base import Grouping, GroupingSpec, KeyGrouping
 
 
 def exact_key(answer: str) -> str | None:
@@ -14,21 +14,21 @@ def normalize_key(answer: str) -> str | None:
     return normalize_text(answer) or None
 
 
-def make_exact() -> Collapser:
+def make_exact() -> Grouping:
     """The raw extracted string, untouched: the token-level baseline."""
-    return KeyCollapser("exact", exact_key)
+    return KeyGrouping("exact", exact_key)
 
 
-def make_normalize() -> Collapser:
+def make_normalize() -> Grouping:
     """SQuAD/TriviaQA normalisation: NFKC, lowercase, no punctuation or articles."""
-    return KeyCollapser("normalize", normalize_key)
+    return KeyGrouping("normalize", normalize_key)
 
 
-def make_numeric() -> Collapser:
+def make_numeric() -> Grouping:
     """Math answers compared as exact rational numbers (18 == 18.0 == $18)."""
-    return KeyCollapser("numeric", parse_number)
+    return KeyGrouping("numeric", parse_number)
 
 
-EXACT = CollapserSpec(make_exact)
-NORMALIZE = CollapserSpec(make_normalize)
-NUMERIC = CollapserSpec(make_numeric)
+EXACT = GroupingSpec(make_exact)
+NORMALIZE = GroupingSpec(make_normalize)
+NUMERIC = GroupingSpec(make_numeric)

@@ -1,6 +1,6 @@
 """Layer 3, harness: the lm-eval adapters, the only code that imports lm_eval.
 
-Each is a thin adapter over core and grouping: the `semcal_classes` filter (`filter`)
+Each is a thin adapter over core and grouping: the `semcal_grouping` filter (`filter`)
 calls the scorer, `process_results` and the aggregations (`metric_hooks`) call the
 corpus metrics, `SemcalTask` (`task`) checks a run before it generates and rescues its
 responses when grouping fails. Also here: the task datasets (`data`, `exemplars`), the backends `hf-semcal` and

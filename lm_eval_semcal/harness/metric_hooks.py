@@ -53,11 +53,11 @@ def bootstrap_iters(metadata: Mapping | None = None) -> int:
 
 
 def process_results(doc: dict, results: Sequence[QuestionRecord]) -> dict:
-    """One question's metric items, from the `semcal_classes` filter's record."""
+    """One question's metric items, from the `semcal_grouping` filter's record."""
     if len(results) != 1:
         raise ValueError(
             f"semcal process_results expects one record per question, got {len(results)}; "
-            "keep `filter: - function: semcal_classes` in the task's filter_list"
+            "keep `filter: - function: semcal_grouping` in the task's filter_list"
         )
     return question_items(QuestionRecord.read(results[0]))
 

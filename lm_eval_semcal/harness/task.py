@@ -2,12 +2,12 @@
 
 It is lm-eval's ConfigurableTask with the additions a sampling-based metric needs:
 
-- run metadata overrides: `--metadata repeats=N` sets M, `--metadata collapse=NAME`
-  (and `collapse_args={...}`) swaps the collapsing function of every semcal filter,
+- run metadata overrides: `--metadata repeats=N` sets M, `--metadata grouping=NAME`
+  (and `grouping_args={...}`) swaps the grouping of every semcal filter,
   `gold_match=same_class|contains` its rule for judging the gold answer;
 - checks, before any generation, that the task really samples M >= 2 answers per
   question (`repeats >= 2`, `do_sample: true`, `temperature > 0`), that its filters end
-  in a valid `semcal_classes` step, and that the bootstrap resample count
+  in a valid `semcal_grouping` step, and that the bootstrap resample count
   (`--metadata bootstrap_iters=N` or SEMCAL_BOOTSTRAP_ITERS) is readable, with a
   one-line error naming the task and the fix;
 - a warning when every question's samples fell into a single class (the fixed-seed
@@ -37,11 +37,12 @@ from typing import Any
 from lm_eval.models.api_models import JsonChatStr
 
 from lm_eval_semcal.core.records import QuestionRecord
-from lm_eval_semcal.grouping.scoring_step import step_settings, with_step_settings
+from lm_eval_semcal.core.spellings import renamed_settings
+from lm_eval_semcal.grouping.scoring_step import in_todays_spelling, is_scoring_step, step_settings, with_step_settings
 from lm_eval_semcal.harness import releases
 from lm_eval_semcal.harness.exemplars import chat_instruction
 
-# Importing these modules registers the `semcal_classes` filter and the `semcal_*`
+# Importing these modules registers the `semcal_grouping` filter and the `semcal_*`
 # aggregations that the task YAMLs name, before a task is built.
 from lm_eval_semcal.harness.filter import FILTER_NAME, SemanticClassesFilter
 from lm_eval_semcal.harness.metric_hooks import BOOTSTRAP_ITERS_KEY, aggregations, bootstrap_iters
@@ -72,10 +73,11 @@ class SemcalConfigError(ValueError):
 
 
 def _with_filter_overrides(filter_list: list[dict], overrides: dict[str, Any]) -> list[dict]:
+    """`filter_list` with each scoring step in today's spelling (warning at release 0.1's) and `overrides` set."""
     filter_list = copy.deepcopy(filter_list)
     for pipeline in filter_list:
         pipeline["filter"] = [
-            with_step_settings(step, overrides) if step.get("function") == FILTER_NAME else step
+            with_step_settings(in_todays_spelling(step, warn=True), overrides) if is_scoring_step(step) else step
             for step in pipeline.get("filter", [])
         ]
     return filter_list
@@ -119,9 +121,13 @@ class SemcalTask(releases.GenerationTask):
         metadata = config.get("metadata") or {}
         if "repeats" in metadata:
             config["repeats"] = metadata["repeats"]
-        overrides = {key: metadata[key] for key in ("collapse", "collapse_args", "gold_match") if key in metadata}
-        if overrides and config.get("filter_list"):
-            config["filter_list"] = _with_filter_overrides(config["filter_list"], overrides)
+        try:
+            run_settings = renamed_settings(metadata, warn=True)
+            overrides = {key: run_settings[key] for key in ("grouping", "grouping_args", "gold_match") if key in run_settings}
+            if config.get("filter_list"):
+                config["filter_list"] = _with_filter_overrides(config["filter_list"], overrides)
+        except ValueError as err:
+            raise SemcalConfigError(f"{config.get('task')}: {err}") from None
         try:
             iters = bootstrap_iters(metadata)
         except ValueError:
@@ -134,7 +140,7 @@ class SemcalTask(releases.GenerationTask):
         self._check_run_settings()
 
     def _check_filters(self) -> None:
-        """Every pipeline must end in a valid `semcal_classes` step, which process_results reads."""
+        """Every pipeline must end in a valid `semcal_grouping` step, which process_results reads."""
         for pipeline in self.config.filter_list or [{}]:
             steps = pipeline.get("filter") or []
             if not steps or steps[-1].get("function") != FILTER_NAME:
@@ -158,7 +164,7 @@ class SemcalTask(releases.GenerationTask):
                 raise SemcalConfigError(f"{self.config.task}: {err}") from None
 
     def _semcal_filter_settings(self) -> Iterable[dict[str, Any]]:
-        """The settings of every `semcal_classes` step of the task's filter pipelines."""
+        """The settings of every `semcal_grouping` step of the task's filter pipelines."""
         for pipeline in self.config.filter_list or []:
             for step in pipeline.get("filter") or []:
                 if step.get("function") == FILTER_NAME:
@@ -205,7 +211,7 @@ class SemcalTask(releases.GenerationTask):
         return releases.text_target(super().doc_to_target(doc, doc_to_target))
 
     def chat_instruction(self) -> str:
-        """The answer-form instruction of the task's first `semcal_classes` step."""
+        """The answer-form instruction of the task's first `semcal_grouping` step."""
         settings = next(iter(self._semcal_filter_settings()), {})
         return chat_instruction(settings.get("style", "concise"), settings.get("answer_type", "text"))
 

@@ -56,36 +56,36 @@ class Agreement:
 
     task: str
     model: str
-    collapses: list[str]
+    groupings: list[str]
     metrics: dict[str, dict[str, float]]
     ari: dict[tuple[str, str], float]
 
 
 def agreement(
     run_dir: str | Path,
-    collapses: Sequence[str],
-    collapse_args: dict[str, dict] | None = None,
+    groupings: Sequence[str],
+    grouping_args: dict[str, dict] | None = None,
     gold_match: str | None = None,
     allow_partial: bool = False,
 ) -> list[Agreement]:
     """How much the choice of B matters, per semcal task of `run_dir`.
 
-    `collapse_args` maps a B's name to its options (default options for the others);
+    `grouping_args` maps a B's name to its options (default options for the others);
     `allow_partial` reads a samples file that lost rows, as `load_run` does.
     """
-    options = {collapse: (collapse_args or {}).get(collapse) for collapse in collapses}
-    unknown = sorted(set(collapse_args or {}) - set(collapses))
+    options = {grouping: (grouping_args or {}).get(grouping) for grouping in groupings}
+    unknown = sorted(set(grouping_args or {}) - set(groupings))
     if unknown:
-        raise RegroupingError(f"agree: options given for {unknown}, which are not among --classes {list(collapses)}")
+        raise RegroupingError(f"agree: options given for {unknown}, which are not among --grouping {list(groupings)}")
     found = []
     for saved in read_and_check(run_dir, options, gold_match, allow_partial=allow_partial):
         records = {
-            collapse: regroup(saved, regrouping_step(saved, collapse, options[collapse], gold_match))
-            for collapse in collapses
+            grouping: regroup(saved, regrouping_step(saved, grouping, options[grouping], gold_match))
+            for grouping in groupings
         }
         ari = {}
-        for i, first in enumerate(collapses):
-            for second in collapses[i + 1 :]:
+        for i, first in enumerate(groupings):
+            for second in groupings[i + 1 :]:
                 per_question = [
                     adjusted_rand_index(x.classes.class_ids, y.classes.class_ids)
                     for x, y in zip(records[first], records[second], strict=True)
@@ -93,10 +93,10 @@ def agreement(
                 ari[(first, second)] = float(np.mean(per_question))
         # The table shows point values only: no intervals to pay for.
         metrics = {
-            collapse: corpus_metrics(records[collapse], bootstrap_iters=0, label=saved.run.task).values
-            for collapse in collapses
+            grouping: corpus_metrics(records[grouping], bootstrap_iters=0, label=saved.run.task).values
+            for grouping in groupings
         }
-        found.append(Agreement(saved.run.task, saved.run.name, list(collapses), metrics, ari))
+        found.append(Agreement(saved.run.task, saved.run.name, list(groupings), metrics, ari))
     return found
 
 
@@ -105,9 +105,9 @@ def agreement_markdown(found: Sequence[Agreement]) -> str:
     lines = []
     for one in found:
         lines += [f"## {one.task} ({one.model})", "", "| B | acc | conf | ece | smece |", "|---|---:|---:|---:|---:|"]
-        for collapse in one.collapses:
-            m = one.metrics[collapse]
-            lines.append(f"| {collapse} | " + " | ".join(number(m[name], DIGITS) for name in ("acc", "conf", "ece", "smece")) + " |")
+        for grouping in one.groupings:
+            m = one.metrics[grouping]
+            lines.append(f"| {grouping} | " + " | ".join(number(m[name], DIGITS) for name in ("acc", "conf", "ece", "smece")) + " |")
         lines += ["", "| B | B' | mean ARI over questions |", "|---|---|---:|"]
         lines += [f"| {a} | {b} | {number(value, DIGITS)} |" for (a, b), value in one.ari.items()]
         lines.append("")

@@ -113,7 +113,7 @@ def _fewshot(results_file: Path, task: str) -> object:
 
 
 def _settings(run: TaskRun) -> dict[str, object]:
-    return {"M": run.m_label, "B": run.collapse, "shots": _fewshot(run.results_file, run.task)}
+    return {"M": run.m_label, "B": run.grouping, "shots": _fewshot(run.results_file, run.task)}
 
 
 def entries_by_task(runs: Sequence[TaskRun]) -> dict[str, list[Entry]]:

@@ -74,7 +74,7 @@ def _models_blocks(comparison: Comparison) -> list[object]:
         Table(
             ("task", "model", "n", "M", "B", "acc", "smECE", "conf minus acc"),
             [
-                (entry.task, entry.name, str(entry.run.n_questions), entry.run.m_label, entry.run.collapse,
+                (entry.task, entry.name, str(entry.run.n_questions), entry.run.m_label, entry.run.grouping,
                  _with_interval(comparison.estimates(entry)["acc"]),
                  _with_interval(comparison.estimates(entry)["smece"]),
                  _confidence_gap(comparison.estimates(entry)["overconfidence"]))

@@ -211,7 +211,7 @@ def _task_markdown(report: TaskReport) -> str:
         "|---|---|",
         f"| questions (n) | {run.n_questions} |",
         f"| samples per question (M) | {run.m_label} |",
-        f"| collapsing function (B) | {run.collapse} |",
+        f"| grouping (B) | {run.grouping} |",
         f"| lm-eval filter | {run.filter} |",
         f"| results | {run.results_file.name} |",
         f"| samples | {run.samples_file.name} |",
@@ -269,7 +269,7 @@ def _summary_markdown(reports: Sequence[TaskReport]) -> str:
     for report in reports:
         run = report.run
         lines.append(
-            f"| {run.task} | {run.name} | {run.n_questions} | {run.m_label} | {run.collapse} | "
+            f"| {run.task} | {run.name} | {run.n_questions} | {run.m_label} | {run.grouping} | "
             f"{_number(report.values['acc'])} | {_number(report.values['conf'])} | "
             + " | ".join(_with_interval(report, name) for name in CALIBRATION_METRICS)
             + f" | {_number(calibration.mean_confidence(report.split.confidence, report.split.correct))}"

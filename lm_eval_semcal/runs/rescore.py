@@ -1,4 +1,4 @@
-"""Regroup a saved run's samples under another collapsing function B, without generating.
+"""Regroup a saved run's samples under another grouping B, without generating.
 
 Sampling M answers per question is the expensive part of a run. lm-eval's samples files
 (`--log_samples`) keep every raw response and document, so classes, records and every
@@ -25,7 +25,14 @@ from lm_eval_semcal.core.metrics import (
 from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.core.scoring import Question
 from lm_eval_semcal.core.settings import DEFAULT_BOOTSTRAP_ITERS
-from lm_eval_semcal.grouping.scoring_step import FILTER_NAME, ScoringStep, step_settings
+from lm_eval_semcal.core.spellings import renamed_settings
+from lm_eval_semcal.grouping.scoring_step import (
+    FILTER_NAME,
+    ScoringStep,
+    in_todays_spelling,
+    is_scoring_step,
+    step_settings,
+)
 from lm_eval_semcal.runs.saved import RunDirError, TaskRun, load_run, read_samples
 
 __all__ = ["RegroupingError", "SavedTask", "read_and_check", "regroup", "rescore_run"]
@@ -50,18 +57,18 @@ class SavedTask:
 
 
 def _scoring_step(config: dict, task: str, filter_name: str) -> ScoringStep:
-    """The `semcal_classes` step of `task`'s pipeline `filter_name` in a results JSON's config."""
+    """The `semcal_grouping` step of `task`'s pipeline `filter_name` in a results JSON's config."""
     for pipeline in config.get("filter_list") or []:
         if pipeline.get("name") != filter_name:
             continue
         steps = pipeline.get("filter") or []
-        if [step.get("function") for step in steps] != [FILTER_NAME]:
+        if len(steps) != 1 or not is_scoring_step(steps[0]):
             raise RunDirError(
                 f"{task}: filter pipeline {filter_name!r} runs {[s.get('function') for s in steps]}; "
                 f"rescoring replays pipelines made of {FILTER_NAME} alone"
             )
         try:
-            return ScoringStep(**step_settings(steps[0]))
+            return ScoringStep(**step_settings(in_todays_spelling(steps[0], warn=False)))
         except TypeError as err:
             raise RunDirError(f"{task}: the run's {FILTER_NAME} settings are not this version's: {err}") from None
     raise RunDirError(f"{task}: the results JSON has no filter pipeline named {filter_name!r}")
@@ -84,10 +91,10 @@ class RegroupingError(ValueError):
 
 
 def regrouping_step(
-    saved: SavedTask, collapse: str, collapse_args: dict | None = None, gold_match: str | None = None
+    saved: SavedTask, grouping: str, grouping_args: dict | None = None, gold_match: str | None = None
 ) -> ScoringStep:
     """The saved task's step with B (and, when given, the gold rule) replaced."""
-    step = replace(saved.step, collapse=collapse, collapse_args=collapse_args)
+    step = replace(saved.step, grouping=grouping, grouping_args=grouping_args)
     return step if gold_match is None else replace(step, gold_match=gold_match)
 
 
@@ -97,7 +104,7 @@ def regroup(saved: SavedTask, step: ScoringStep) -> list[QuestionRecord]:
 
 
 def read_and_check(
-    run_dir: str | Path, collapses: dict[str, dict | None], gold_match: str | None, allow_partial: bool = False
+    run_dir: str | Path, groupings: dict[str, dict | None], gold_match: str | None, allow_partial: bool = False
 ) -> list[SavedTask]:
     """Every semcal task of `run_dir`, each B's settings checked on each before any model is asked.
 
@@ -107,9 +114,9 @@ def read_and_check(
     """
     saved = [read_saved(run) for run in load_run(run_dir, allow_partial=allow_partial, rescores=False)]
     for task in saved:
-        for collapse, collapse_args in collapses.items():
+        for grouping, grouping_args in groupings.items():
             try:
-                regrouping_step(task, collapse, collapse_args, gold_match).check()
+                regrouping_step(task, grouping, grouping_args, gold_match).check()
             except (ValueError, TypeError) as err:  # what `check` says of the options given
                 raise RegroupingError(f"{task.run.task}: {err}") from None
     return saved
@@ -131,9 +138,9 @@ def _options_flags(options: dict | None) -> str:
     """Rescore options as the command line that gives them."""
     if options is None:
         return "options it did not record"
-    flags = [f"--classes {options.get('collapse')}"]
-    if options.get("collapse_args") is not None:
-        flags.append(f"--classes-args '{json.dumps(options['collapse_args'])}'")
+    flags = [f"--grouping {options.get('grouping')}"]
+    if options.get("grouping_args") is not None:
+        flags.append(f"--grouping-args '{json.dumps(options['grouping_args'])}'")
     if options.get("gold_match") is not None:
         flags.append(f"--gold-match {options['gold_match']}")
     if options.get("bootstrap_iters") is not None:
@@ -153,8 +160,8 @@ def _check_replaceable(out_dir: Path, options: dict, overwrite: bool) -> None:
         existing = json.loads((out_dir / OPTIONS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         existing = None
-    if not isinstance(existing, dict):
-        existing = None
+    # A rescore made by release 0.1 recorded B as `collapse`.
+    existing = renamed_settings(existing, warn=False) if isinstance(existing, dict) else None
     if existing != options:
         raise RunDirError(
             f"{out_dir} holds a rescore made with {_options_flags(existing)}, not {_options_flags(options)}: "
@@ -185,7 +192,7 @@ def _rescored_results(results_file: Path, regrouped: list[Regrouped], options: d
     """The results JSON with each regrouped task's metrics and filter settings replaced, and the rescore named."""
     rescored = json.loads(results_file.read_text(encoding="utf-8"))
     rescored["semcal_rescore"] = {
-        "source": str(results_file), "collapse": options["collapse"], "collapse_args": options["collapse_args"],
+        "source": str(results_file), "grouping": options["grouping"], "grouping_args": options["grouping_args"],
         "gold_match": options["gold_match"],
     }  # fmt: skip
     for saved, step, records in regrouped:
@@ -239,16 +246,16 @@ def _write_rescore(by_results: dict[Path, list[Regrouped]], folder: str, options
 
 def rescore_run(
     run_dir: str | Path,
-    collapse: str,
-    collapse_args: dict | None = None,
+    grouping: str,
+    grouping_args: dict | None = None,
     gold_match: str | None = None,
     bootstrap_iters: int | None = None,
     overwrite: bool = False,
     allow_partial: bool = False,
 ) -> list[Path]:
-    """Write every semcal task of `run_dir` regrouped under `collapse`; return the files.
+    """Write every semcal task of `run_dir` regrouped under `grouping`; return the files.
 
-    Each model folder gets `rescored-<collapse>/` with a results JSON (the original's,
+    Each model folder gets `rescored-<grouping>/` with a results JSON (the original's,
     with the semcal tasks' metrics and filter settings replaced, and a `semcal_rescore`
     entry naming the source and B), one samples file per task whose records are the
     new groupings, and `rescore.json`, the options below. The same B reproduces the
@@ -258,9 +265,9 @@ def rescore_run(
     ----------
     run_dir : str or Path
         What `load_run` accepts; its rescores are not read again.
-    collapse : str
-        The collapsing function B to regroup under.
-    collapse_args : dict, optional
+    grouping : str
+        The grouping B to regroup under.
+    grouping_args : dict, optional
         B's options.
     gold_match : str, optional
         When given, replaces each task's rule for judging the gold answer.
@@ -278,15 +285,15 @@ def rescore_run(
     list of Path
         The results JSONs, then the samples files, then each folder's `rescore.json`.
     """
-    options = {"collapse": collapse, "collapse_args": collapse_args, "gold_match": gold_match, "bootstrap_iters": bootstrap_iters}
+    options = {"grouping": grouping, "grouping_args": grouping_args, "gold_match": gold_match, "bootstrap_iters": bootstrap_iters}
     # Compared as a recorded rescore is read back: through JSON (a tuple comes back a list).
     options = json.loads(json.dumps(options))
-    folder = f"rescored-{collapse}"
-    saved_tasks = read_and_check(run_dir, {collapse: collapse_args}, gold_match, allow_partial=allow_partial)
+    folder = f"rescored-{grouping}"
+    saved_tasks = read_and_check(run_dir, {grouping: grouping_args}, gold_match, allow_partial=allow_partial)
     for results_file in {saved.run.results_file for saved in saved_tasks}:
         _check_replaceable(results_file.parent / folder, options, overwrite)
     by_results: dict[Path, list[Regrouped]] = {}
     for saved in saved_tasks:
-        step = regrouping_step(saved, collapse, collapse_args, gold_match)
+        step = regrouping_step(saved, grouping, grouping_args, gold_match)
         by_results.setdefault(saved.run.results_file, []).append((saved, step, regroup(saved, step)))
     return _write_rescore(by_results, folder, options)

@@ -118,8 +118,8 @@ class TaskRun:
         return f"{self.sample_counts.min()}-{self.sample_counts.max()} (differs between questions)"
 
     @property
-    def collapse(self) -> str:
-        return ", ".join(sorted({record.collapse for record in self.records}))
+    def grouping(self) -> str:
+        return ", ".join(sorted({record.grouping for record in self.records}))
 
 
 def _is_path(model: str) -> bool:
@@ -425,7 +425,7 @@ def load_run(path: str | Path, allow_partial: bool = False, rescores: bool = Tru
         )
     raise RunDirError(
         f"no semcal task in {path}: the samples of {', '.join(sorted(t for _, t in newest))} hold "
-        "no semcal question records (from the semcal_classes filter)"
+        "no semcal question records (from the semcal_grouping filter)"
     )
 
 
