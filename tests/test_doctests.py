@@ -1,22 +1,32 @@
-"""The Examples in core's docstrings run, and print what they say.
+"""The examples in the package's docstrings run, and print what they say.
 
 Each public metric's docstring carries an Examples section whose values were worked out
 by hand (or, for the bootstrap intervals, by redrawing the documented resamples with
-numpy); doctest runs them here, so that a docstring cannot drift from the code.
+numpy); doctest runs them here, and every other `>>>` example of the package, so that a
+docstring cannot drift from the code.
 """
 
 from __future__ import annotations
 
 import doctest
 import importlib
-import pkgutil
+from pathlib import Path
 
 import pytest
 
-import lm_eval_semcal.core
+import lm_eval_semcal
 from lm_eval_semcal.core import bootstrap, estimators, metrics, paired_bootstrap, point_metrics
 
-CORE_MODULES = sorted(f"lm_eval_semcal.core.{info.name}" for info in pkgutil.iter_modules(lm_eval_semcal.core.__path__))
+PACKAGE_DIR = Path(lm_eval_semcal.__file__).parent
+# Every module whose docstrings hold an example; those of harness/ import lm-eval.
+MODULES_WITH_DOCTESTS = [
+    pytest.param(name, marks=[pytest.mark.harness] if name.startswith("lm_eval_semcal.harness.") else [])
+    for name in sorted(
+        ".".join(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
+        for path in PACKAGE_DIR.rglob("*.py")
+        if ">>> " in path.read_text(encoding="utf-8")
+    )
+]
 # The modules that hold the public metrics' examples: each must run some.
 WITH_EXAMPLES = {module.__name__ for module in (point_metrics, bootstrap, paired_bootstrap, metrics, estimators)}
 PUBLIC_METRICS = [
@@ -35,13 +45,15 @@ PUBLIC_METRICS = [
 ]
 
 
-@pytest.mark.parametrize("name", CORE_MODULES)
+def test_the_metric_modules_are_among_those_with_examples():
+    assert WITH_EXAMPLES <= {param.values[0] for param in MODULES_WITH_DOCTESTS}
+
+
+@pytest.mark.parametrize("name", MODULES_WITH_DOCTESTS)
 def test_the_module_examples_hold(name):
-    module = importlib.import_module(name)
-    result = doctest.testmod(module)
+    result = doctest.testmod(importlib.import_module(name))
     assert result.failed == 0, name
-    if name in WITH_EXAMPLES:
-        assert result.attempted > 0, name
+    assert result.attempted > 0, name
 
 
 @pytest.mark.parametrize("function", PUBLIC_METRICS, ids=lambda f: f.__name__)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import relplot
 
-from lm_eval_semcal.core.settings import DEFAULT_BOOTSTRAP_ITERS
+from lm_eval_semcal.core.settings import CI_PERCENT, DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.runs.compare_numbers import CompareError, Comparison, Entry, compare, entries_by_task
 from lm_eval_semcal.runs.compare_page import Image, page_blocks, write_page
 from lm_eval_semcal.runs.saved import TaskRun, label_models, load_run
@@ -118,7 +118,7 @@ def plot_overlaid_reliability(task: str, entries: Sequence[Entry], path: Path) -
         ax.set_aspect("equal")
         ax.set_xlabel("semantic confidence (plurality share)")
         ax.set_ylabel("accuracy of the plurality answer")
-        ax.set_title(f"{task}: reliability, 95% bands")
+        ax.set_title(f"{task}: reliability, {CI_PERCENT} bands")
         ax.legend(loc="upper left", fontsize=9, frameon=False)
         fig.savefig(path, dpi=110, bbox_inches="tight")
 
@@ -149,7 +149,7 @@ def plot_smece(comparison: Comparison, path: Path) -> None:
             ax.set_yticks(range(len(entries)), [entry.name for entry in entries])
             ax.set_ylim(len(entries) - 0.5, -0.5)
             ax.set_xlim(left=0)
-            ax.set_title(f"{task}: smECE, 95% interval (lower is better)", fontsize=FONT_SIZE)
+            ax.set_title(f"{task}: smECE, {CI_PERCENT} interval (lower is better)", fontsize=FONT_SIZE)
             ax.grid(axis="x", color="0.9")
         axes[-1].set_xlabel("smECE")
         fig.tight_layout()
@@ -163,7 +163,7 @@ def draw_figures(comparison: Comparison, out_dir: Path) -> tuple[list[Image], Im
         path = out_dir / f"reliability_{index + 1:02d}_{file_name(task)}.png"
         plot_overlaid_reliability(task, entries, path)
         reliability.append(Image(path, f"{task}: reliability diagrams of {', '.join(e.name for e in entries)}"))
-    smece = Image(out_dir / "smece.png", "smECE per model with its 95% interval")
+    smece = Image(out_dir / "smece.png", f"smECE per model with its {CI_PERCENT} interval")
     plot_smece(comparison, smece.path)
     return reliability, smece
 

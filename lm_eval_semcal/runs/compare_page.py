@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lm_eval_semcal.core.metrics import INTERVAL_NOTES
+from lm_eval_semcal.core.settings import CI_PERCENT
 from lm_eval_semcal.runs.compare_numbers import Comparison, Estimate, Pair
 from lm_eval_semcal.runs.show import with_interval
 
@@ -66,7 +67,7 @@ def _models_blocks(comparison: Comparison) -> list[object]:
         f"# {TITLE}",
         (
             f"{_count(len({entry.run.name for entry in entries}), 'model')}, {_count(len(comparison.by_task), 'task')}. "
-            f"Each interval is a 95% bootstrap interval over questions ({comparison.bootstrap_iters} resamples); a "
+            f"Each interval is a {CI_PERCENT} bootstrap interval over questions ({comparison.bootstrap_iters} resamples); a "
             "difference is model_b minus model_a on the questions both answered, with the same resampled questions "
             "for both (paired)."
         ),

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from lm_eval_semcal.core import calibration
 from lm_eval_semcal.core.estimators import SplitEstimate, split_half_estimates
 from lm_eval_semcal.core.metrics import CALIBRATION_METRICS, INTERVAL_NOTES, METRICS, corpus_metrics
-from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, DEFAULT_BOOTSTRAP_ITERS
+from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, CI_PERCENT, DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.runs.saved import TaskRun, load_run
 from lm_eval_semcal.runs.show import FONT_SIZE, bounds, figure, file_name, number, plotting, with_interval
 
@@ -177,7 +177,7 @@ def _halves(run: TaskRun) -> str:
 def _interval_note(report: TaskReport) -> str:
     if report.bootstrap_iters:
         return (
-            f"95% intervals: bootstrap over questions, {report.bootstrap_iters} resamples, seed "
+            f"{CI_PERCENT} intervals: bootstrap over questions, {report.bootstrap_iters} resamples, seed "
             f"{BOOTSTRAP_SEED} (basic interval for ece, percentile for the rest)."
         )
     return "Bootstrap intervals are off (0 resamples)."
@@ -218,7 +218,7 @@ def _task_markdown(report: TaskReport) -> str:
         "",
         "## Metrics",
         "",
-        "| metric | value | 95% CI | better |",
+        f"| metric | value | {CI_PERCENT} CI | better |",
         "|---|---:|---|---|",
     ]
     for name, better in METRICS.items():
@@ -253,7 +253,7 @@ def _summary_markdown(reports: Sequence[TaskReport]) -> str:
     lines = [
         "# Semantic calibration report",
         "",
-        "Calibration metrics with their 95% bootstrap interval over questions; split: the "
+        f"Calibration metrics with their {CI_PERCENT} bootstrap interval over questions; split: the "
         "split-half estimator (see each task's page).",
         "",
         INTERVAL_NOTES[0],
