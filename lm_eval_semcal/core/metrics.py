@@ -39,6 +39,7 @@ __all__ = [
     "CALIBRATION_METRICS",
     "COMPARED_METRICS",
     "COVERAGE_FILE",
+    "DEFAULT_INTERVAL_METHOD",
     "INTERVAL_METHOD",
     "INTERVAL_NOTES",
     "MEAN_METRICS",
@@ -97,6 +98,7 @@ COMPARED_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 # plug-in bias it removes (93% coverage where the percentile interval had 59%, a mixed
 # world at n = 300); percentile for the rest.
 INTERVAL_METHOD: dict[str, str] = {"ece": "basic"}
+DEFAULT_INTERVAL_METHOD = "percentile"
 # The coverage of those intervals as scripts/coverage.py last measured it (it writes this
 # file); the notes below quote it.
 COVERAGE_FILE = Path(__file__).with_name("interval_coverage.json")
@@ -227,7 +229,7 @@ def metric_interval(
     """The bootstrap interval of metric `name` (`INTERVAL_METHOD`'s method); (nan, nan) for 0 resamples."""
     low, high = calibration.bootstrap_ci(
         COMPARED_METRICS[name], confidence, correct, iters=bootstrap_iters, seed=seed, level=level,
-        method=INTERVAL_METHOD.get(name, "percentile"),
+        method=INTERVAL_METHOD.get(name, DEFAULT_INTERVAL_METHOD),
     )  # fmt: skip
     return float(low), float(high)
 
@@ -251,7 +253,7 @@ def paired_difference(
     """
     difference, low, high = calibration.paired_bootstrap_ci(
         COMPARED_METRICS[name], confidence_b, correct_b, confidence_a, correct_a, iters=bootstrap_iters, seed=seed,
-        level=level, method=INTERVAL_METHOD.get(name, "percentile"),
+        level=level, method=INTERVAL_METHOD.get(name, DEFAULT_INTERVAL_METHOD),
     )  # fmt: skip
     return float(difference), float(low), float(high)
 

@@ -27,7 +27,14 @@ from tqdm import tqdm
 
 from lm_eval_semcal.core import calibration
 from lm_eval_semcal.core.estimators import SplitEstimate, split_half_estimates
-from lm_eval_semcal.core.metrics import CALIBRATION_METRICS, INTERVAL_NOTES, METRICS, corpus_metrics
+from lm_eval_semcal.core.metrics import (
+    CALIBRATION_METRICS,
+    DEFAULT_INTERVAL_METHOD,
+    INTERVAL_METHOD,
+    INTERVAL_NOTES,
+    METRICS,
+    corpus_metrics,
+)
 from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, CI_PERCENT, DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.runs.saved import TaskRun, load_run
 from lm_eval_semcal.runs.show import FONT_SIZE, bounds, figure, file_name, number, plotting, with_interval
@@ -176,9 +183,10 @@ def _halves(run: TaskRun) -> str:
 
 def _interval_note(report: TaskReport) -> str:
     if report.bootstrap_iters:
+        methods = ", ".join(f"{method} interval for {name}" for name, method in INTERVAL_METHOD.items())
         return (
             f"{CI_PERCENT} intervals: bootstrap over questions, {report.bootstrap_iters} resamples, seed "
-            f"{BOOTSTRAP_SEED} (basic interval for ece, percentile for the rest)."
+            f"{BOOTSTRAP_SEED} ({methods}, {DEFAULT_INTERVAL_METHOD} for the rest)."
         )
     return "Bootstrap intervals are off (0 resamples)."
 
