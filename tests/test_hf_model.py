@@ -139,8 +139,8 @@ def goodness_of_fit_p(observed: Counter, expected: Counter) -> float:
     assert set(observed) <= set(expected), set(observed) - set(expected)
     common = [k for k in expected if expected[k] * n >= 5]
     rare = [k for k in expected if expected[k] * n < 5]
-    f_obs = [observed[k] for k in common] + [sum(observed[k] for k in rare)]
-    f_exp = [expected[k] * n for k in common] + [sum(expected[k] for k in rare) * n]
+    f_obs = [observed[k] for k in common] + ([sum(observed[k] for k in rare)] if rare else [])
+    f_exp = [expected[k] * n for k in common] + ([sum(expected[k] for k in rare) * n] if rare else [])
     return stats.chisquare(f_obs, f_exp).pvalue
 
 
