@@ -1,4 +1,4 @@
-"""Stock `hf` against `hf-semcal` on the same model and questions, in one process.
+"""Stock `hf` against `hf-semcal` (and vLLM, the peer) on the same model and questions, in one run.
 
 Two workloads, as in issue 4: concise (prompt ~300 tokens, 16 new tokens, M = 20) and
 chain-of-thought (prompt ~600 tokens, 128 new tokens, M = 20), on a randomly initialised
@@ -11,6 +11,13 @@ allocated; CPU: peak resident set above the level before the run).
     python scripts/bench_generation.py                 # CPU, about 10 minutes on 2 cores
     python scripts/bench_generation.py --device cuda   # a GPU, larger batches worth trying
     python scripts/bench_generation.py --store         # hf-semcal with and without the sample store
+    python scripts/bench_generation.py --vllm          # also lm-eval's `vllm` backend, where vLLM is installed
+
+`--vllm` times lm-eval's `vllm` backend on the same weights and requests after the two hf
+backends (on a CPU, vLLM's CPU build set up as docs/backends.md says; the engine starts
+once, after the hf runs and before its own timing). Its engine runs in a process of its
+own, so its peak memory is not measured. It is timed at the engine's own batching (all requests in one `generate`
+call), and its best time is compared with each hf backend's best.
 
 `--store` runs hf-semcal through the sample store of `semcal run --use_cache` (a fresh
 store each time, so every sample is drawn and written) and prints the share of each run
@@ -205,6 +212,16 @@ def store_throughput(questions: int = 400, samples: int = 50) -> None:
           f"a sample; {questions} questions of M = {samples}, one transaction each), around a model that costs nothing")
 
 
+def vllm_backend(model_dir: str, device: str, dtype: str) -> LM:
+    """lm-eval's `vllm` backend over the benchmark's weights (prefix caching on: the M copies share a prompt)."""
+    from lm_eval.models.vllm_causallms import VLLM
+
+    # On a CPU, gpu_memory_utilization is the share of the machine's memory the KV cache takes.
+    memory = 0.3 if device == "cpu" else 0.8
+    return VLLM(pretrained=model_dir, dtype=dtype, max_model_len=1024, gpu_memory_utilization=memory, seed=0,
+                enable_prefix_caching=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -213,6 +230,7 @@ def main() -> None:
     parser.add_argument("--workloads", default="concise,cot")
     parser.add_argument("--store", action="store_true", help="the sample store's cost instead (see above)")
     parser.add_argument("--rounds", type=int, default=5, help="--store: timed runs of each")
+    parser.add_argument("--vllm", action="store_true", help="also time lm-eval's vllm backend (see above)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
 
@@ -225,6 +243,7 @@ def main() -> None:
         print(f"model: GPT-2-small-sized, {n_params / 1e6:.0f}M parameters, {args.device}, {args.dtype}, "
               f"{torch.get_num_threads()} threads")
 
+        timed_workloads = []
         for workload in (w for w in WORKLOADS if w.name in args.workloads.split(",")):
             contexts = prompts(stock.tokenizer, workload.questions, workload.prompt_tokens)
             reqs = requests(contexts, workload)
@@ -246,6 +265,16 @@ def main() -> None:
                     print(f"  {name:<9} batch {batch_size:>4}: {seconds:7.2f} s  {new_tokens / seconds:7.0f} tok/s  "
                           f"peak {peak / 2**20:7.0f} MiB")
             print(f"  best hf / best hf-semcal: {best['hf'] / best['hf-semcal']:.1f}x")
+            timed_workloads.append((workload, reqs, new_tokens, best))
+        if args.vllm:
+            # Started after the hf runs: its engine process binds cores of its own while alive.
+            peer = vllm_backend(model_dir, args.device, args.dtype)
+            for workload, reqs, new_tokens, best in timed_workloads:
+                seconds = timed(peer, reqs, args.device)[0]
+                print(f"\n{workload.name}, vllm (one call, engine process: memory not measured): {seconds:7.2f} s  "
+                      f"{new_tokens / seconds:7.0f} tok/s")
+                print(f"  best hf-semcal / vllm: {best['hf-semcal'] / seconds:.2f}x   best hf / vllm: "
+                      f"{best['hf'] / seconds:.2f}x  (above 1: vLLM is faster)")
         if args.store:
             store_throughput()
 

@@ -191,9 +191,10 @@ class VllmServer:
         ))  # fmt: skip
 
     def kill(self) -> None:
-        """SIGKILL to the server and its engine process, as a preempted job dies."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        """SIGKILL to the server and its engine process, as a preempted job dies (once)."""
+        if self.process.returncode is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -249,14 +250,15 @@ def test_semcal_chat_completions_through_the_servers_chat_template(server, in_pr
     assert all(len(responses) == M and len(set(responses)) > 1 for responses in samples.values())
 
 
-def test_a_killed_server_restarted_is_asked_only_for_what_the_store_lacks(tiny_model, chat_template, in_process_run, tmp_path):
+def test_a_killed_server_restarted_is_asked_only_for_what_the_store_lacks(
+    server, tiny_model, chat_template, in_process_run, tmp_path
+):
+    # The module's server is killed here (a server start costs half a minute): last in the file.
     tokenizer = f",tokenizer_backend=huggingface,tokenizer={tiny_model}"
-    first = VllmServer(tiny_model, chat_template)
-    try:
-        semcal_run("semcal-completions", first, tmp_path / "first", tmp_path / "cache", tokenizer=tokenizer, limit=2)
-        assert first.requests_served() == 2
-    finally:
-        first.kill()
+    before = server.requests_served()
+    semcal_run("semcal-completions", server, tmp_path / "first", tmp_path / "cache", tokenizer=tokenizer, limit=2)
+    assert server.requests_served() - before == 2
+    server.kill()
     # The job is rescheduled: the same weights served again, on another port.
     second = VllmServer(tiny_model, chat_template)
     try:
