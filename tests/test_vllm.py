@@ -11,6 +11,7 @@ than sampling noise.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -66,27 +67,35 @@ def peaked_model(tmp_path_factory):
 def vllm_lm(peaked_model):
     from lm_eval.models.vllm_causallms import VLLM
 
-    lm = VLLM.create_from_arg_string(f"pretrained={peaked_model},{ENGINE_ARGS}")
-    yield lm
-    del lm
+    return VLLM.create_from_arg_string(f"pretrained={peaked_model},{ENGINE_ARGS}")
 
 
-def exact_first_token(model_dir: str, prompt: str, temperature: float, top_k: int = 0) -> Counter:
-    """P(first new token's text, cut at a newline) under T-scaled sampling, by transformers."""
+@functools.cache
+def first_token_logits(model_dir: str, prompt: str) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """The next-token logits after `prompt` (float64, by transformers) and each token's text as vLLM writes it."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = GPT2LMHeadModel.from_pretrained(model_dir, torch_dtype=torch.float64)
     with torch.no_grad():
-        logits = model(torch.tensor([tokenizer(prompt)["input_ids"]])).logits[0, -1] / temperature
+        logits = model(torch.tensor([tokenizer(prompt)["input_ids"]])).logits[0, -1]
+    # vLLM stops at the end-of-text token, writes any other token's text as it is, and
+    # leaves out the bytes of a character the token only begins (decoded here as U+FFFD).
+    texts = tuple(
+        "" if token == tokenizer.eos_token_id else tokenizer.decode([token]).replace("\ufffd", "").split("\n")[0]
+        for token in range(len(logits))
+    )
+    return logits, texts
+
+
+def exact_first_token(model_dir: str, prompt: str, temperature: float, top_k: int = 0) -> Counter:
+    """P(first new token's text, cut at a newline) under T-scaled sampling, by transformers."""
+    logits, texts = first_token_logits(model_dir, prompt)
+    logits = logits / temperature
     if top_k:
         logits[logits < torch.topk(logits, top_k).values[-1]] = -torch.inf
     probabilities = Counter()
-    for token, p in enumerate(torch.softmax(logits, dim=-1).tolist()):
-        # vLLM stops at the end-of-text token, writes any other token's text as it is, and
-        # leaves out the bytes of a character the token only begins (decoded here as U+FFFD).
-        text = "" if token == tokenizer.eos_token_id else tokenizer.decode([token]).replace("\ufffd", "")
-        text = text.split("\n")[0]
+    for text, p in zip(texts, torch.softmax(logits, dim=-1).tolist(), strict=True):
         if p > 0:
             probabilities[text] += p
     return probabilities
