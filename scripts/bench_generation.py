@@ -18,6 +18,8 @@ allocated; CPU: peak resident set above the level before the run).
     python scripts/bench_generation.py --device cuda   # a GPU, larger batches worth trying
     python scripts/bench_generation.py --store         # hf-semcal with and without the sample store
     python scripts/bench_generation.py --vllm          # also lm-eval's `vllm` backend, where vLLM is installed
+    python scripts/bench_generation.py --vllm --backends hf-semcal   # the two fast ones only (about 4 minutes)
+    python scripts/bench_generation.py --backends hf-semcal --profile  # where hf-semcal's time goes
 
 `--vllm` times lm-eval's `vllm` backend on the same weights and requests after the two hf
 backends (on a CPU, vLLM's CPU build set up as docs/backends.md says; the engine starts
@@ -295,12 +297,39 @@ def vllm_backend(model_dir: str, device: str, dtype: str) -> LM:
                 enable_prefix_caching=True)
 
 
+def profile(lm, reqs: list[Instance], rows: int = 8) -> None:
+    """Where one run's time goes: torch's profiler, the ops with the most time of their own."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.manual_seed(0)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as profiler:
+        start = time.perf_counter()
+        lm.generate_until(reqs, disable_tqdm=True)
+        elapsed = time.perf_counter() - start
+    events = sorted(profiler.key_averages(), key=lambda event: -event.self_cpu_time_total)
+    in_ops = sum(event.self_cpu_time_total for event in events) / 1e6
+    print(f"  profile of hf-semcal: {elapsed:.1f} s wall (profiled), {in_ops:.1f} s in torch ops")
+    for event in events[:rows]:
+        seconds = event.self_cpu_time_total / 1e6
+        print(f"    {event.key:<45} {seconds:6.2f} s  {100 * seconds / in_ops:5.1f}%  {event.count:>6} calls")
+
+
+def print_ratios(seconds: dict[str, float], template: str, pairs: list[tuple[str, str]]) -> None:
+    """Each pair's time ratio, for the pairs both of whose sides were timed."""
+    for slower, faster in pairs:
+        if slower in seconds and faster in seconds:
+            print("  " + template.format(slower, faster, seconds[slower] / seconds[faster]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--questions-per-batch", default="1,2,4", help="batch sizes to try, in questions of M")
     parser.add_argument("--workloads", default="concise,cot,cot-stop")
+    parser.add_argument("--profile", action="store_true", help="also profile one hf-semcal run of each workload")
+    parser.add_argument("--backends", default="hf,hf-semcal", help="the hf backends to time (comma-separated)")
     parser.add_argument("--store", action="store_true", help="the sample store's cost instead (see above)")
     parser.add_argument("--rounds", type=int, default=5, help="--store: timed runs of each")
     parser.add_argument("--vllm", action="store_true", help="also time lm-eval's vllm backend (see above)")
@@ -332,19 +361,28 @@ def main() -> None:
             sizes = [workload.samples * q for q in per_batch if q <= workload.questions]
             best = {}
             lengths = _LengthRecorder(stock.tok_encode(workload.stop)[0] if workload.stop else None)
-            for name, lm in (("hf", stock), ("hf-semcal", fast)):
+            backends = [(name, lm) for name, lm in (("hf", stock), ("hf-semcal", fast)) if name in args.backends.split(",")]
+            if workload.stop and "hf-semcal" in args.backends.split(","):
+                # hf-semcal as before finished rows left the batch: one `generate` call for the whole budget
+                backends.append(("hf-semcal, one call", fast))
+            for name, lm in backends:
+                fast.decode_segment_tokens = workload.new_tokens if name.endswith("one call") else SemcalHFLM.decode_segment_tokens
                 for batch_size in sizes:
                     lm.batch_size_per_gpu = batch_size
-                    with lengths if lm is fast else contextlib.nullcontext():
+                    with lengths if name == "hf-semcal" else contextlib.nullcontext():
                         seconds, peak = timed(lm, reqs, args.device)
                     best[name] = min(best.get(name, seconds), seconds)
-                    print(f"  {name:<9} batch {batch_size:>4}: {seconds:7.2f} s  {new_tokens / seconds:7.0f} tok/s  "
+                    print(f"  {name:<19} batch {batch_size:>4}: {seconds:7.2f} s  {new_tokens / seconds:7.0f} tok/s  "
                           f"peak {peak / 2**20:7.0f} MiB")
+            fast.decode_segment_tokens = SemcalHFLM.decode_segment_tokens
             if workload.stop:
                 print(f"  samples' length up to the stop (hf-semcal): mean {statistics.mean(lengths.lengths):.1f}, "
                       f"median {statistics.median(lengths.lengths):.0f}, {sum(n == workload.new_tokens for n in lengths.lengths)} "
                       f"of {len(lengths.lengths)} at the budget; tok/s counts the budget")
-            print(f"  best hf / best hf-semcal: {best['hf'] / best['hf-semcal']:.1f}x")
+            print_ratios(best, "best {} / best {}: {:.2f}x", [("hf", "hf-semcal"), ("hf-semcal, one call", "hf-semcal")])
+            if args.profile:
+                fast.batch_size_per_gpu = sizes[-1]
+                profile(fast, reqs)
             timed_workloads.append((workload, reqs, new_tokens, best))
         if args.vllm:
             # Started after the hf runs: its engine process binds cores of its own while alive.
@@ -353,8 +391,8 @@ def main() -> None:
                 seconds = timed(peer, reqs, args.device)[0]
                 print(f"\n{workload.name}, vllm (one call, engine process: memory not measured): {seconds:7.2f} s  "
                       f"{new_tokens / seconds:7.0f} tok/s")
-                print(f"  best hf-semcal / vllm: {best['hf-semcal'] / seconds:.2f}x   best hf / vllm: "
-                      f"{best['hf'] / seconds:.2f}x  (above 1: vLLM is faster)")
+                print_ratios(best | {"vllm": seconds}, "best {} / {}: {:.2f}x (above 1: vLLM is faster)",
+                             [("hf-semcal", "vllm"), ("hf", "vllm")])
         if args.store:
             store_throughput()
 

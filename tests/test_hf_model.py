@@ -24,6 +24,7 @@ from test_tasks_end_to_end import semcal_task_manager
 import lm_eval_semcal.harness.models  # noqa: F401  (registers hf-semcal)
 from lm_eval_semcal.demo.tiny_model import build_tiny_model
 from lm_eval_semcal.harness.hf_model import SemcalHFLM
+from lm_eval_semcal.harness.sampling import inverse_cdf_sampling
 from lm_eval_semcal.runs.saved import logged_record
 
 # lm-eval itself runs here: CI runs this module under every supported release.
@@ -258,7 +259,8 @@ def test_the_check_catches_a_wrong_sampler(stock_lm, semcal_lm, wrong, why):
 def test_same_seed_and_batch_layout_reproduce_stock_samples_exactly(tmp_path, monkeypatch):
     # One pass of M rows per question in both backends consumes the random stream
     # identically, so the samples coincide token for token: the same computation. (In
-    # one segment: rows leaving the batch early change how later steps use the stream.)
+    # one segment: rows leaving the batch early change how later steps use the stream;
+    # and with one sampler for both: hf-semcal's draws from the same law with another stream.)
     monkeypatch.setattr(SemcalHFLM, "decode_segment_tokens", 12)
     model_dir = str(build_tiny_model(tmp_path / "tiny"))
     prompts = ["Q: What is the capital of France?\nA:", "Q: Who wrote Hamlet?\nA:"]
@@ -267,7 +269,8 @@ def test_same_seed_and_batch_layout_reproduce_stock_samples_exactly(tmp_path, mo
     results = []
     for backend in (HFLM, SemcalHFLM):
         torch.manual_seed(0)
-        results.append(backend(pretrained=model_dir, device="cpu", batch_size=16).generate_until(requests))
+        with inverse_cdf_sampling():
+            results.append(backend(pretrained=model_dir, device="cpu", batch_size=16).generate_until(requests))
     assert results[0] == results[1]
     assert len(set(results[1])) > 8  # real samples, not copies
 
@@ -371,13 +374,14 @@ TWO_LENGTHS = ["Q: What is the capital of France and why is it so famous?\nA:", 
 
 
 def same_samples_as_hf(model_dir, settings, **model_args):
-    """Both backends' samples for 2 prompts of different lengths x 4, same seed and layout."""
+    """Both backends' samples for 2 prompts of different lengths x 4, same seed, layout and sampler."""
     requests = requests_for(TWO_LENGTHS, 4, settings)
     results = []
     for backend in (HFLM, SemcalHFLM):
         lm = backend(pretrained=str(model_dir), device="cpu", batch_size=8, **model_args)
         torch.manual_seed(0)
-        results.append(lm.generate_until(requests, disable_tqdm=True))
+        with inverse_cdf_sampling():
+            results.append(lm.generate_until(requests, disable_tqdm=True))
     return results
 
 

@@ -10,6 +10,9 @@ same distribution (tested in `tests/test_hf_model.py`). `generate` runs a few to
 time, and between calls the rows whose response is settled (EOS, or a stop string that
 no continuation can move) leave the batch and the cache: samples that end early stop
 costing decoding steps, where stock `hf` decodes every row until the last has stopped.
+Each step's tokens are drawn by inverse transform sampling, one uniform per row, where
+`generate` draws an exponential per vocabulary entry (`harness/sampling.py`): the same
+law, a different random stream.
 
 `batch_size` counts sampled sequences, as in `hf`: a pass holds as many questions' samples
 as fit, and a question with more samples than that is sampled in parts (its prompt then
@@ -35,6 +38,7 @@ from tqdm import tqdm
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from lm_eval_semcal.harness.request_groups import RequestGroup, group_identical_requests, pack_groups
+from lm_eval_semcal.harness.sampling import inverse_cdf_sampling
 
 # Under lm-eval's logger, so the harness's --verbosity shows or hides these lines.
 logger = logging.getLogger(f"lm_eval.models.{__name__}")
@@ -199,10 +203,11 @@ class SemcalHFLM(HFLM):
         sequences, mask = context, attention_mask
         while True:
             step = min(segment, prompt_length + max_gen_toks - sequences.shape[1])
-            extended = self._model_generate(
-                context=sequences, attention_mask=mask, stop=until, max_length=sequences.shape[1] + step,
-                **cache_kwargs, **kwargs,
-            )
+            with inverse_cdf_sampling():
+                extended = self._model_generate(
+                    context=sequences, attention_mask=mask, stop=until, max_length=sequences.shape[1] + step,
+                    **cache_kwargs, **kwargs,
+                )
             tokens = extended[:, prompt_length:].tolist()
             out_of_budget = extended.shape[1] - prompt_length >= max_gen_toks
             kept = []
