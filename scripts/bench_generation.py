@@ -14,7 +14,7 @@ change costs them nothing. Both backends run at the same batch sizes, M times 1,
 Prints wall time, the ratio, generated tokens per second and peak memory (CUDA: peak
 allocated; CPU: peak resident set above the level before the run).
 
-    python scripts/bench_generation.py                 # CPU, about 10 minutes on 2 cores
+    python scripts/bench_generation.py                 # CPU, about 15 minutes on 2 cores
     python scripts/bench_generation.py --device cuda   # a GPU, larger batches worth trying
     python scripts/bench_generation.py --store         # hf-semcal with and without the sample store
     python scripts/bench_generation.py --vllm          # also lm-eval's `vllm` backend, where vLLM is installed
