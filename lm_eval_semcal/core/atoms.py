@@ -45,23 +45,12 @@ def _validate(confidence, correct) -> tuple[np.ndarray, np.ndarray]:
         )
     if len(conf) == 0:
         raise ValueError("empty input: pass at least one question")
-    if conf.dtype.kind not in "biuf":
-        raise ValueError(
-            f"confidence must be numeric, got dtype {conf.dtype}; convert it to float"
-        )
+    conf = _confidence_values(conf)
     if corr.dtype.kind not in "biuf":
         raise ValueError(
             f"correct must be numeric or bool, got dtype {corr.dtype}; convert it to 0/1"
         )
-    conf = conf.astype(np.float64)
     corr = corr.astype(np.float64)
-    if np.isnan(conf).any():
-        raise ValueError("confidence contains NaN; drop or fill those questions first")
-    if conf.min() < 0.0 or conf.max() > 1.0:
-        raise ValueError(
-            f"confidence must lie in [0, 1], got values in [{conf.min()}, {conf.max()}]; "
-            f"pass probabilities, not scores"
-        )
     if np.isnan(corr).any():
         raise ValueError("correct contains NaN; drop or fill those questions first")
     binary = (corr == 0.0) | (corr == 1.0)
@@ -69,6 +58,35 @@ def _validate(confidence, correct) -> tuple[np.ndarray, np.ndarray]:
         bad = corr[~binary][0]
         raise ValueError(f"correct must be 0/1 or bool, got {bad}; binarise the labels first")
     return conf, corr
+
+
+def _validate_confidence(confidence) -> np.ndarray:
+    """Check per-question confidences that come without verdicts; return them as float64."""
+    conf = np.asarray(confidence)
+    if conf.ndim != 1:
+        raise ValueError(
+            f"confidence must be 1-D (one entry per question), got shape {conf.shape}; flatten it first"
+        )
+    if len(conf) == 0:
+        raise ValueError("empty input: pass at least one question")
+    return _confidence_values(conf)
+
+
+def _confidence_values(conf: np.ndarray) -> np.ndarray:
+    """The checks of a 1-D confidence array's values: numeric, no NaN, within [0, 1]."""
+    if conf.dtype.kind not in "biuf":
+        raise ValueError(
+            f"confidence must be numeric, got dtype {conf.dtype}; convert it to float"
+        )
+    conf = conf.astype(np.float64)
+    if np.isnan(conf).any():
+        raise ValueError("confidence contains NaN; drop or fill those questions first")
+    if conf.min() < 0.0 or conf.max() > 1.0:
+        raise ValueError(
+            f"confidence must lie in [0, 1], got values in [{conf.min()}, {conf.max()}]; "
+            f"pass probabilities, not scores"
+        )
+    return conf
 
 
 def _validate_n_bins(n_bins) -> int:

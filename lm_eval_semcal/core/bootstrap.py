@@ -126,10 +126,15 @@ def _check_interval_options(level, method) -> None:
 
 
 class _Scorer:
-    """A metric evaluated on count vectors over one set of atoms, on the statistic's scale."""
+    """A metric evaluated on count vectors over one set of atoms, on the statistic's scale.
 
-    def __init__(self, metric: Callable, conf: np.ndarray, corr: np.ndarray):
-        self.atom_conf, self.atom_corr, self.counts = _atoms(conf, corr)
+    The atoms (sorted by confidence, then correct, as `_atoms` gives them) may include
+    pairs no observed question has: the calibration test scores draws over every
+    (confidence, 0) and (confidence, 1) of the run's confidences.
+    """
+
+    def __init__(self, metric: Callable, atom_conf: np.ndarray, atom_corr: np.ndarray):
+        self.atom_conf, self.atom_corr = atom_conf, atom_corr
         self.resampling = _weighted_resampling(metric)
         self.metric = metric
         # A metric of `point_metrics` has its range; a generic one may lie anywhere.
@@ -147,9 +152,9 @@ class _Scorer:
             dtype=np.float64,
         )
 
-    def observed(self) -> tuple[float, float]:
+    def observed(self, counts: np.ndarray) -> tuple[float, float]:
         """(estimate, target) at the observed counts, on the statistic's scale."""
-        w = self.counts[None, :].astype(np.float64)
+        w = counts[None, :].astype(np.float64)
         with warnings.catch_warnings():
             # An undefined AUROC warns once, where the caller asks for the metric itself.
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -289,10 +294,11 @@ def bootstrap_distribution(
         ``bootstrap_distribution(metric, c, y, iters, seed).interval(method, level)``.
     """
     iters = _check_bootstrap_options(metric, iters)
-    scorer = _Scorer(metric, *_validate(confidence, correct))
-    estimate, target = scorer.observed()
+    atom_conf, atom_corr, counts = _atoms(*_validate(confidence, correct))
+    scorer = _Scorer(metric, atom_conf, atom_corr)
+    estimate, target = scorer.observed(counts)
     rng = np.random.default_rng(seed)
-    blocks = [scorer.statistic(w) for w in _resampled_counts(rng, scorer.counts, iters)]
+    blocks = [scorer.statistic(w) for w in _resampled_counts(rng, counts, iters)]
     stats = np.concatenate(blocks) if blocks else np.empty(0)
     nan = np.isnan(stats)
     _warn_nan_resamples(int(nan.sum()), iters)
