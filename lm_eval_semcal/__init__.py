@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "CorpusMetrics": "core.metrics",
     "corpus_metrics": "core.metrics",
     "accuracy": "core.calibration",
+    "aurc": "core.calibration",
     "auroc": "core.calibration",
     "binned_ece": "core.calibration",
     "bootstrap_ci": "core.calibration",
@@ -48,6 +49,8 @@ _EXPORTS: dict[str, str] = {
     "mean_confidence": "core.calibration",
     "overconfidence": "core.calibration",
     "paired_bootstrap_ci": "core.calibration",
+    "risk_coverage_curve": "core.calibration",
+    "selective_accuracy": "core.calibration",
     "smece": "core.calibration",
     "split_half_estimates": "core.estimators",
     # the groupings B

@@ -398,3 +398,17 @@ def test_a_b_can_be_named_by_its_path():
         check_grouping("lm_eval_semcal.demo.entity:NOPE")
     with pytest.raises(ValueError, match="unknown grouping 'normalise'; choose one of embedding, exact"):
         check_grouping("normalise")
+
+
+# ---------------------------------------------------------------------------- the verdicts of issue 24
+
+# The package exports these from core.calibration, their public path.
+VERDICT_NAMES = ["aurc", "risk_coverage_curve", "selective_accuracy"]
+
+
+def test_the_verdicts_are_exported_from_their_public_path():
+    from lm_eval_semcal.core import calibration
+
+    for name in VERDICT_NAMES:
+        assert name in lm_eval_semcal.__all__ and name in calibration.__all__, name
+        assert getattr(lm_eval_semcal, name) is getattr(calibration, name), name

@@ -207,6 +207,37 @@ def _weighted_auroc(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> np.nda
         return np.where(pairs > 0, wins / pairs, np.nan)
 
 
+def _levels_from_top(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, per distinct confidence from the highest down: (questions, right answers) there."""
+    starts = _runs(conf)
+    # Highest confidence first: the order in which a threshold lowered from 1 admits questions.
+    return np.add.reduceat(w, starts, axis=1)[:, ::-1], np.add.reduceat(w * corr, starts, axis=1)[:, ::-1]
+
+
+def _risk_coverage_steps(
+    conf: np.ndarray, corr: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The risk-coverage curve's points per row, one per distinct confidence, highest first.
+
+    Returns (step, coverage, risk), each of shape (k, levels): the share of the questions
+    at that confidence, the share at or above it, and the error rate of those at or
+    above it. A level a row gives no question has step 0 (and is no point of that row's
+    curve); its risk is NaN when no question lies at or above it either.
+    """
+    questions, right = _levels_from_top(conf, corr, w)
+    covered = np.cumsum(questions, axis=1)
+    n = w.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        risk = np.cumsum(questions - right, axis=1) / covered
+    return questions / n, covered / n, risk
+
+
+def _weighted_aurc(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Area under the risk-coverage curve: ``sum_t risk(t) * (coverage(t) - coverage(t_prev))``."""
+    step, _, risk = _risk_coverage_steps(conf, corr, w)
+    return np.where(step > 0, step * risk, 0.0).sum(axis=1)
+
+
 def _point(weighted: Callable, conf: np.ndarray, corr: np.ndarray, **options) -> float:
     """A weighted formula at the observed questions' counts: its metric's point value."""
     atom_conf, atom_corr, counts = _atoms(conf, corr)

@@ -25,7 +25,7 @@ from statistics import NormalDist
 import numpy as np
 import relplot
 
-from lm_eval_semcal.core import atoms, point_metrics, smece_kernel
+from lm_eval_semcal.core import atoms, point_metrics, selective, smece_kernel
 from lm_eval_semcal.core.atoms import _atoms, _validate
 from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, CI_LEVEL, DEFAULT_BOOTSTRAP_ITERS
 
@@ -73,6 +73,7 @@ _WEIGHTED: dict[Callable, _Resampling] = {
     point_metrics.brier: _Resampling(atoms._weighted_brier),
     point_metrics.auroc: _Resampling(atoms._weighted_auroc),
     point_metrics.smece: _Resampling(smece_kernel._weighted_smece),
+    selective.aurc: _Resampling(atoms._weighted_aurc),
 }
 
 
@@ -321,8 +322,8 @@ def bootstrap_ci(
     metric : callable ``f(confidence, correct) -> float``
         Any corpus metric, invariant to question order. This package's `accuracy`,
         `mean_confidence`, `overconfidence`, `binned_ece` and `debiased_l2_ce` (default
-        bins), `brier` and `auroc` are evaluated for all resamples at once, and `smece`
-        per resample on the distinct pairs with weights (a few milliseconds each,
+        bins), `brier`, `auroc` and `aurc` are evaluated for all resamples at once, and
+        `smece` per resample on the distinct pairs with weights (a few milliseconds each,
         whatever n; through relplot itself when relplot's logit scaling is on); any
         other callable (e.g. a lambda around a metric) is called once per resample on
         arrays of n questions, so it costs ``iters`` times one evaluation on n questions.

@@ -18,7 +18,9 @@ whose private names may change:
   interval from them; `bootstrap_ci` is that in one call;
 - `paired_bootstrap`: `paired_bootstrap_distributions` resamples the same questions for
   two models and gives the distribution of each and of their difference;
-  `paired_bootstrap_ci` is the difference's interval in one call.
+  `paired_bootstrap_ci` is the difference's interval in one call;
+- `selective`: the risk-coverage curve, its area `aurc` (bootstrapped on atoms like the
+  metrics above) and `selective_accuracy`.
 
 `scripts/coverage.py` measures how often each method's interval covers the truth in
 simulated worlds.
@@ -47,12 +49,14 @@ from lm_eval_semcal.core.point_metrics import (
     overconfidence,
     smece,
 )
+from lm_eval_semcal.core.selective import aurc, risk_coverage_curve, selective_accuracy
 
 __all__ = [
     "INTERVAL_METHODS",
     "BootstrapDistribution",
     "PairedBootstrap",
     "accuracy",
+    "aurc",
     "auroc",
     "binned_ece",
     "bootstrap_ci",
@@ -63,5 +67,7 @@ __all__ = [
     "overconfidence",
     "paired_bootstrap_ci",
     "paired_bootstrap_distributions",
+    "risk_coverage_curve",
+    "selective_accuracy",
     "smece",
 ]
