@@ -45,6 +45,8 @@ _EXPORTS: dict[str, str] = {
     "binned_ece": "core.calibration",
     "bootstrap_ci": "core.calibration",
     "brier": "core.calibration",
+    "BrierDecomposition": "core.calibration",
+    "brier_decomposition": "core.calibration",
     "debiased_l2_ce": "core.calibration",
     "mean_confidence": "core.calibration",
     "overconfidence": "core.calibration",

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 import lm_eval_semcal
-from lm_eval_semcal.core import bootstrap, estimators, metrics, paired_bootstrap, point_metrics, selective
+from lm_eval_semcal.core import (
+    bootstrap,
+    brier_decomposition,
+    estimators,
+    metrics,
+    paired_bootstrap,
+    point_metrics,
+    selective,
+)
 
 PACKAGE_DIR = Path(lm_eval_semcal.__file__).parent
 # Every module whose docstrings hold an example; those of harness/ import lm-eval.
@@ -29,7 +37,8 @@ MODULES_WITH_DOCTESTS = [
 ]
 # The modules that hold the public metrics' examples: each must run some.
 WITH_EXAMPLES = {
-    module.__name__ for module in (point_metrics, bootstrap, paired_bootstrap, metrics, estimators, selective)
+    module.__name__
+    for module in (point_metrics, bootstrap, paired_bootstrap, metrics, estimators, selective, brier_decomposition)
 }
 PUBLIC_METRICS = [
     point_metrics.accuracy,
@@ -47,6 +56,7 @@ PUBLIC_METRICS = [
     selective.risk_coverage_curve,
     selective.aurc,
     selective.selective_accuracy,
+    brier_decomposition.brier_decomposition,
 ]
 
 

@@ -19,6 +19,8 @@ whose private names may change:
 - `paired_bootstrap`: `paired_bootstrap_distributions` resamples the same questions for
   two models and gives the distribution of each and of their difference;
   `paired_bootstrap_ci` is the difference's interval in one call;
+- `brier_decomposition`: the Brier score split into miscalibration, discrimination and
+  uncertainty through the isotonic (CORP) recalibration of the confidences;
 - `selective`: the risk-coverage curve, its area `aurc` (bootstrapped on atoms like the
   metrics above) and `selective_accuracy`.
 
@@ -34,6 +36,7 @@ from lm_eval_semcal.core.bootstrap import (
     bootstrap_ci,
     bootstrap_distribution,
 )
+from lm_eval_semcal.core.brier_decomposition import BrierDecomposition, brier_decomposition
 from lm_eval_semcal.core.paired_bootstrap import (
     PairedBootstrap,
     paired_bootstrap_ci,
@@ -54,6 +57,7 @@ from lm_eval_semcal.core.selective import aurc, risk_coverage_curve, selective_a
 __all__ = [
     "INTERVAL_METHODS",
     "BootstrapDistribution",
+    "BrierDecomposition",
     "PairedBootstrap",
     "accuracy",
     "aurc",
@@ -62,6 +66,7 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_distribution",
     "brier",
+    "brier_decomposition",
     "debiased_l2_ce",
     "mean_confidence",
     "overconfidence",
