@@ -47,6 +47,8 @@ _EXPORTS: dict[str, str] = {
     "brier": "core.calibration",
     "BrierDecomposition": "core.calibration",
     "brier_decomposition": "core.calibration",
+    "CalibrationTest": "core.calibration",
+    "calibration_test": "core.calibration",
     "debiased_l2_ce": "core.calibration",
     "mean_confidence": "core.calibration",
     "overconfidence": "core.calibration",

@@ -18,6 +18,7 @@ import lm_eval_semcal
 from lm_eval_semcal.core import (
     bootstrap,
     brier_decomposition,
+    consistency_resampling,
     estimators,
     metrics,
     paired_bootstrap,
@@ -38,7 +39,10 @@ MODULES_WITH_DOCTESTS = [
 # The modules that hold the public metrics' examples: each must run some.
 WITH_EXAMPLES = {
     module.__name__
-    for module in (point_metrics, bootstrap, paired_bootstrap, metrics, estimators, selective, brier_decomposition)
+    for module in (
+        point_metrics, bootstrap, paired_bootstrap, metrics, estimators, selective, brier_decomposition,
+        consistency_resampling,
+    )  # fmt: skip
 }
 PUBLIC_METRICS = [
     point_metrics.accuracy,
@@ -57,6 +61,7 @@ PUBLIC_METRICS = [
     selective.aurc,
     selective.selective_accuracy,
     brier_decomposition.brier_decomposition,
+    consistency_resampling.calibration_test,
 ]
 
 

@@ -403,7 +403,10 @@ def test_a_b_can_be_named_by_its_path():
 # ---------------------------------------------------------------------------- the verdicts of issue 24
 
 # The package exports these from core.calibration, their public path.
-VERDICT_NAMES = ["BrierDecomposition", "aurc", "brier_decomposition", "risk_coverage_curve", "selective_accuracy"]
+VERDICT_NAMES = [
+    "BrierDecomposition", "CalibrationTest", "aurc", "brier_decomposition", "calibration_test",
+    "risk_coverage_curve", "selective_accuracy",
+]  # fmt: skip
 
 
 def test_the_verdicts_are_exported_from_their_public_path():

@@ -1,4 +1,4 @@
-"""Corpus calibration metrics over questions, and their bootstrap intervals: the public path.
+"""Corpus calibration metrics over questions, their bootstrap intervals and the calibration test: the public path.
 
 Every metric takes the same two arrays, one entry per question: `confidence` (the share
 of samples in the plurality semantic class, in [0, 1]) and `correct` (1 when the gold
@@ -19,6 +19,8 @@ whose private names may change:
 - `paired_bootstrap`: `paired_bootstrap_distributions` resamples the same questions for
   two models and gives the distribution of each and of their difference;
   `paired_bootstrap_ci` is the difference's interval in one call;
+- `consistency_resampling`: `calibration_test`, whether the verdicts fit the
+  confidences, against the same metric on verdicts drawn from a calibrated model;
 - `brier_decomposition`: the Brier score split into miscalibration, discrimination and
   uncertainty through the isotonic (CORP) recalibration of the confidences;
 - `selective`: the risk-coverage curve, its area `aurc` (bootstrapped on atoms like the
@@ -37,6 +39,7 @@ from lm_eval_semcal.core.bootstrap import (
     bootstrap_distribution,
 )
 from lm_eval_semcal.core.brier_decomposition import BrierDecomposition, brier_decomposition
+from lm_eval_semcal.core.consistency_resampling import TEST_METRICS, CalibrationTest, calibration_test
 from lm_eval_semcal.core.paired_bootstrap import (
     PairedBootstrap,
     paired_bootstrap_ci,
@@ -56,8 +59,10 @@ from lm_eval_semcal.core.selective import aurc, risk_coverage_curve, selective_a
 
 __all__ = [
     "INTERVAL_METHODS",
+    "TEST_METRICS",
     "BootstrapDistribution",
     "BrierDecomposition",
+    "CalibrationTest",
     "PairedBootstrap",
     "accuracy",
     "aurc",
@@ -67,6 +72,7 @@ __all__ = [
     "bootstrap_distribution",
     "brier",
     "brier_decomposition",
+    "calibration_test",
     "debiased_l2_ce",
     "mean_confidence",
     "overconfidence",
