@@ -23,6 +23,7 @@ from lm_eval_semcal.core import (
     metrics,
     paired_bootstrap,
     point_metrics,
+    power,
     selective,
 )
 
@@ -41,7 +42,7 @@ WITH_EXAMPLES = {
     module.__name__
     for module in (
         point_metrics, bootstrap, paired_bootstrap, metrics, estimators, selective, brier_decomposition,
-        consistency_resampling,
+        consistency_resampling, power,
     )  # fmt: skip
 }
 PUBLIC_METRICS = [
@@ -62,6 +63,8 @@ PUBLIC_METRICS = [
     selective.selective_accuracy,
     brier_decomposition.brier_decomposition,
     consistency_resampling.calibration_test,
+    power.detectable_overconfidence,
+    power.questions_needed,
 ]
 
 

@@ -404,7 +404,8 @@ def test_a_b_can_be_named_by_its_path():
 
 # The package exports these from core.calibration, their public path.
 VERDICT_NAMES = [
-    "BrierDecomposition", "CalibrationTest", "aurc", "brier_decomposition", "calibration_test",
+    "BrierDecomposition", "CalibrationTest", "DetectableOverconfidence", "QuestionsNeeded", "aurc",
+    "brier_decomposition", "calibration_test", "detectable_overconfidence", "questions_needed",
     "risk_coverage_curve", "selective_accuracy",
 ]  # fmt: skip
 

@@ -21,6 +21,8 @@ whose private names may change:
   `paired_bootstrap_ci` is the difference's interval in one call;
 - `consistency_resampling`: `calibration_test`, whether the verdicts fit the
   confidences, against the same metric on verdicts drawn from a calibrated model;
+- `power`: the test's power, `detectable_overconfidence` (the least overconfidence a
+  run detects) and `questions_needed` (the questions to detect a given one);
 - `brier_decomposition`: the Brier score split into miscalibration, discrimination and
   uncertainty through the isotonic (CORP) recalibration of the confidences;
 - `selective`: the risk-coverage curve, its area `aurc` (bootstrapped on atoms like the
@@ -55,6 +57,12 @@ from lm_eval_semcal.core.point_metrics import (
     overconfidence,
     smece,
 )
+from lm_eval_semcal.core.power import (
+    DetectableOverconfidence,
+    QuestionsNeeded,
+    detectable_overconfidence,
+    questions_needed,
+)
 from lm_eval_semcal.core.selective import aurc, risk_coverage_curve, selective_accuracy
 
 __all__ = [
@@ -63,7 +71,9 @@ __all__ = [
     "BootstrapDistribution",
     "BrierDecomposition",
     "CalibrationTest",
+    "DetectableOverconfidence",
     "PairedBootstrap",
+    "QuestionsNeeded",
     "accuracy",
     "aurc",
     "auroc",
@@ -74,10 +84,12 @@ __all__ = [
     "brier_decomposition",
     "calibration_test",
     "debiased_l2_ce",
+    "detectable_overconfidence",
     "mean_confidence",
     "overconfidence",
     "paired_bootstrap_ci",
     "paired_bootstrap_distributions",
+    "questions_needed",
     "risk_coverage_curve",
     "selective_accuracy",
     "smece",
