@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from lm_eval_semcal.core.calibration import accuracy, calibration_test, paired_bootstrap_distributions
+from lm_eval_semcal.core.calibration import (
+    accuracy,
+    calibration_test,
+    detectable_overconfidence,
+    paired_bootstrap_distributions,
+)
 from lm_eval_semcal.core.metrics import COVERAGE_FILE, INTERVAL_METHOD, INTERVAL_NOTES, interval_notes
 from lm_eval_semcal.core.settings import CI_LEVEL
 
@@ -126,7 +131,8 @@ def test_the_script_measures_the_calibration_tests_rejections(capsys):
     script = load_script()
     script.main(["--calibration-test", "--corpora", "6", "--smece-corpora", "1", "--null-draws", "19", "--sizes", "200"])
     printed = capsys.readouterr().out
-    rows = [line for line in printed.splitlines() if line.startswith("| ") and "---" not in line]
+    tables = [line for line in printed.splitlines() if line.startswith("| ") and "---" not in line]
+    rows, detectable = tables[:4], tables[4:]
     assert rows[0] == "| world | n | smece | ece | debiased_l2_ce |"
     assert [row.split(" | ")[:2] for row in rows[1:]] == [["| calibrated", "200"], ["| overconfident", "200"], ["| mixed", "200"]]
     assert "6 corpora per cell (1 for smECE), 19 calibrated draws per test" in printed
@@ -144,6 +150,13 @@ def test_the_script_measures_the_calibration_tests_rejections(capsys):
         rejected += calibration_test(conf, correct, metric="ece", iters=19, seed=corpus).p_value <= 0.05
     assert rejected == 4  # of 6: a miscalibration the test sees at 200 questions
     assert rows[3].split(" | ")[3] == "66.7% (4/6)"
+
+    # The detectable shift for ECE, recomputed on the typical run: the grid distribution's
+    # quantiles at (i + 1/2) / 200.
+    typical = script.GRID[np.minimum(np.searchsorted(cumulative, (np.arange(200) + 0.5) / 200, side="right"), 49)]
+    assert detectable[0] == "| n | smece | ece | debiased_l2_ce |"
+    shift = detectable_overconfidence(typical, metric="ece", iters=19).overconfidence
+    assert detectable[1].split(" | ")[2] == f"{shift:.3f}"
 
 
 def test_the_calibration_test_mode_refuses_metrics_it_cannot_test(capsys):
