@@ -117,7 +117,8 @@ def _check_power_options(metric, power, alpha, iters, seed) -> tuple[str, float,
     # A calibrated model is rejected with probability alpha: a lower power asks nothing.
     power = _check_probability(power, "power", low=alpha)
     iters = _check_count(iters, "iters", 1)
-    if (1 + 0) / (iters + 1) > alpha:
+    # The least p-value, no draw reaching the run's metric, is 1 / (iters + 1).
+    if 1 / (iters + 1) > alpha:
         raise ValueError(
             f"with iters={iters} calibrated draws no p-value reaches alpha={alpha}; "
             f"draw at least {int(np.ceil(1 / alpha)) - 1}"
