@@ -1,9 +1,15 @@
 """Stock `hf` against `hf-semcal` (and vLLM, the peer) on the same model and questions, in one run.
 
-Two workloads, as in issue 4: concise (prompt ~300 tokens, 16 new tokens, M = 20) and
-chain-of-thought (prompt ~600 tokens, 128 new tokens, M = 20), on a randomly initialised
-GPT-2-small-sized model (12 layers, 768 wide, 50257-token output layer, 125M
-parameters) built offline. Both backends run at the same batch sizes, M times 1, 2 and
+Three workloads: concise (prompt ~300 tokens, 16 new tokens, M = 20) and
+chain-of-thought (prompt ~600 tokens, 128 new tokens, M = 20), as in issue 4, where every
+sample runs to the token budget; and chain-of-thought ending at a stop string
+(`cot-stop`: the same, with "\n" as the stop), where samples end at different lengths
+as real chains of thought do. The model is randomly initialised and GPT-2-small-sized
+(12 layers, 768 wide, 50257-token output layer, 125M parameters), built offline, with
+one change: "\n" is made to come with probability about 1/40 at each step (a bias on
+its logit; see `make_token_likely`), so `cot-stop`'s lengths are roughly geometric,
+mean about 38 tokens, capped at 128. The other workloads have no stop string, so the
+change costs them nothing. Both backends run at the same batch sizes, M times 1, 2 and
 4 questions (as many as the workload has), and the ratio compares their best times.
 Prints wall time, the ratio, generated tokens per second and peak memory (CUDA: peak
 allocated; CPU: peak resident set above the level before the run).
@@ -24,14 +30,16 @@ store each time, so every sample is drawn and written) and prints the share of e
 the store itself takes, timed inside the run; then the store alone: samples filed and
 written per second, in questions of M = 50, which bounds its share of any faster run.
 
-The model samples at T = 1 with no stop sequence (a random model almost never emits
-EOS), so every sequence generates exactly the new-token budget and both backends do the
-same decoding work.
+The model samples at T = 1. Without a stop string (a random model almost never emits
+EOS) every sequence generates exactly the new-token budget and the backends do the same
+decoding work; with one, stock `hf` goes on decoding every row of a batch until all have
+stopped, while hf-semcal and vLLM drop the rows that have finished.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import threading
@@ -59,9 +67,52 @@ class Workload:
     new_tokens: int
     samples: int
     questions: int
+    stop: str | None = None
 
 
-WORKLOADS = [Workload("concise", 300, 16, 20, questions=4), Workload("cot", 600, 128, 20, questions=2)]
+STOP = "\n"
+STOP_PER_STEP = 1 / 40
+WORKLOADS = [
+    Workload("concise", 300, 16, 20, questions=4),
+    Workload("cot", 600, 128, 20, questions=2),
+    Workload("cot-stop", 600, 128, 20, questions=2, stop=STOP),
+]
+
+
+def make_token_likely(model_dir: str, text: str, per_step: float) -> float:
+    """Give the one token spelling `text` probability about `per_step` at every position; return the mean reached.
+
+    GPT-2's output layer has no bias, and a random model's logits are nearly uniform over
+    50257 tokens. The final layer norm's bias gets a direction u, scaled by beta, and the
+    token's (tied) embedding row alpha * u: its logit gains alpha * beta at every
+    position and every other logit about 0.02 * beta noise. beta is set by bisection on
+    the prompt positions of a few texts.
+    """
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    (token,) = tokenizer(text)["input_ids"]
+    model = GPT2LMHeadModel.from_pretrained(model_dir)
+    generator = torch.Generator().manual_seed(0)
+    direction = torch.randn(model.config.n_embd, generator=generator)
+    direction /= direction.norm()
+    alpha = 0.5
+    model.transformer.wte.weight.data[token] = alpha * direction
+    ids = torch.randint(0, len(tokenizer), (4, 64), generator=generator)
+    normed = model.transformer(ids).last_hidden_state  # after the final layer norm, whose bias is still 0
+    embeddings = model.transformer.wte.weight
+
+    def mean_probability(beta: float) -> float:
+        logits = (normed + beta * direction) @ embeddings.T
+        return torch.softmax(logits, dim=-1)[..., token].mean().item()
+
+    low, high = 0.0, 50.0
+    for _ in range(40):
+        beta = (low + high) / 2
+        low, high = (beta, high) if mean_probability(beta) < per_step else (low, beta)
+    model.transformer.ln_f.bias.data = beta * direction
+    model.save_pretrained(model_dir)
+    return mean_probability(beta)
 
 
 class PeakMemory:
@@ -107,7 +158,7 @@ def prompts(tokenizer, n_questions: int, n_tokens: int) -> list[str]:
 
 def requests(contexts: list[str], workload: Workload) -> list[Instance]:
     gen_kwargs = {
-        "until": [],
+        "until": [workload.stop] if workload.stop else [],
         "max_gen_toks": workload.new_tokens,
         "do_sample": True,
         "temperature": 1.0,
@@ -119,6 +170,28 @@ def requests(contexts: list[str], workload: Workload) -> list[Instance]:
         for doc_id, context in enumerate(contexts)
         for _ in range(workload.samples)
     ]
+
+
+class _LengthRecorder:
+    """While active, the length of each hf-semcal sample up to its first `stop_token` (or all of it)."""
+
+    def __init__(self, stop_token: int | None):
+        self.stop_token, self.lengths = stop_token, []
+
+    def __enter__(self):
+        self.method = SemcalHFLM._generate_until_finished
+
+        def recorded(lm, *args, **kwargs):
+            continuations = self.method(lm, *args, **kwargs)
+            for tokens in continuations:
+                self.lengths.append(tokens.index(self.stop_token) + 1 if self.stop_token in tokens else len(tokens))
+            return continuations
+
+        SemcalHFLM._generate_until_finished = recorded
+        return self
+
+    def __exit__(self, *exc):
+        SemcalHFLM._generate_until_finished = self.method
 
 
 def timed(lm, reqs: list[Instance], device: str) -> tuple[float, int]:
@@ -227,7 +300,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--questions-per-batch", default="1,2,4", help="batch sizes to try, in questions of M")
-    parser.add_argument("--workloads", default="concise,cot")
+    parser.add_argument("--workloads", default="concise,cot,cot-stop")
     parser.add_argument("--store", action="store_true", help="the sample store's cost instead (see above)")
     parser.add_argument("--rounds", type=int, default=5, help="--store: timed runs of each")
     parser.add_argument("--vllm", action="store_true", help="also time lm-eval's vllm backend (see above)")
@@ -236,12 +309,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as model_dir:
         build_tiny_model(model_dir, **GPT2_SMALL)
+        reached = make_token_likely(model_dir, STOP, STOP_PER_STEP)
         model_args = {"pretrained": model_dir, "device": args.device, "dtype": args.dtype}
         stock = HFLM(**model_args)
         n_params = sum(p.numel() for p in stock.model.parameters())
         fast = SemcalHFLM(pretrained=stock.model, tokenizer=stock.tokenizer, device=args.device)
         print(f"model: GPT-2-small-sized, {n_params / 1e6:.0f}M parameters, {args.device}, {args.dtype}, "
-              f"{torch.get_num_threads()} threads")
+              f"{torch.get_num_threads()} threads; P({STOP!r}) about {reached:.3f} a step")
 
         timed_workloads = []
         for workload in (w for w in WORKLOADS if w.name in args.workloads.split(",")):
@@ -257,13 +331,19 @@ def main() -> None:
             per_batch = [int(q) for q in args.questions_per_batch.split(",")]
             sizes = [workload.samples * q for q in per_batch if q <= workload.questions]
             best = {}
+            lengths = _LengthRecorder(stock.tok_encode(workload.stop)[0] if workload.stop else None)
             for name, lm in (("hf", stock), ("hf-semcal", fast)):
                 for batch_size in sizes:
                     lm.batch_size_per_gpu = batch_size
-                    seconds, peak = timed(lm, reqs, args.device)
+                    with lengths if lm is fast else contextlib.nullcontext():
+                        seconds, peak = timed(lm, reqs, args.device)
                     best[name] = min(best.get(name, seconds), seconds)
                     print(f"  {name:<9} batch {batch_size:>4}: {seconds:7.2f} s  {new_tokens / seconds:7.0f} tok/s  "
                           f"peak {peak / 2**20:7.0f} MiB")
+            if workload.stop:
+                print(f"  samples' length up to the stop (hf-semcal): mean {statistics.mean(lengths.lengths):.1f}, "
+                      f"median {statistics.median(lengths.lengths):.0f}, {sum(n == workload.new_tokens for n in lengths.lengths)} "
+                      f"of {len(lengths.lengths)} at the budget; tok/s counts the budget")
             print(f"  best hf / best hf-semcal: {best['hf'] / best['hf-semcal']:.1f}x")
             timed_workloads.append((workload, reqs, new_tokens, best))
         if args.vllm:

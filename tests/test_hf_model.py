@@ -172,6 +172,77 @@ def test_both_backends_match_the_exact_distribution(stock_lm, semcal_lm):
             assert goodness_of_fit_p(counts[prompt], exact_distribution(lm, prompt)) > ALPHA, (lm, prompt)
 
 
+def test_rows_leaving_the_batch_after_eos_keep_the_exact_distribution(semcal_lm, monkeypatch):
+    # One token a segment: after each step the rows that sampled <eos> leave the batch
+    # and its cache, and the rest go on from their own rows of the cache.
+    monkeypatch.setattr(semcal_lm, "decode_segment_tokens", 1)
+    rows_per_step = generate_batch_sizes(semcal_lm, monkeypatch)
+    counts = sample(semcal_lm, PROMPTS, SAMPLES, sampling(), seed=13)
+    first_pass = rows_per_step[:MAX_NEW]  # batch_size is SAMPLES: one prompt's samples a pass
+    assert first_pass[0] == SAMPLES and first_pass[0] > first_pass[1] > first_pass[2]
+    for prompt in PROMPTS:
+        assert goodness_of_fit_p(counts[prompt], exact_distribution(semcal_lm, prompt)) > ALPHA, prompt
+
+
+def generate_batch_sizes(lm, monkeypatch) -> list[int]:
+    """The rows of each `generate` call `lm` makes from now on."""
+    sizes = []
+    original = lm._model_generate
+    monkeypatch.setattr(lm, "_model_generate", lambda **kwargs: sizes.append(kwargs["context"].shape[0]) or original(**kwargs))
+    return sizes
+
+
+@pytest.fixture(scope="module")
+def varied_model(tmp_path_factory):
+    """A random model with large weights: its greedy answers differ from prompt to prompt."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    out_dir = tmp_path_factory.mktemp("varied")
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_model(out_dir / "tiny"))
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=2, initializer_range=0.5,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+    )
+    GPT2LMHeadModel(config).save_pretrained(out_dir / "model")
+    tokenizer.save_pretrained(out_dir / "model")
+    return str(out_dir / "model")
+
+
+VARIED_PROMPTS = [
+    "Q: What is the capital of France?\nA:", "Q: Who wrote Hamlet?\nA:", "Q: How many legs has a spider?\nA:",
+    "Q: Name a colour.\nA:", "Q: 2+2?\nA:", "Q: Why?\nA:",
+]
+
+
+@pytest.mark.parametrize(("stops", "segment"), [(["e"], 1), (["a", "Q:"], 3), (["e"], 8)])
+def test_rows_leave_the_batch_when_their_answer_is_settled_and_answers_match_stock(varied_model, monkeypatch, stops, segment):
+    # Greedy answers of 6 prompts end after 1 to 65 tokens (["e"]); stock `hf` decodes
+    # every row to the end, hf-semcal drops the finished ones. Any row of the cache, the
+    # mask or the answers put in the wrong place would change an answer.
+    greedy = {"until": stops, "max_gen_toks": 72, "do_sample": False, "temperature": 0.0}
+    requests = requests_for(VARIED_PROMPTS, 2, greedy)
+    expected = HFLM(pretrained=varied_model, device="cpu", batch_size=12).generate_until(requests, disable_tqdm=True)
+    semcal = SemcalHFLM(pretrained=varied_model, device="cpu", batch_size=12)
+    monkeypatch.setattr(semcal, "decode_segment_tokens", segment)
+    rows_per_call = generate_batch_sizes(semcal, monkeypatch)
+    assert semcal.generate_until(requests, disable_tqdm=True) == expected
+    assert len({len(answer) for answer in expected}) >= 4  # the answers end at different lengths
+    assert rows_per_call[0] == 12 and rows_per_call[-1] < 12 and rows_per_call == sorted(rows_per_call, reverse=True)
+
+
+def test_settings_counted_from_the_start_of_generate_decode_in_one_call(varied_model, monkeypatch):
+    # min_new_tokens counts from the start of each `generate` call: segments would
+    # enforce it again in each, so such requests decode in one call as stock `hf` does.
+    settings = {"until": ["e"], "max_gen_toks": 24, "do_sample": False, "temperature": 0.0, "min_new_tokens": 4}
+    requests = requests_for(VARIED_PROMPTS, 2, settings)
+    expected = HFLM(pretrained=varied_model, device="cpu", batch_size=12).generate_until(requests, disable_tqdm=True)
+    semcal = SemcalHFLM(pretrained=varied_model, device="cpu", batch_size=12)
+    rows_per_call = generate_batch_sizes(semcal, monkeypatch)
+    assert semcal.generate_until(requests, disable_tqdm=True) == expected
+    assert rows_per_call == [12]
+
+
 @pytest.mark.parametrize(
     ("wrong", "why"),
     [(sampling(temperature=0.7), "temperature 0.7 instead of 1"), (sampling(top_p=0.9), "top_p 0.9 instead of 1")],
@@ -184,9 +255,11 @@ def test_the_check_catches_a_wrong_sampler(stock_lm, semcal_lm, wrong, why):
     assert two_sample_p(right[PROMPTS[0]], off[PROMPTS[0]]) < ALPHA, why
 
 
-def test_same_seed_and_batch_layout_reproduce_stock_samples_exactly(tmp_path):
+def test_same_seed_and_batch_layout_reproduce_stock_samples_exactly(tmp_path, monkeypatch):
     # One pass of M rows per question in both backends consumes the random stream
-    # identically, so the samples coincide token for token: the same computation.
+    # identically, so the samples coincide token for token: the same computation. (In
+    # one segment: rows leaving the batch early change how later steps use the stream.)
+    monkeypatch.setattr(SemcalHFLM, "decode_segment_tokens", 12)
     model_dir = str(build_tiny_model(tmp_path / "tiny"))
     prompts = ["Q: What is the capital of France?\nA:", "Q: Who wrote Hamlet?\nA:"]
     settings = sampling(max_gen_toks=12) | {"until": ["\n", "Q:"]}

@@ -150,6 +150,57 @@ def test_a_semcal_task_runs_through_the_vllm_backend(vllm_lm):
     assert 0 <= metrics["conf,semcal"] <= 1 and metrics["n_classes,semcal"] > 1
 
 
+def test_an_interrupted_vllm_run_resumes_from_the_sample_store(vllm_lm, peaked_model, tmp_path, monkeypatch):
+    # lm-eval's vllm backend files each chunk's samples through the cache hook as the
+    # chunk returns. Interrupted in its third chunk (of four, a question each), the run has
+    # kept two questions; the rerun asks the engine for the other two only, and returns
+    # the kept samples as they were drawn.
+    from lm_eval_semcal.harness.resume import ResumableLM
+    from lm_eval_semcal.harness.sample_store import request_key
+
+    monkeypatch.setattr(vllm_lm, "cache_hook", vllm_lm.cache_hook)  # restored for the other tests
+    monkeypatch.setattr(vllm_lm, "batch_size", 6)
+    settings = {"until": ["\n"], "max_gen_toks": 4, "do_sample": True, "temperature": 1.0, "top_k": 0}
+    prompts = [f"Q: How many apples are in basket {number}?\nA:" for number in range(4)]
+    requests = [generation_request({}, (prompt, dict(settings)), doc_id=i) for i, prompt in enumerate(prompts) for _ in range(6)]
+    engine = vllm_lm._model_generate
+    asked = []
+
+    def interrupted_in_third_chunk(requests, *args, **kwargs):
+        asked.append(len(requests))
+        if len(asked) == 3:
+            raise KeyboardInterrupt  # what Ctrl-C, or SIGINT to a preempted job, raises
+        return engine(requests, *args, **kwargs)
+
+    def resumable() -> ResumableLM:
+        return ResumableLM(vllm_lm, str(tmp_path / "cache" / "run"), model="vllm", model_args=f"pretrained={peaked_model}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(vllm_lm, "_model_generate", interrupted_in_third_chunk)
+        first = resumable()
+        with pytest.raises(KeyboardInterrupt):
+            first.generate_until(requests, disable_tqdm=True)
+        kept = {prompt: [text for _, text in first.store.samples(request_key(first.model_key, prompt, settings))] for prompt in prompts}
+        first.store.close()
+    assert asked == [6, 6, 6]
+    assert sorted(len(texts) for texts in kept.values()) == [0, 0, 6, 6]
+
+    def counted(requests, *args, **kwargs):
+        asked.append(len(requests))
+        return engine(requests, *args, **kwargs)
+
+    asked.clear()
+    monkeypatch.setattr(vllm_lm, "_model_generate", counted)
+    second = resumable()
+    responses = second.generate_until(requests, disable_tqdm=True)
+    assert asked == [6, 6]  # the two questions the first run did not finish
+    assert second.store.count() == 24
+    second.store.close()
+    for prompt, texts in kept.items():
+        if texts:
+            assert [r for request, r in zip(requests, responses) if request.args[0] == prompt] == texts
+
+
 # --- `vllm serve` behind semcal-completions and semcal-chat-completions -------------------
 
 M = 5
@@ -259,22 +310,39 @@ def test_semcal_chat_completions_through_the_servers_chat_template(server, in_pr
     assert all(len(responses) == M and len(set(responses)) > 1 for responses in samples.values())
 
 
-def test_a_killed_server_restarted_is_asked_only_for_what_the_store_lacks(
-    server, tiny_model, chat_template, in_process_run, tmp_path
+def test_a_server_killed_mid_run_and_restarted_is_asked_only_for_what_the_store_lacks(
+    server, tiny_model, chat_template, in_process_run, tmp_path, monkeypatch
 ):
     # The module's server is killed here (a server start costs half a minute): last in the file.
+    # It dies with SIGKILL after answering two of the run's four questions; the run fails
+    # on the third (connection refused, after its retries) with the two kept in the store.
+    from lm_eval_semcal.harness.api_model import SemcalCompletionsAPI
+
+    monkeypatch.setenv("SEMCAL_RESCUE_DIR", str(tmp_path / "rescue"))
     tokenizer = f",tokenizer_backend=huggingface,tokenizer={tiny_model}"
-    before = server.requests_served()
-    semcal_run("semcal-completions", server, tmp_path / "first", tmp_path / "cache", tokenizer=tokenizer, limit=2)
-    assert server.requests_served() - before == 2
-    server.kill()
+    request_samples = SemcalCompletionsAPI._request_samples
+    answered = []
+
+    def killed_after_two_answers(self, *args, **kwargs):
+        texts = request_samples(self, *args, **kwargs)
+        answered.append(texts)
+        if len(answered) == 2:
+            server.kill()
+        return texts
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SemcalCompletionsAPI, "_request_samples", killed_after_two_answers)
+        with pytest.raises(RuntimeError, match="a request failed after .* the samples received so far are saved"):
+            semcal_run("semcal-completions", server, tmp_path / "first", tmp_path / "cache", tokenizer=tokenizer)
+    assert len(answered) == 2 and server.process.returncode is not None
     # The job is rescheduled: the same weights served again, on another port.
     second = VllmServer(tiny_model, chat_template)
     try:
         semcal_run("semcal-completions", second, tmp_path / "second", tmp_path / "cache", tokenizer=tokenizer)
-        assert second.requests_served() == 2  # questions 2 and 3; 0 and 1 come from the store
+        assert second.requests_served() == 2  # two questions; the other two come from the store
     finally:
         second.kill()
-    first_samples, second_samples = saved_samples(tmp_path / "first"), saved_samples(tmp_path / "second")
-    assert {doc_id: second_samples[doc_id] for doc_id in first_samples} == first_samples
-    assert sorted(second_samples) == [0, 1, 2, 3]
+    samples = saved_samples(tmp_path / "second")
+    assert sorted(samples) == [0, 1, 2, 3]
+    # the two questions answered before the kill are read back as they were received
+    assert sum(responses in answered for responses in samples.values()) == 2

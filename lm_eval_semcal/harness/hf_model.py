@@ -6,7 +6,10 @@ prompt is run through the model once (all but its last token, a batch of questio
 time), the resulting KV cache is copied to one row per sample, and `generate` continues
 from it. Everything after the prompt is the stock path: the same `generate` call with the
 same logits processors, stopping criteria and decoding, so the samples come from the
-same distribution (tested in `tests/test_hf_model.py`).
+same distribution (tested in `tests/test_hf_model.py`). `generate` runs a few tokens at a
+time, and between calls the rows whose response is settled (EOS, or a stop string that
+no continuation can move) leave the batch and the cache: samples that end early stop
+costing decoding steps, where stock `hf` decodes every row until the last has stopped.
 
 `batch_size` counts sampled sequences, as in `hf`: a pass holds as many questions' samples
 as fit, and a question with more samples than that is sampled in parts (its prompt then
@@ -38,6 +41,17 @@ logger = logging.getLogger(f"lm_eval.models.{__name__}")
 
 MODEL_NAME = "hf-semcal"
 SHAREABLE_LAYERS = (DynamicLayer, DynamicSlidingWindowLayer)
+# Generation settings that `generate` counts from the start of its call: decoding in
+# segments would apply them again at each segment.
+POSITION_DEPENDENT_SETTINGS = (
+    "min_length", "min_new_tokens", "begin_suppress_tokens", "forced_bos_token_id", "forced_eos_token_id",
+    "exponential_decay_length_penalty", "max_time",
+)
+# Characters at the end of a row's text that the next tokens may still change when the
+# tokenizer cleans up spaces on decoding: it joins a space to the punctuation after it
+# (" n't" is the longest such rule). Without clean-up only an incomplete UTF-8 sequence
+# can change, and it decodes to U+FFFD, which `cut_is_settled` never counts as settled.
+CLEAN_UP_UNSETTLED_CHARACTERS = 3
 
 
 @register_model(MODEL_NAME)
@@ -49,6 +63,9 @@ class SemcalHFLM(HFLM):
     """
 
     _shares_prompt_cache = True
+    # Tokens `generate` decodes between checks for finished rows: a finished row costs at
+    # most this many steps more; each check costs one `generate` call's setup.
+    decode_segment_tokens = 8
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -153,15 +170,86 @@ class SemcalHFLM(HFLM):
             expand_prompt_cache(cache, samples_per_prompt, max_length - prompt_length + 1)
             cache_kwargs[self._cache_argument] = cache
 
-        generated = self._model_generate(
-            context=context_enc[sample_rows],
-            attention_mask=attention_mask[sample_rows],
-            stop=until,
-            max_length=max_length,
-            **cache_kwargs,
-            **kwargs,
+        continuations = self._generate_until_finished(
+            context_enc[sample_rows], attention_mask[sample_rows], cache_kwargs, until, max_gen_toks, kwargs
         )
-        return [self._response_text(tokens[prompt_length:], until) for tokens in generated.tolist()]
+        return [self._response_text(tokens, until) for tokens in continuations]
+
+    def _generate_until_finished(
+        self, context, attention_mask, cache_kwargs: dict, until: list[str], max_gen_toks: int, kwargs: dict
+    ) -> list[list[int]]:
+        """Each row's generated tokens, decoding in segments and dropping the rows that have finished.
+
+        `generate` keeps stepping every row until all have stopped. Here it runs
+        `decode_segment_tokens` at a time; between segments, rows whose answer can no
+        longer change (EOS sampled, or a stop string settled in the text; see
+        `cut_is_settled`) leave the batch and its cache, so samples that end early stop
+        costing decoding steps. Each segment is the same `generate` call on the full
+        sequence so far, so every step draws from the distribution stock `hf` draws from.
+        """
+        prompt_length = context.shape[1]
+        segment = self.decode_segment_tokens
+        if not cache_kwargs or self._position_dependent_setting(kwargs):
+            # Without a cache to carry over (a one-token prompt), or with settings counted
+            # from the start of each `generate` call, one call does it all.
+            segment = max_gen_toks
+        eos_ids = self._eos_token_ids(kwargs)
+        rows = list(range(context.shape[0]))  # the sample row each batch row holds
+        continuations: list[list[int] | None] = [None] * len(rows)
+        sequences, mask = context, attention_mask
+        while True:
+            step = min(segment, prompt_length + max_gen_toks - sequences.shape[1])
+            extended = self._model_generate(
+                context=sequences, attention_mask=mask, stop=until, max_length=sequences.shape[1] + step,
+                **cache_kwargs, **kwargs,
+            )
+            tokens = extended[:, prompt_length:].tolist()
+            out_of_budget = extended.shape[1] - prompt_length >= max_gen_toks
+            kept = []
+            for position, row_tokens in enumerate(tokens):
+                if out_of_budget or self._finished(row_tokens, until, eos_ids):
+                    continuations[rows[position]] = row_tokens
+                else:
+                    kept.append(position)
+            if not kept:
+                return continuations
+            new_tokens = extended.shape[1] - sequences.shape[1]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], new_tokens))], dim=1)
+            if len(kept) < len(rows):
+                order = compaction_order(kept, len(rows))
+                keep_cache_rows(cache_kwargs[self._cache_argument], order)
+                index = torch.tensor(order, device=extended.device)
+                extended, mask = extended[index], mask[index]
+                rows = [rows[position] for position in order]
+            sequences = extended
+
+    def _position_dependent_setting(self, kwargs: dict) -> str | None:
+        """A generation setting counted from the start of `generate`, which segments would restart."""
+        config = self.model.generation_config
+        for name in POSITION_DEPENDENT_SETTINGS:
+            if kwargs.get(name, getattr(config, name, None)) not in (None, 0):
+                return name
+        return None
+
+    def _eos_token_ids(self, kwargs: dict) -> set[int]:
+        eos = kwargs.get("eos_token_id", self.model.generation_config.eos_token_id)
+        if eos is None:
+            return set()
+        return {int(token) for token in (eos if isinstance(eos, (list, tuple)) else [eos])}
+
+    def _finished(self, tokens: list[int], until: list[str], eos_ids: set[int]) -> bool:
+        """Whether decoding more of this row can no longer change its response."""
+        if eos_ids.intersection(tokens):
+            return True
+        if self.think_end_token is not None:
+            # A stop string inside the thinking does not end the response: stock `hf`
+            # goes on while other rows run, and keeps what follows the last think-end.
+            return False
+        return cut_is_settled(self.tok_decode(tokens), until, self._unsettled_characters)
+
+    @cached_property
+    def _unsettled_characters(self) -> int:
+        return CLEAN_UP_UNSETTLED_CHARACTERS if getattr(self.tokenizer, "clean_up_tokenization_spaces", False) else 0
 
     def _unshareable_settings(self, kwargs: dict) -> str | None:
         """Why these generation settings need hf's own path, or None."""
@@ -250,6 +338,22 @@ class _PreallocatedLayer(DynamicLayer):
         self.keys = self._key_buffer[..., :length, :]
         self.values = self._value_buffer[..., :length, :]
 
+    def keep_rows(self, order: list[int]) -> None:
+        """Keep the rows `order` names: only rows that change place are copied, within the buffer."""
+        length = self.keys.shape[-2]
+        if length > self._key_buffer.shape[-2]:  # grown past the buffer by DynamicLayer's own rule
+            self.batch_select_indices(torch.tensor(order, device=self.keys.device))
+            return
+        moved = [(position, row) for position, row in enumerate(order) if position != row]
+        if moved:
+            targets, sources = (torch.tensor(side, device=self.keys.device) for side in zip(*moved))
+            self._key_buffer[targets, :, :length] = self._key_buffer[sources, :, :length]
+            self._value_buffer[targets, :, :length] = self._value_buffer[sources, :, :length]
+        self._key_buffer = self._key_buffer[: len(order)]
+        self._value_buffer = self._value_buffer[: len(order)]
+        self.keys = self._key_buffer[..., :length, :]
+        self.values = self._value_buffer[..., :length, :]
+
     def update(self, key_states, value_states, *args, **kwargs):
         start = self.keys.shape[-2]
         end = start + key_states.shape[-2]
@@ -280,3 +384,60 @@ def expand_prompt_cache(cache, samples_per_prompt: list[int], n_tokens: int) -> 
             layer.expand(samples_per_prompt, n_tokens)
         elif getattr(layer, "keys", None) is not None:
             layer.batch_select_indices(rows.to(layer.keys.device))
+
+
+def cut_is_settled(text: str, stops: list[str], unsettled_characters: int = 0) -> bool:
+    r"""Whether appending tokens can no longer change where `text` is cut at a stop string.
+
+    lm-eval cuts the text at each stop string in turn: before its first occurrence in
+    what the previous ones left. Only the settled part of the text counts (all but
+    trailing U+FFFD, an incomplete character, and the last `unsettled_characters`), and
+    a stop string could still begin at any position from which the rest of the settled
+    text is a prefix of it. The cut is settled once some stop string occurs with no
+    possible start before it, and every stop string cut before it can only cut after
+    that occurrence's end.
+
+    >>> cut_is_settled("x = 5\n\n", ["\n\n", "4\n\nQ"])
+    True
+    >>> cut_is_settled("x = 4\n\n", ["4\n\nQ", "\n\n"])  # "4\n\nQ" may still come and cut at "4"
+    False
+    """
+    settled = text.rstrip("\ufffd")[: -unsettled_characters or None]
+    cuts_before: list[int] = []  # the earliest position each stop string cut before could cut at
+    for stop in (stop for stop in stops if stop):
+        found = settled.find(stop)
+        starts = (found,) if found >= 0 else ()
+        starts += tuple(
+            start for start in range(max(0, len(settled) - len(stop) + 1), len(settled))
+            if stop.startswith(settled[start:])
+        )
+        earliest = min(starts, default=len(settled))
+        if found >= 0 and earliest == found:
+            return all(cut >= found + len(stop) for cut in cuts_before)
+        cuts_before.append(earliest)
+    return False
+
+
+def compaction_order(kept: list[int], n_rows: int) -> list[int]:
+    """The old row each of the `len(kept)` remaining rows takes, moving as few rows as possible.
+
+    Kept rows already among the first `len(kept)` stay where they are; the kept rows
+    beyond fill the places of the finished ones.
+
+    >>> compaction_order([0, 2, 3, 5], 6)
+    [0, 5, 2, 3]
+    """
+    n_kept = len(kept)
+    staying = {position for position in kept if position < n_kept}
+    movers = iter(position for position in kept if position >= n_kept)
+    return [position if position in staying else next(movers) for position in range(n_kept)]
+
+
+def keep_cache_rows(cache, order: list[int]) -> None:
+    """Reduce `cache` to the rows `order` names, in that order (see `compaction_order`)."""
+    index = torch.tensor(order)
+    for layer in cache.layers:
+        if isinstance(layer, _PreallocatedLayer):
+            layer.keep_rows(order)
+        elif getattr(layer, "keys", None) is not None:
+            layer.batch_select_indices(index.to(layer.keys.device))
