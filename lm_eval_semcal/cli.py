@@ -5,8 +5,9 @@
                                      lm-eval's own `run`, with the semcal tasks included;
                                      with --use_cache PATH every sample is kept, and a rerun
                                      resumes where an interrupted run stopped
-    semcal report RUN_DIR [--out DIR] [--bootstrap-iters N]
-                                     reliability diagram + Markdown table per semcal task
+    semcal report RUN_DIR [--out DIR] [--bootstrap-iters N] [--diagram smooth|corp]
+                                     reliability diagram, risk-coverage curve, Markdown table
+                                     and calibration test per semcal task
     semcal rescore RUN_DIR --grouping B [--grouping-args JSON]
                                      regroup a saved run under another B, recompute metrics
     semcal agree RUN_DIR --grouping B1,B2,...
@@ -139,12 +140,20 @@ def _build_parser() -> argparse.ArgumentParser:
         help="reliability diagrams and tables from a finished lm-eval run",
         description="Reads an lm-eval output folder (run with --output_path and "
         "--log_samples) and writes, for each semcal task found, a reliability diagram "
-        f"(PNG) and a Markdown table of the metrics with their {CI_PERCENT} intervals.",
+        f"and a risk-coverage curve (PNG) and a Markdown table of the metrics with their {CI_PERCENT} "
+        "intervals and the calibration test of smECE (noise floor, p-value, verdict).",
     )
     report.add_argument("run_dir", help="the --output_path folder of an lm-eval run")
     report.add_argument("--out", help="where to write the report (default: RUN_DIR/semcal_report)")
     _add_bootstrap_iters(report)
     report.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
+    report.add_argument(
+        "--diagram",
+        choices=("smooth", "corp"),
+        default="smooth",
+        help="the reliability diagram: relplot's smoothed curve with its band (default), or the CORP "
+        "diagram, the isotonic recalibration curve (a step function) against the diagonal",
+    )
 
     rescore = commands.add_parser(
         "rescore",
@@ -275,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             written = write_reports(
-                args.run_dir, out_dir=args.out, bootstrap_iters=args.bootstrap_iters, allow_partial=args.allow_partial
+                args.run_dir, out_dir=args.out, bootstrap_iters=args.bootstrap_iters, allow_partial=args.allow_partial,
+                diagram=args.diagram,
             )
         except RunDirError as err:
             parser.exit(1, f"semcal report: error: {err}\n")
