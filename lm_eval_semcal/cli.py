@@ -5,8 +5,9 @@
                                      lm-eval's own `run`, with the semcal tasks included;
                                      with --use_cache PATH every sample is kept, and a rerun
                                      resumes where an interrupted run stopped
-    semcal report RUN_DIR [--out DIR] [--bootstrap-iters N]
-                                     reliability diagram + Markdown table per semcal task
+    semcal report RUN_DIR [--out DIR] [--bootstrap-iters N] [--diagram smooth|corp]
+                                     reliability diagram, risk-coverage curve, Markdown table
+                                     and calibration test per semcal task
     semcal rescore RUN_DIR --grouping B [--grouping-args JSON]
                                      regroup a saved run under another B, recompute metrics
     semcal agree RUN_DIR --grouping B1,B2,...
@@ -14,6 +15,9 @@
     semcal compare RUN_DIR [RUN_DIR ...] --out DIR [--label NAME=LABEL] [--pair A=B]
                                      several models side by side: metrics.csv, pairs.csv
                                      (paired differences), comparison.md and .html
+    semcal plan --overconfidence D (--run RUN_DIR | --confidences FILE) [--power P] [--alpha A]
+                                     how many questions the calibration test needs to detect
+                                     an overconfidence D, from a pilot's confidences
     semcal demo [--out DIR] [--samples M]
                                      a synthetic world, a base and a tuned model trained on it,
                                      and semantic calibration shown against the known truth
@@ -33,7 +37,7 @@ from collections.abc import Sequence
 # Only what `semcal --help` and `semcal tasks-dir` need is imported here (no numpy, no
 # lm_eval): each command imports its own layer when it runs.
 from lm_eval_semcal.core.scoring import GOLD_MATCHES
-from lm_eval_semcal.core.settings import CI_PERCENT, DEFAULT_BOOTSTRAP_ITERS
+from lm_eval_semcal.core.settings import CI_PERCENT, DEFAULT_BOOTSTRAP_ITERS, TEST_ALPHA, TEST_POWER
 from lm_eval_semcal.core.spellings import OLD_OPTIONS, old_spelling_message
 from lm_eval_semcal.tasks import TASKS_DIR
 
@@ -139,12 +143,46 @@ def _build_parser() -> argparse.ArgumentParser:
         help="reliability diagrams and tables from a finished lm-eval run",
         description="Reads an lm-eval output folder (run with --output_path and "
         "--log_samples) and writes, for each semcal task found, a reliability diagram "
-        f"(PNG) and a Markdown table of the metrics with their {CI_PERCENT} intervals.",
+        f"and a risk-coverage curve (PNG) and a Markdown table of the metrics with their {CI_PERCENT} "
+        "intervals and the calibration test of smECE (noise floor, p-value, verdict).",
     )
     report.add_argument("run_dir", help="the --output_path folder of an lm-eval run")
     report.add_argument("--out", help="where to write the report (default: RUN_DIR/semcal_report)")
     _add_bootstrap_iters(report)
     report.add_argument("--allow-partial", action="store_true", help=_ALLOW_PARTIAL_HELP)
+    report.add_argument(
+        "--diagram",
+        choices=("smooth", "corp"),
+        default="smooth",
+        help="the reliability diagram: relplot's smoothed curve with its band (default), or the CORP "
+        "diagram, the isotonic recalibration curve (a step function) against the diagonal",
+    )
+
+    plan = commands.add_parser(
+        "plan",
+        help="how many questions the calibration test needs to detect an overconfidence",
+        description="Answers 'how many questions do I need to detect an overconfidence of D?' for the "
+        "calibration test of smECE (consistency resampling; docs/metrics.md): a planned run whose "
+        "confidences are distributed as a pilot's (a saved run's, per semcal task, on its k/M grid, or a "
+        "file's) and whose model is right D less often than it says is rejected with the given power "
+        "at the given level from the number printed on. Takes seconds to a few minutes per pilot.",
+    )
+    plan.add_argument(
+        "--overconfidence", type=float, required=True, metavar="D",
+        help="the shift to detect: the model right with probability confidence - D (e.g. 0.03)",
+    )  # fmt: skip
+    pilot = plan.add_mutually_exclusive_group(required=True)
+    pilot.add_argument("--run", metavar="RUN_DIR", help="a saved lm-eval run (--output_path, --log_samples): its confidences")
+    pilot.add_argument(
+        "--confidences", metavar="FILE",
+        help="a text file of confidences in [0, 1], separated by spaces, commas or new lines ('#' starts a comment)",
+    )  # fmt: skip
+    plan.add_argument("--power", type=float, default=TEST_POWER, help="the wanted power (default %(default)s)")
+    plan.add_argument("--alpha", type=float, default=TEST_ALPHA, help="the test's level (default %(default)s)")
+    plan.add_argument(
+        "--iters", type=_positive_int(1), default=DEFAULT_BOOTSTRAP_ITERS,
+        help="simulated runs per size tried (default %(default)s; at least 1 / alpha - 1)",
+    )  # fmt: skip
 
     rescore = commands.add_parser(
         "rescore",
@@ -275,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             written = write_reports(
-                args.run_dir, out_dir=args.out, bootstrap_iters=args.bootstrap_iters, allow_partial=args.allow_partial
+                args.run_dir, out_dir=args.out, bootstrap_iters=args.bootstrap_iters, allow_partial=args.allow_partial,
+                diagram=args.diagram,
             )
         except RunDirError as err:
             parser.exit(1, f"semcal report: error: {err}\n")
@@ -320,6 +359,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             # their messages run over many lines, the first says what is missing.
             first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
             parser.exit(1, f"semcal {args.command}: error: {first_line}\n")
+    elif args.command == "plan":
+        from lm_eval_semcal.runs.plan import PlanError, check_overconfidence, pilots_from_file, pilots_from_run, plan
+
+        try:
+            overconfidence = check_overconfidence(args.overconfidence)
+            pilots = pilots_from_run(args.run) if args.run else pilots_from_file(args.confidences)
+            for line in plan(overconfidence, pilots, power=args.power, alpha=args.alpha, iters=args.iters):
+                print(line)
+        except (PlanError, ValueError) as err:
+            parser.exit(1, f"semcal plan: error: {err}\n")
     elif args.command == "demo":
         from lm_eval_semcal.demo.run import markdown, run_demo
 

@@ -1,4 +1,5 @@
-"""Measure how often each reported 95% bootstrap interval covers the truth, by simulation.
+"""Measure how often each reported 95% bootstrap interval covers the truth, and how often the
+calibration test rejects, by simulation.
 
 Three worlds, each a model whose confidence lies on the k/50 grid (the plugin's M = 50
 samples) with P(confidence = k/50) proportional to the Beta(3, 1.5) density at
@@ -43,6 +44,26 @@ the package ships.
 
 Runtime (one core of a shared 2-core machine, nice 10): 623 s with the defaults, of which
 smECE takes about half; 45 s with --quick.
+
+`--calibration-test` measures the calibration test (`calibration_test`) instead: how often
+it rejects at the 5% level, with `--null-draws` calibrated draws, in three worlds of the
+confidence distribution above (each corpus drawn afresh, one model):
+
+- calibrated:    P(correct | c) = c, where it should reject 5% of the time or less;
+- overconfident: c - 0.05 (clipped at 0);
+- mixed:         c + 0.05 below the median confidence 0.7 (48% of the questions) and
+                 c - 0.05 from it on (52%): miscalibrated by 0.05 everywhere, with a
+                 mean gap conf - acc of only 0.002.
+
+It prints, per world, n and metric (smece, ece, debiased_l2_ce), the share of corpora
+rejected; then, per n and metric, the least overconfidence shift the test detects with
+80% power (`detectable_overconfidence`, with `--null-draws` draws) for a typical run of
+the distribution (its quantiles at (i + 1/2) / n); and writes nothing. smECE's test costs about 0.3 to 0.4 s a corpus (200 draws),
+so it runs on the first `--smece-corpora` corpora of each cell only. With
+OPENBLAS_NUM_THREADS=1 (numpy's matrix products over a few dozen atoms only lose time to
+threads), `--corpora 200 --smece-corpora 60 --null-draws 200` takes about 2.5 minutes.
+
+    python scripts/coverage.py --calibration-test [--corpora 200] [--smece-corpora 60] [--null-draws 200]
 """
 
 from __future__ import annotations
@@ -55,7 +76,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lm_eval_semcal.core.calibration import INTERVAL_METHODS, paired_bootstrap_distributions, smece
+from lm_eval_semcal.core.calibration import (
+    INTERVAL_METHODS,
+    TEST_METRICS,
+    calibration_test,
+    detectable_overconfidence,
+    paired_bootstrap_distributions,
+    smece,
+)
 from lm_eval_semcal.core.metrics import COMPARED_METRICS, COVERAGE_FILE, INTERVAL_METHOD, interval_notes
 from lm_eval_semcal.core.settings import CI_LEVEL, DEFAULT_BOOTSTRAP_ITERS
 
@@ -80,6 +108,17 @@ SHARED_CONFIDENCE = 0.6
 LEVEL = CI_LEVEL
 N_BINS = 10
 TRUTH_QUESTIONS = 10**7
+
+# The calibration test's worlds (`--calibration-test`): P(correct | stated confidence c).
+TEST_SHIFT = 0.05
+MEDIAN_CONFIDENCE = GRID[np.searchsorted(np.cumsum(CONFIDENCE_PROBABILITY), 0.5)]
+TEST_WORLDS = {
+    "calibrated": lambda c: c,
+    "overconfident": lambda c: np.clip(c - TEST_SHIFT, 0.0, 1.0),
+    "mixed": lambda c: np.clip(np.where(c < MEDIAN_CONFIDENCE, c + TEST_SHIFT, c - TEST_SHIFT), 0.0, 1.0),
+}
+# The level the test's rejections are counted at.
+TEST_LEVEL = 0.05
 
 
 def world_truths(accuracy_at) -> dict[str, float]:
@@ -113,17 +152,75 @@ def world_truths(accuracy_at) -> dict[str, float]:
     }
 
 
+def confidences(v: np.ndarray) -> np.ndarray:
+    """The confidence distribution's quantiles at uniforms v: confidences drawn from it."""
+    return GRID[np.minimum(np.searchsorted(np.cumsum(CONFIDENCE_PROBABILITY), v, side="right"), M - 1)]
+
+
 def draw_pair(rng: np.random.Generator, n: int, world_a: str, world_b: str):
     """Two models' (confidence, correct) on the same n questions; see the module docstring."""
-    cumulative = np.cumsum(CONFIDENCE_PROBABILITY)
     difficulty = rng.random(n)
     v_a = rng.random(n)
     v_b = np.where(rng.random(n) < SHARED_CONFIDENCE, v_a, rng.random(n))
     out = []
     for world, v in ((world_a, v_a), (world_b, v_b)):
-        conf = GRID[np.minimum(np.searchsorted(cumulative, v, side="right"), M - 1)]
+        conf = confidences(v)
         out += [conf, (difficulty < WORLDS[world](conf)).astype(float)]
     return out
+
+
+def draw_test_corpus(world: str, n: int, corpus: int) -> tuple[np.ndarray, np.ndarray]:
+    """One corpus of a calibration-test world: n confidences, then n verdicts, from
+    default_rng((3, the world's index in TEST_WORLDS, n, corpus))."""
+    rng = np.random.default_rng([3, list(TEST_WORLDS).index(world), n, corpus])
+    conf = confidences(rng.random(n))
+    return conf, (rng.random(n) < TEST_WORLDS[world](conf)).astype(float)
+
+
+def rejection_rates(
+    corpora: int, smece_corpora: int, null_draws: int, sizes: list[int], metrics: list[str]
+) -> list[dict]:
+    """Per world, n and metric: how many corpora `calibration_test` (seed: the corpus's
+    number) rejects at `TEST_LEVEL`."""
+    rows = []
+    for world in TEST_WORLDS:
+        for n in sizes:
+            rejected = {name: 0 for name in metrics}
+            for corpus in range(corpora):
+                conf, correct = draw_test_corpus(world, n, corpus)
+                for name in metrics:
+                    if name == "smece" and corpus >= smece_corpora:
+                        continue
+                    result = calibration_test(conf, correct, metric=name, iters=null_draws, seed=corpus)
+                    rejected[name] += result.p_value <= TEST_LEVEL
+            for name in metrics:
+                tested = smece_corpora if name == "smece" else corpora
+                rows.append({"world": world, "n": n, "metric": name, "rejected": int(rejected[name]), "corpora": tested})
+    return rows
+
+
+def detectable_table(null_draws: int, sizes: list[int], metrics: list[str]) -> str:
+    """Per n, per metric: the least overconfidence the test detects with 80% power in a
+    typical run of n questions, the distribution's quantiles at (i + 1/2) / n."""
+    lines = ["| n | " + " | ".join(metrics) + " |", "|---:|" + "---:|" * len(metrics)]
+    for n in sizes:
+        typical = confidences((np.arange(n) + 0.5) / n)
+        found = [detectable_overconfidence(typical, metric=name, iters=null_draws) for name in metrics]
+        lines.append(f"| {n} | " + " | ".join(f"{f.overconfidence:.3f}" for f in found) + " |")
+    return "\n".join(lines)
+
+
+def rejection_table(rows: list[dict]) -> str:
+    """One row per world and n, a column per metric: the share of corpora rejected."""
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    by_row: dict[tuple[str, int], dict[str, str]] = {}
+    for r in rows:
+        share = f"{100 * r['rejected'] / r['corpora']:.1f}% ({r['rejected']}/{r['corpora']})"
+        by_row.setdefault((r["world"], r["n"]), {})[r["metric"]] = share
+    lines = ["| world | n | " + " | ".join(metrics) + " |", "|---|---:|" + "---:|" * len(metrics)]
+    for (world, n), by_metric in by_row.items():
+        lines.append(f"| {world} | {n} | " + " | ".join(by_metric[m] for m in metrics) + " |")
+    return "\n".join(lines)
 
 
 def simulate(corpora: int, smece_corpora: int, resamples: int, sizes: list[int], metrics: list[str]) -> list[dict]:
@@ -251,7 +348,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smece-corpora", type=int, default=40, help="of those, scored for smECE")
     parser.add_argument("--resamples", type=int, default=DEFAULT_BOOTSTRAP_ITERS, help="resamples per corpus")
     parser.add_argument("--sizes", type=int, nargs="+", default=[300, 3000], help="corpus sizes")
-    parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=list(METRICS), help="metrics to study")
+    parser.add_argument(
+        "--metrics", nargs="+", choices=list(METRICS),
+        help=f"metrics to study (default: all; with --calibration-test: {', '.join(TEST_METRICS)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--calibration-test", action="store_true",
+        help="measure the calibration test's rejection rate at the 5%% level instead of interval coverage",
+    )  # fmt: skip
+    parser.add_argument(
+        "--null-draws", type=int, default=DEFAULT_BOOTSTRAP_ITERS, help="calibrated draws per calibration test"
+    )
     parser.add_argument(
         "--json",
         type=Path,
@@ -259,6 +366,10 @@ def main(argv: list[str] | None = None) -> None:
         "the notes quote; with --quick: nowhere)",
     )
     args = parser.parse_args(argv)
+    if args.calibration_test:
+        run_calibration_test(parser, args)
+        return
+    args.metrics = args.metrics or list(METRICS)
     if args.quick:
         args.corpora, args.smece_corpora, args.resamples = 20, 4, 300
     elif args.json is None:
@@ -279,6 +390,26 @@ def main(argv: list[str] | None = None) -> None:
         notes = interval_notes(document)
         args.json.write_text(coverage_json(document), encoding="utf-8")
         print(f"\nwrote {args.json}; the notes beside the intervals will read:\n\n" + "\n\n".join(notes))
+
+
+def run_calibration_test(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`--calibration-test`: print the test's rejection rates; write nothing."""
+    metrics = args.metrics or list(TEST_METRICS)
+    if not set(metrics) <= set(TEST_METRICS):
+        parser.error(f"--calibration-test tests {', '.join(TEST_METRICS)} only, not {', '.join(metrics)}")
+    if args.quick:
+        args.corpora, args.smece_corpora, args.null_draws = 20, 4, 200
+    smece_corpora = min(args.smece_corpora, args.corpora)
+    start = time.perf_counter()
+    rows = rejection_rates(args.corpora, smece_corpora, args.null_draws, args.sizes, metrics)
+    print(f"Share of corpora the calibration test rejects at the {TEST_LEVEL:.0%} level:\n")
+    print(rejection_table(rows))
+    print(f"\nThe least overconfidence detected with 80% power at the {TEST_LEVEL:.0%} level (typical runs):\n")
+    print(detectable_table(args.null_draws, args.sizes, metrics))
+    print(
+        f"\n{args.corpora} corpora per cell ({smece_corpora} for smECE), {args.null_draws} calibrated draws "
+        f"per test; {time.perf_counter() - start:.0f} s"
+    )
 
 
 if __name__ == "__main__":

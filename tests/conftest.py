@@ -188,6 +188,19 @@ def hand_brier(pairs):
     return sum((c - y) ** 2 for c, y in pairs) / len(pairs)
 
 
+def hand_aurc(pairs):
+    """The area under the risk-coverage curve: the questions answered in order of falling
+    confidence, those of one confidence together, each step of coverage weighted by the
+    error rate of all the questions answered at its end."""
+    area, answered, wrong = 0.0, 0, 0.0
+    for level in sorted({c for c, _ in pairs}, reverse=True):
+        verdicts = [y for c, y in pairs if c == level]
+        answered += len(verdicts)
+        wrong += sum(1 - y for y in verdicts)
+        area += len(verdicts) / len(pairs) * wrong / answered
+    return area
+
+
 def hand_bins(pairs, n_bins=10):
     """The (confidence, correct) pairs in each non-empty bin of docs/metrics.md, in order of first use."""
     bins = defaultdict(list)

@@ -22,6 +22,7 @@ import relplot
 from conftest import (
     FIXTURES,
     binned_l2_plug_in,
+    hand_aurc,
     hand_brier,
     hand_ece,
     loop_debiased_squared_ce,
@@ -31,6 +32,12 @@ from conftest import (
 )
 
 from lm_eval_semcal import cli
+from lm_eval_semcal.core.calibration import (
+    brier_decomposition,
+    calibration_test,
+    detectable_overconfidence,
+    selective_accuracy,
+)
 from lm_eval_semcal.runs.compare import CompareError, compare_runs, parse_labels, parse_pairs
 from lm_eval_semcal.runs.saved import doc_hash, load_run
 
@@ -95,7 +102,26 @@ HAND_METRICS = {
     "smece": lambda pairs: relplot_smece(tuple(pairs)),
     "brier": hand_brier,
     "auroc": hand_auroc,
+    "aurc": hand_aurc,
 }
+# After them in metrics.csv, without an interval: the curve metrics and the calibration test.
+UNBOUNDED_METRICS = (
+    "brier_miscalibration", "brier_discrimination", "brier_uncertainty", "acc_at_50_coverage", "acc_at_80_coverage",
+    "smece_p_value", "smece_noise_floor", "smece_noise_p95", "smece_detectable_overconfidence",
+)  # fmt: skip
+
+
+def expected_unbounded(name, conf, correct, iters):
+    """A row of UNBOUNDED_METRICS as the core functions give it (their own tests check them by hand)."""
+    parts = brier_decomposition(conf, correct)
+    test = calibration_test(conf, correct, metric="smece", iters=iters, seed=0)
+    return {
+        "brier_miscalibration": parts.miscalibration, "brier_discrimination": parts.discrimination,
+        "brier_uncertainty": parts.uncertainty, "acc_at_50_coverage": selective_accuracy(conf, correct, 0.5),
+        "acc_at_80_coverage": selective_accuracy(conf, correct, 0.8), "smece_p_value": test.p_value,
+        "smece_noise_floor": test.median, "smece_noise_p95": test.null_high,
+        "smece_detectable_overconfidence": detectable_overconfidence(conf, iters=iters, seed=0).overconfidence,
+    }[name]  # fmt: skip
 
 
 def expected_interval(name, conf, correct, iters):
@@ -153,10 +179,14 @@ def test_two_models_give_all_four_files_with_hand_numbers(runs, tmp_path):
     rows = read_csv(tmp_path / "cmp" / "metrics.csv")
     assert list(rows[0]) == ["model", "task", "metric", "value", "low", "high", "n"]
     assert {row["model"] for row in rows} == {"base", "tuned"}
-    assert [row["metric"] for row in rows if row["model"] == "base"] == list(HAND_METRICS)
+    assert [row["metric"] for row in rows if row["model"] == "base"] == [*HAND_METRICS, *UNBOUNDED_METRICS]
     for row in rows:
         model, name = row["model"], row["metric"]
         conf, correct = ANSWERS[model]
+        if name in UNBOUNDED_METRICS:
+            assert float(row["value"]) == expected_unbounded(name, conf, correct, 200)
+            assert math.isnan(float(row["low"])) and math.isnan(float(row["high"])) and row["n"] == "4"
+            continue
         if name in HAND[model]:
             assert float(row["value"]) == pytest.approx(HAND[model][name], abs=1e-12)
         assert float(row["value"]) == pytest.approx(HAND_METRICS[name](list(zip(conf, correct))), abs=1e-12)
@@ -199,6 +229,20 @@ def test_the_page_is_self_contained_and_names_the_models(runs, tmp_path):
             f"{smece:.3f} [{smece_low:.3f}, {smece_high:.3f}] | {gap:.3f} [{gap_low:.3f}, {gap_high:.3f}] (within noise) |"
         ) in markdown
     assert "ECE and smECE are biased upward near perfect calibration" in markdown
+    for model, (conf, correct) in ANSWERS.items():
+        floor, high, p_value, detectable, mcb, dsc, unc, acc_50, acc_80 = (expected_unbounded(name, conf, correct, 50) for name in (
+            "smece_noise_floor", "smece_noise_p95", "smece_p_value", "smece_detectable_overconfidence",
+            "brier_miscalibration", "brier_discrimination", "brier_uncertainty", "acc_at_50_coverage",
+            "acc_at_80_coverage",
+        ))  # fmt: skip
+        aurc_low, aurc_high = expected_interval("aurc", conf, correct, 50)
+        verdict = f"within noise of calibrated (p = {p_value:.2f})" if p_value > 0.05 else f"miscalibrated, p = {p_value:.3f}"
+        assert (
+            f"| {TASK} | {model} | {floor:.3f} / {high:.3f} | {verdict} | {detectable:.3f} | "
+            f"{mcb:.3f} / {dsc:.3f} / {unc:.3f} | {hand_aurc(list(zip(conf, correct))):.3f} [{aurc_low:.3f}, {aurc_high:.3f}] | "
+            f"{acc_50:.3f} | {acc_80:.3f} |"
+        ) in markdown
+    assert f"![{TASK}: risk-coverage curves of base, tuned](risk_coverage_01_{TASK}.png)" in markdown
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert (tmp_path / "cmp" / image).is_file()
 

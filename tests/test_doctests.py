@@ -15,7 +15,17 @@ from pathlib import Path
 import pytest
 
 import lm_eval_semcal
-from lm_eval_semcal.core import bootstrap, estimators, metrics, paired_bootstrap, point_metrics
+from lm_eval_semcal.core import (
+    bootstrap,
+    brier_decomposition,
+    consistency_resampling,
+    estimators,
+    metrics,
+    paired_bootstrap,
+    point_metrics,
+    power,
+    selective,
+)
 
 PACKAGE_DIR = Path(lm_eval_semcal.__file__).parent
 # Every module whose docstrings hold an example; those of harness/ import lm-eval.
@@ -28,7 +38,13 @@ MODULES_WITH_DOCTESTS = [
     )
 ]
 # The modules that hold the public metrics' examples: each must run some.
-WITH_EXAMPLES = {module.__name__ for module in (point_metrics, bootstrap, paired_bootstrap, metrics, estimators)}
+WITH_EXAMPLES = {
+    module.__name__
+    for module in (
+        point_metrics, bootstrap, paired_bootstrap, metrics, estimators, selective, brier_decomposition,
+        consistency_resampling, power,
+    )  # fmt: skip
+}
 PUBLIC_METRICS = [
     point_metrics.accuracy,
     point_metrics.mean_confidence,
@@ -42,6 +58,13 @@ PUBLIC_METRICS = [
     paired_bootstrap.paired_bootstrap_ci,
     metrics.corpus_metrics,
     estimators.split_half_estimates,
+    selective.risk_coverage_curve,
+    selective.aurc,
+    selective.selective_accuracy,
+    brier_decomposition.brier_decomposition,
+    consistency_resampling.calibration_test,
+    power.detectable_overconfidence,
+    power.questions_needed,
 ]
 
 

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-from lm_eval_semcal.core.calibration import accuracy, paired_bootstrap_distributions
+from lm_eval_semcal.core.calibration import (
+    accuracy,
+    calibration_test,
+    detectable_overconfidence,
+    paired_bootstrap_distributions,
+)
 from lm_eval_semcal.core.metrics import COVERAGE_FILE, INTERVAL_METHOD, INTERVAL_NOTES, interval_notes
 from lm_eval_semcal.core.settings import CI_LEVEL
 
@@ -120,3 +125,41 @@ def test_the_script_writes_the_coverage_the_notes_read(tmp_path, monkeypatch, ca
         low, high = paired_bootstrap_distributions(accuracy, *sample, 40, corpus).a.interval("percentile", CI_LEVEL)
         covered += low <= truth <= high
     assert cell(written, "calibrated", 60, "acc")["covered"] == covered
+
+
+def test_the_script_measures_the_calibration_tests_rejections(capsys):
+    script = load_script()
+    script.main(["--calibration-test", "--corpora", "6", "--smece-corpora", "1", "--null-draws", "19", "--sizes", "200"])
+    printed = capsys.readouterr().out
+    tables = [line for line in printed.splitlines() if line.startswith("| ") and "---" not in line]
+    rows, detectable = tables[:4], tables[4:]
+    assert rows[0] == "| world | n | smece | ece | debiased_l2_ce |"
+    assert [row.split(" | ")[:2] for row in rows[1:]] == [["| calibrated", "200"], ["| overconfident", "200"], ["| mixed", "200"]]
+    assert "6 corpora per cell (1 for smECE), 19 calibrated draws per test" in printed
+
+    # The mixed world's cell for ECE, recomputed: each corpus drawn as the script documents
+    # (confidences from the grid distribution, then verdicts: c + 0.05 below 0.7, c - 0.05 from it).
+    assert script.MEDIAN_CONFIDENCE == 0.7
+    cumulative = np.cumsum(script.CONFIDENCE_PROBABILITY)
+    rejected = 0
+    for corpus in range(6):
+        rng = np.random.default_rng([3, 2, 200, corpus])
+        conf = script.GRID[np.minimum(np.searchsorted(cumulative, rng.random(200), side="right"), 49)]
+        accuracy = np.clip(np.where(conf < 0.7, conf + 0.05, conf - 0.05), 0, 1)
+        correct = (rng.random(200) < accuracy).astype(float)
+        rejected += calibration_test(conf, correct, metric="ece", iters=19, seed=corpus).p_value <= 0.05
+    assert rejected == 4  # of 6: a miscalibration the test sees at 200 questions
+    assert rows[3].split(" | ")[3] == "66.7% (4/6)"
+
+    # The detectable shift for ECE, recomputed on the typical run: the grid distribution's
+    # quantiles at (i + 1/2) / 200.
+    typical = script.GRID[np.minimum(np.searchsorted(cumulative, (np.arange(200) + 0.5) / 200, side="right"), 49)]
+    assert detectable[0] == "| n | smece | ece | debiased_l2_ce |"
+    shift = detectable_overconfidence(typical, metric="ece", iters=19).overconfidence
+    assert detectable[1].split(" | ")[2] == f"{shift:.3f}"
+
+
+def test_the_calibration_test_mode_refuses_metrics_it_cannot_test(capsys):
+    with pytest.raises(SystemExit):
+        load_script().main(["--calibration-test", "--metrics", "brier"])
+    assert "--calibration-test tests smece, ece, debiased_l2_ce only, not brier" in capsys.readouterr().err

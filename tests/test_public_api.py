@@ -15,6 +15,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 from conftest import REPO_ROOT
 from lm_eval.api.metrics import mean as lm_eval_mean
@@ -31,6 +32,7 @@ from lm_eval_semcal import (
     score_question,
     score_questions,
 )
+from lm_eval_semcal.core.calibration import aurc, bootstrap_ci, calibration_test, detectable_overconfidence
 from lm_eval_semcal.core.records import DamagedRecord
 from lm_eval_semcal.core.semantic_classes import plurality
 from lm_eval_semcal.grouping.base import group_by_first_appearance
@@ -239,6 +241,17 @@ def graded_record(answers: list[str], grades: tuple[str | None, ...]) -> Questio
     return QuestionRecord(classes, tuple(grade == "CORRECT" for grade in grades), "llm", grades)
 
 
+def fixed_record(confidence: float, correct: bool, samples: int = 20) -> QuestionRecord:
+    """A record of `samples` answers whose plurality class holds `confidence` of them and is `correct`.
+
+    The plurality class "a" comes first; each other sample is an answer of its own (wrong).
+    """
+    size = round(confidence * samples)
+    answers = ["a"] * size + [f"b{i}" for i in range(samples - size)]
+    classes = SemanticClasses.from_keys(answers, answers)
+    return QuestionRecord(classes, tuple(bool(correct) and r == "a" for r in classes.representatives), "exact")
+
+
 # Rome x2, Italy, Milan: one sample of four in a class graded NOT_ATTEMPTED.
 ROME = (["Rome", "Italy", "rome", "Milan"], ("CORRECT", "NOT_ATTEMPTED", "INCORRECT"))
 # Oslo x2, Norway, no answer: three of four.
@@ -310,12 +323,90 @@ def test_corpus_metrics_by_hand_and_against_lm_eval():
     assert got.values["no_answer"] == pytest.approx(0.25 / 3)
     assert got.values["n_classes"] == pytest.approx((2 + 3 + 1) / 3)
     assert list(got.values) == [
-        "acc", "conf", "ece", "debiased_l2_ce", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer"
+        "acc", "conf", "ece", "debiased_l2_ce", "smece", "brier", "brier_miscalibration", "brier_discrimination",
+        "brier_uncertainty", "auroc", "aurc", "acc_at_50_coverage", "acc_at_80_coverage", "sem_entropy",
+        "n_classes", "no_answer",
     ]  # fmt: skip
+    # Accuracy rises with confidence (wrong at 0.5, right at 0.75 and 1.0): the isotonic
+    # recalibration is (0, 1, 1), whose Brier score is 0, so all of brier is
+    # miscalibration and all of the uncertainty acc (1 - acc) = 2/9 is discriminated.
+    assert got.values["brier_miscalibration"] == pytest.approx(got.values["brier"], abs=1e-15)
+    assert got.values["brier_discrimination"] == pytest.approx(2 / 9, abs=1e-15)
+    assert got.values["brier_uncertainty"] == pytest.approx(2 / 9, abs=1e-15)
+    # Most confident first: right, right, wrong; risk 0, 0, 1/3 at coverage 1/3, 2/3, 1.
+    assert got.values["aurc"] == pytest.approx(1 / 9, abs=1e-15)
+    # 1.5 questions answered: both of them right; 2.4: 2 right of the top 2, 0.4 of a wrong one.
+    assert got.values["acc_at_50_coverage"] == 1.0
+    assert got.values["acc_at_80_coverage"] == pytest.approx(2 / 2.4, abs=1e-15)
     assert got.stderrs["acc"] == lm_eval_mean_stderr(correct) == pytest.approx(statistics.stdev(correct) / math.sqrt(3))
     assert all(math.isnan(low) and math.isnan(high) for low, high in got.intervals.values())
-    low, high = corpus_metrics(records, bootstrap_iters=200).intervals["brier"]
+    assert list(got.intervals) == ["ece", "debiased_l2_ce", "smece", "brier", "auroc", "aurc"]
+    assert list(got.test) == ["smece_p_value", "smece_noise_floor", "smece_noise_p95", "smece_detectable_overconfidence"]
+    assert all(math.isnan(value) for value in got.test.values()) and got.verdict == "not tested (0 resamples)"
+    resampled = corpus_metrics(records, bootstrap_iters=200)
+    low, high = resampled.intervals["brier"]
     assert 0.0 <= low <= got.values["brier"] <= high <= 0.25
+    assert resampled.intervals["aurc"] == bootstrap_ci(aurc, conf, correct, iters=200, seed=0)
+
+
+def test_corpus_metrics_tests_smece_against_calibrated_runs_with_the_bootstraps_draws_and_seed():
+    # 300 questions on a k/10 grid, right 0.15 less often than they say: miscalibrated.
+    rng = np.random.default_rng(5)
+    conf = rng.integers(3, 11, size=300) / 10
+    correct = rng.random(300) < conf - 0.15
+    records = [fixed_record(c, r) for c, r in zip(conf, correct)]
+    got = corpus_metrics(records, bootstrap_iters=200, seed=3)
+    test = calibration_test(conf, correct, metric="smece", iters=200, seed=3)
+    detectable = detectable_overconfidence(conf, metric="smece", power=0.8, alpha=0.05, iters=200, seed=3)
+    assert got.test == {
+        "smece_p_value": test.p_value, "smece_noise_floor": test.median, "smece_noise_p95": test.null_high,
+        "smece_detectable_overconfidence": detectable.overconfidence,
+    }  # fmt: skip
+    assert test.observed == got.values["smece"]
+    # No calibrated draw of 200 reaches an smECE of about 0.15: the least p-value, 1/201.
+    assert test.p_value == 1 / 201 and got.verdict == "miscalibrated, p = 0.005"
+    assert 0 < test.median < test.null_high < got.values["smece"]
+    # The verdicts drawn as Bernoulli(confidence) instead: within noise.
+    calibrated = rng.random(300) < conf
+    again = corpus_metrics([fixed_record(c, r) for c, r in zip(conf, calibrated)], bootstrap_iters=200, seed=3)
+    p_value = calibration_test(conf, calibrated, iters=200, seed=3).p_value
+    assert p_value > 0.05 and again.verdict == f"within noise of calibrated (p = {p_value:.2f})"
+    # Fewer than 19 draws cannot reach p = 0.05: the test is quoted, no detectable shift.
+    few = corpus_metrics(records, bootstrap_iters=10, seed=3)
+    assert few.test["smece_p_value"] == 1 / 11 and math.isnan(few.test["smece_detectable_overconfidence"])
+
+
+def test_the_brier_parts_follow_the_isotonic_regression_of_sklearn():
+    sklearn_isotonic = pytest.importorskip("sklearn.isotonic")
+    rng = np.random.default_rng(11)
+    conf = rng.integers(2, 21, size=500) / 20
+    correct = rng.random(500) < conf**2
+    got = corpus_metrics([fixed_record(c, r) for c, r in zip(conf, correct)], bootstrap_iters=0).values
+    recalibrated = sklearn_isotonic.IsotonicRegression(y_min=0, y_max=1).fit_transform(conf, correct)
+    brier, recalibrated_brier = np.mean((conf - correct) ** 2), np.mean((recalibrated - correct) ** 2)
+    uncertainty = correct.mean() * (1 - correct.mean())
+    assert got["brier_miscalibration"] == pytest.approx(brier - recalibrated_brier, abs=1e-12)
+    assert got["brier_discrimination"] == pytest.approx(uncertainty - recalibrated_brier, abs=1e-12)
+    assert got["brier_uncertainty"] == pytest.approx(uncertainty, abs=1e-12)
+    # The most confident share of the questions, the tie group at the boundary at its mean accuracy.
+    assert got["acc_at_50_coverage"] == pytest.approx(expected_selective_accuracy(conf, correct, 0.5), abs=1e-12)
+    assert got["acc_at_80_coverage"] == pytest.approx(expected_selective_accuracy(conf, correct, 0.8), abs=1e-12)
+    assert got["acc_at_50_coverage"] > got["acc_at_80_coverage"] > correct.mean()
+
+
+def expected_selective_accuracy(conf, correct, coverage):
+    """Accuracy of the top `coverage` share, the boundary tie group counted at its mean accuracy."""
+    answered = coverage * len(conf)
+    right = 0.0
+    taken = 0.0
+    for level in sorted(set(conf), reverse=True):
+        at_level = correct[conf == level]
+        take = min(len(at_level), answered - taken)
+        right += take * at_level.mean()
+        taken += take
+        if taken >= answered:
+            break
+    return right / answered
 
 
 def test_not_attempted_is_reported_only_when_every_question_was_graded():
@@ -329,7 +420,7 @@ def test_not_attempted_is_reported_only_when_every_question_was_graded():
     for records in ([plain], [graded_record(*ROME), plain]):
         metrics = corpus_metrics(records, bootstrap_iters=0)
         assert "not_attempted" not in metrics.values and "not_attempted" not in metrics.stderrs
-        assert len(metrics.values) == 10
+        assert len(metrics.values) == 16  # every metric of docs/metrics.md but not_attempted
 
 
 def test_one_question_has_no_standard_error_and_no_questions_is_an_error():
@@ -398,3 +489,21 @@ def test_a_b_can_be_named_by_its_path():
         check_grouping("lm_eval_semcal.demo.entity:NOPE")
     with pytest.raises(ValueError, match="unknown grouping 'normalise'; choose one of embedding, exact"):
         check_grouping("normalise")
+
+
+# ---------------------------------------------------------------------------- the verdicts of issue 24
+
+# The package exports these from core.calibration, their public path.
+VERDICT_NAMES = [
+    "BrierDecomposition", "CalibrationTest", "DetectableOverconfidence", "QuestionsNeeded", "aurc",
+    "brier_decomposition", "calibration_test", "detectable_overconfidence", "questions_needed",
+    "risk_coverage_curve", "selective_accuracy",
+]  # fmt: skip
+
+
+def test_the_verdicts_are_exported_from_their_public_path():
+    from lm_eval_semcal.core import calibration
+
+    for name in VERDICT_NAMES:
+        assert name in lm_eval_semcal.__all__ and name in calibration.__all__, name
+        assert getattr(lm_eval_semcal, name) is getattr(calibration, name), name

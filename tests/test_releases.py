@@ -11,6 +11,7 @@ import shlex
 import shutil
 import sys
 
+import numpy as np
 import pytest
 from conftest import FIXTURES, ScriptedLM
 from lm_eval import simple_evaluate
@@ -25,6 +26,7 @@ from lm_eval_semcal.harness.releases import (
     repeats_option,
 )
 from lm_eval_semcal.cli import main
+from lm_eval_semcal.core.calibration import aurc, bootstrap_ci, calibration_test, detectable_overconfidence
 from lm_eval_semcal.harness.task import SemcalConfigError
 from lm_eval_semcal.runs.saved import load_run
 from lm_eval_semcal.tasks import TASKS_DIR
@@ -129,6 +131,40 @@ def test_metrics_with_no_better_direction_have_none_in_the_results():
     assert {name: directions[name] for name in ("acc", "conf", "ece", "ece_ci_low", "ece_ci_high", "auroc", "n_classes")} == {
         "acc": True, "conf": None, "ece": False, "ece_ci_low": None, "ece_ci_high": None, "auroc": True, "n_classes": None,
     }
+
+
+def test_the_results_carry_the_calibration_test_the_brier_parts_aurc_and_selective_accuracy():
+    results = run_triviaqa({"repeats": 4, "bootstrap_iters": 50})[1]
+    got = {key.split(",")[0]: value for key, value in results["results"]["semcal_triviaqa"].items() if "," in key}
+    conf, correct = np.array([0.75, 0.5, 1.0, 0.25]), np.array([1.0, 1.0, 1.0, 0.0])
+    # Accuracy rises with confidence (wrong only at 0.25): the isotonic recalibration is
+    # (0, 1, 1, 1), whose Brier score is 0; all of brier is miscalibration, all of the
+    # uncertainty 3/4 * 1/4 is discriminated.
+    assert got["brier_miscalibration"] == pytest.approx(got["brier"], abs=1e-15)
+    assert got["brier_discrimination"] == pytest.approx(3 / 16, abs=1e-15)
+    assert got["brier_uncertainty"] == pytest.approx(3 / 16, abs=1e-15)
+    # Most confident first: right, right, right, wrong; only the last step has a risk, 1/4.
+    assert got["aurc"] == pytest.approx(1 / 16, abs=1e-15)
+    assert (got["aurc_ci_low"], got["aurc_ci_high"]) == bootstrap_ci(aurc, conf, correct, iters=50, seed=0)
+    # The top 2 are right; the top 3.2 hold 3 right and 0.2 of the wrong one.
+    assert got["acc_at_50_coverage"] == 1.0 and got["acc_at_80_coverage"] == pytest.approx(3 / 3.2, abs=1e-15)
+    test = calibration_test(conf, correct, metric="smece", iters=50, seed=0)
+    assert (got["smece_p_value"], got["smece_noise_floor"], got["smece_noise_p95"]) == (
+        test.p_value, test.median, test.null_high,
+    )  # fmt: skip
+    # Four questions see only a gross shift: 0.73 (of at most 1.0), found as the core finds it.
+    detectable = detectable_overconfidence(conf, metric="smece", power=0.8, alpha=0.05, iters=50, seed=0)
+    assert got["smece_detectable_overconfidence"] == detectable.overconfidence == pytest.approx(0.7275, abs=1e-4)
+    directions = results["higher_is_better"]["semcal_triviaqa"]
+    assert {name: directions[name] for name in (
+        "brier_miscalibration", "brier_discrimination", "brier_uncertainty", "aurc", "aurc_ci_low",
+        "acc_at_50_coverage", "acc_at_80_coverage", "smece_p_value", "smece_noise_floor", "smece_noise_p95",
+        "smece_detectable_overconfidence",
+    )} == {
+        "brier_miscalibration": False, "brier_discrimination": True, "brier_uncertainty": None, "aurc": False,
+        "aurc_ci_low": None, "acc_at_50_coverage": True, "acc_at_80_coverage": True, "smece_p_value": None,
+        "smece_noise_floor": None, "smece_noise_p95": None, "smece_detectable_overconfidence": False,
+    }  # fmt: skip
 
 
 SAVED_RUNS = FIXTURES / "runs"  # one scripted TriviaQA run, saved by each release (runs/README.md)

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import hand_brier, hand_ece, reference_bootstrap, save_scripted_run
+from conftest import hand_aurc, hand_brier, hand_ece, reference_bootstrap, save_scripted_run
 from matplotlib import image
 
 from lm_eval_semcal import cli
+from lm_eval_semcal.core.calibration import calibration_test, detectable_overconfidence
 from lm_eval_semcal.core.estimators import split_half_choice, split_half_estimates
 from lm_eval_semcal.core.records import QuestionRecord
 from lm_eval_semcal.core.semantic_classes import SemanticClasses
@@ -57,6 +58,16 @@ HAND_BRIER = (0.25**2 + 0.25**2 + 0.5**2 + 1.0**2) / 4
 # Split: bin 0 holds Q1 (0 vs 0), bin 5 Q2 and Q3 (mean conf 0.5, mean correct 0.5), bin 9
 # Q4: only Q4's |1 - 0| * 1/4 is left.
 HAND_SPLIT_ECE = 1.0 / 4
+# Isotonic recalibration: 0.5 -> 0 right of 1; 0.75 (2 of 2 right) and 1.0 (0 of 1) violate
+# the order and pool to 2/3. Its Brier score is (1/9 + 1/9 + 0 + 4/9) / 4 = 1/6.
+HAND_MISCALIBRATION = HAND_BRIER - 1 / 6
+HAND_DISCRIMINATION = 0.5 * 0.5 - 1 / 6
+# Most confident first: 1.0 (wrong) risk 1 at coverage 1/4; with 0.75 (two right) 1/3 at 3/4;
+# all: 2/4.
+HAND_AURC = 1 / 4 * 1 + 2 / 4 * 1 / 3 + 1 / 4 * 2 / 4
+# Two answered: the wrong one at 1.0 and one of the two right at 0.75; 3.2: the three
+# above 0.5 (two right) and 0.2 of the wrong one at 0.5.
+HAND_ACC_AT_50, HAND_ACC_AT_80 = 1 / 2, 2 / 3.2
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +178,18 @@ def test_report_numbers_equal_hand_values(run_dir, caplog):
     assert report.values["conf"] == pytest.approx(0.75)
     assert report.values["ece"] == pytest.approx(HAND_ECE)
     assert report.values["brier"] == pytest.approx(HAND_BRIER)
+    assert report.values["brier_miscalibration"] == pytest.approx(HAND_MISCALIBRATION, abs=1e-15)
+    assert report.values["brier_discrimination"] == pytest.approx(HAND_DISCRIMINATION, abs=1e-15)
+    assert report.values["brier_uncertainty"] == 0.25
+    assert report.values["aurc"] == pytest.approx(HAND_AURC, abs=1e-15)
+    assert report.values["acc_at_50_coverage"] == pytest.approx(HAND_ACC_AT_50, abs=1e-15)
+    assert report.values["acc_at_80_coverage"] == pytest.approx(HAND_ACC_AT_80, abs=1e-15)
+    test = calibration_test(CONFIDENCE, CORRECT, metric="smece", iters=200, seed=0)
+    detectable = detectable_overconfidence(CONFIDENCE, metric="smece", power=0.8, alpha=0.05, iters=200, seed=0)
+    assert report.test == {
+        "smece_p_value": test.p_value, "smece_noise_floor": test.median, "smece_noise_p95": test.null_high,
+        "smece_detectable_overconfidence": detectable.overconfidence,
+    }  # fmt: skip
     # Right {0.75, 0.75} vs wrong {0.5, 1.0}: each right one beats 0.5 and loses to 1.0.
     assert report.values["auroc"] == pytest.approx(0.5)
     assert report.values["n_classes"] == pytest.approx(7 / 4)
@@ -188,13 +211,33 @@ def test_report_numbers_equal_hand_values(run_dir, caplog):
 def test_write_reports_writes_tables_and_a_diagram(run_dir, tmp_path):
     out = tmp_path / "report"
     paths = write_reports(run_dir, out_dir=out, bootstrap_iters=200)
-    assert paths == [out / f"{TASK}_reliability.png", out / f"{TASK}.md", out / "summary.md"]
+    assert paths == [
+        out / f"{TASK}_reliability.png", out / f"{TASK}_risk_coverage.png", out / f"{TASK}.md", out / "summary.md"
+    ]  # fmt: skip
 
     text = (out / f"{TASK}.md").read_text()
     metrics = markdown_table(text, "| metric |")
     assert list(metrics) == [
-        "acc", "conf", "ece", "debiased_l2_ce", "smece", "brier", "auroc", "sem_entropy", "n_classes", "no_answer"
+        "acc", "conf", "ece", "debiased_l2_ce", "smece", "brier", "brier_miscalibration", "brier_discrimination",
+        "brier_uncertainty", "auroc", "aurc", "acc_at_50_coverage", "acc_at_80_coverage", "sem_entropy",
+        "n_classes", "no_answer",
     ]  # fmt: skip
+    assert float(metrics["brier_miscalibration"][0]) == pytest.approx(HAND_MISCALIBRATION, abs=5e-5)
+    assert metrics["brier_miscalibration"][1] == "" and metrics["brier_discrimination"][2] == "higher"
+    assert float(metrics["aurc"][0]) == pytest.approx(HAND_AURC, abs=5e-5)
+    low, high = reference_bootstrap(hand_aurc, CONFIDENCE, CORRECT, iters=200, seed=0)
+    assert metrics["aurc"][1] == f"[{low:.4f}, {high:.4f}]" and metrics["aurc"][2] == "lower"
+    assert float(metrics["acc_at_80_coverage"][0]) == pytest.approx(HAND_ACC_AT_80, abs=5e-5)
+
+    test = calibration_test(CONFIDENCE, CORRECT, metric="smece", iters=200, seed=0)
+    detectable = detectable_overconfidence(CONFIDENCE, metric="smece", iters=200, seed=0).overconfidence
+    section = markdown_table(text[text.index("## Is it calibrated?") :], "| | |")
+    assert section["noise floor: smECE of a calibrated model, median"] == [f"{test.median:.4f}"]
+    assert section["noise floor: 95th percentile"] == [f"{test.null_high:.4f}"]
+    assert section["p-value"] == [f"{test.p_value:.4f}"]
+    # Four questions, nothing like a calibrated model's verdicts ruled out.
+    assert test.p_value > 0.05 and section["verdict"] == [f"within noise of calibrated (p = {test.p_value:.2f})"]
+    assert section["least overconfidence detected with 80% power at 5%"] == [f"{detectable:.4f}"]
     assert float(metrics["acc"][0]) == pytest.approx(0.5, abs=5e-5)
     assert float(metrics["ece"][0]) == pytest.approx(HAND_ECE, abs=5e-5)
     assert float(metrics["brier"][0]) == pytest.approx(HAND_BRIER, abs=5e-5)
@@ -205,7 +248,7 @@ def test_write_reports_writes_tables_and_a_diagram(run_dir, tmp_path):
     assert metrics["ece"][1] == f"[{max(0.0, 2 * HAND_ECE - q_high):.4f}, {min(1.0, 2 * HAND_ECE - q_low):.4f}]"
     assert "| samples per question (M) | 4 |" in text
     assert "| grouping (B) | normalize |" in text
-    assert "agree with lm-eval's results JSON to 1e-09 (10 of 10 metrics reported there)" in text
+    assert "agree with lm-eval's results JSON to 1e-09 (16 of 16 metrics reported there)" in text
 
     split = markdown_table(text, "| estimator |")
     plurality, halves = split.values()
@@ -219,6 +262,8 @@ def test_write_reports_writes_tables_and_a_diagram(run_dir, tmp_path):
     row = summary[TASK]
     assert row[:4] == [MODEL, "4", "4", "normalize"]
     assert row[5].startswith("0.7500") and row[6].startswith(f"{HAND_ECE:.4f} [")
+    assert row[11].startswith(f"{HAND_AURC:.4f} [")
+    assert row[12:14] == [f"{test.median:.4f}", f"within noise of calibrated (p = {test.p_value:.2f})"]
 
     png = out / f"{TASK}_reliability.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -226,13 +271,31 @@ def test_write_reports_writes_tables_and_a_diagram(run_dir, tmp_path):
     height, width = pixels.shape[:2]
     assert 500 < width < 2000 and 500 < height < 2000
     assert pixels.std() > 0.05  # drawn on, not blank
+    curve = image.imread(out / f"{TASK}_risk_coverage.png")
+    assert curve.shape[0] > 300 and curve.std() > 0.05
+
+
+def test_the_corp_diagram_is_drawn_on_request_and_unknown_diagrams_are_refused(run_dir, tmp_path):
+    smooth = write_reports(run_dir, out_dir=tmp_path / "smooth", bootstrap_iters=0)[0]
+    assert cli.main(["report", str(run_dir), "--out", str(tmp_path / "corp"), "--bootstrap-iters", "0",
+                     "--diagram", "corp"]) == 0  # fmt: skip
+    corp = tmp_path / "corp" / f"{TASK}_reliability.png"
+    assert corp.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and corp.read_bytes() != smooth.read_bytes()
+    assert image.imread(corp).std() > 0.05
+    with pytest.raises(ValueError, match="diagram must be one of smooth, corp, got 'binned'"):
+        write_reports(run_dir, out_dir=tmp_path / "binned", bootstrap_iters=0, diagram="binned")
+    with pytest.raises(SystemExit):
+        cli.main(["report", str(run_dir), "--diagram", "binned"])
 
 
 def test_cli_report_prints_the_written_paths(run_dir, tmp_path, capsys):
     out = tmp_path / "cli_report"
     assert cli.main(["report", str(run_dir), "--out", str(out), "--bootstrap-iters", "0"]) == 0
     printed = capsys.readouterr().out.split()
-    assert printed == [str(out / f"{TASK}_reliability.png"), str(out / f"{TASK}.md"), str(out / "summary.md")]
+    assert printed == [
+        str(out / f"{TASK}_reliability.png"), str(out / f"{TASK}_risk_coverage.png"), str(out / f"{TASK}.md"),
+        str(out / "summary.md"),
+    ]  # fmt: skip
     assert all(Path(p).is_file() for p in printed)
     assert "| ece | 0.5000 | n/a | lower |" in (out / f"{TASK}.md").read_text()
 
@@ -309,7 +372,7 @@ def test_disagreement_with_lm_eval_is_named(run_dir, tmp_path, caplog):
         paths = write_reports(copy, bootstrap_iters=0)
     warnings = [r.getMessage() for r in caplog.records if "lm-eval reported" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].startswith(f"{TASK}: brier recomputed")
-    assert "Differs from lm-eval's results JSON: brier" in paths[1].read_text()
+    assert "Differs from lm-eval's results JSON: brier" in paths[2].read_text()
 
 
 def test_several_models_get_their_own_files(run_dir, tmp_path):
@@ -323,8 +386,8 @@ def test_several_models_get_their_own_files(run_dir, tmp_path):
     paths = write_reports(out, bootstrap_iters=0)
     # Named by the hub id, its slash made a file name's underscore.
     assert [p.name for p in paths] == [
-        f"org_base__{TASK}_reliability.png", f"org_base__{TASK}.md",
-        f"org_instruct__{TASK}_reliability.png", f"org_instruct__{TASK}.md",
+        f"org_base__{TASK}_reliability.png", f"org_base__{TASK}_risk_coverage.png", f"org_base__{TASK}.md",
+        f"org_instruct__{TASK}_reliability.png", f"org_instruct__{TASK}_risk_coverage.png", f"org_instruct__{TASK}.md",
         "summary.md",
     ]
     summary = paths[-1].read_text()
@@ -398,7 +461,7 @@ def test_questions_with_different_m_are_reported_as_such(run_dir, tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="lm_eval_semcal"):
         paths = write_reports(copy, bootstrap_iters=0)
     assert any("different numbers of samples, M = 4-5" in r.getMessage() for r in caplog.records)
-    text = paths[1].read_text()
+    text = paths[2].read_text()
     assert "| samples per question (M) | 4-5 (differs between questions) |" in text
     assert "k* on the first floor(M/2) samples, share on the rest" in text
 

@@ -14,6 +14,7 @@ from lm_eval_semcal.core import bootstrap, metrics, paired_bootstrap, settings
 def test_the_defaults_and_the_level_as_printed():
     assert (settings.DEFAULT_BOOTSTRAP_ITERS, settings.BOOTSTRAP_SEED, settings.CI_LEVEL) == (1000, 0, 0.95)
     assert settings.CI_PERCENT == "95%"
+    assert (settings.TEST_ALPHA, settings.TEST_POWER) == (0.05, 0.8)
 
 
 @pytest.mark.parametrize(
@@ -25,6 +26,7 @@ def test_the_defaults_and_the_level_as_printed():
         paired_bootstrap.paired_bootstrap_ci,
         paired_bootstrap.paired_bootstrap_distributions,
         metrics.corpus_metrics,
+        metrics.calibration_test_rows,
         metrics.metric_interval,
         metrics.paired_difference,
     ],

@@ -84,8 +84,11 @@ def test_triviaqa_concise_metrics_match_hand_computation():
     assert got["sem_entropy"] == pytest.approx((h_31 + math.log(2) + h_31 + 0.0) / 4)
     assert got["n_classes"] == pytest.approx((2 + 2 + 2 + 1) / 4)
     assert got["no_answer"] == pytest.approx((0 + 0 + 0.75 + 0) / 4)
-    for name in ("ece", "smece", "brier", "auroc"):
+    for name in ("ece", "smece", "brier", "auroc", "aurc"):
         assert math.isnan(got[f"{name}_ci_low"]) and math.isnan(got[f"{name}_ci_high"])
+    # The calibration test draws as many calibrated runs as the bootstrap: none.
+    for name in ("smece_p_value", "smece_noise_floor", "smece_noise_p95", "smece_detectable_overconfidence"):
+        assert math.isnan(got[name])
 
     # M = 4 samples were drawn for each of the 4 questions, with the task's sampling settings.
     assert len(lm.requests) == 16

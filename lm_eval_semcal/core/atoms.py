@@ -45,23 +45,12 @@ def _validate(confidence, correct) -> tuple[np.ndarray, np.ndarray]:
         )
     if len(conf) == 0:
         raise ValueError("empty input: pass at least one question")
-    if conf.dtype.kind not in "biuf":
-        raise ValueError(
-            f"confidence must be numeric, got dtype {conf.dtype}; convert it to float"
-        )
+    conf = _confidence_values(conf)
     if corr.dtype.kind not in "biuf":
         raise ValueError(
             f"correct must be numeric or bool, got dtype {corr.dtype}; convert it to 0/1"
         )
-    conf = conf.astype(np.float64)
     corr = corr.astype(np.float64)
-    if np.isnan(conf).any():
-        raise ValueError("confidence contains NaN; drop or fill those questions first")
-    if conf.min() < 0.0 or conf.max() > 1.0:
-        raise ValueError(
-            f"confidence must lie in [0, 1], got values in [{conf.min()}, {conf.max()}]; "
-            f"pass probabilities, not scores"
-        )
     if np.isnan(corr).any():
         raise ValueError("correct contains NaN; drop or fill those questions first")
     binary = (corr == 0.0) | (corr == 1.0)
@@ -69,6 +58,35 @@ def _validate(confidence, correct) -> tuple[np.ndarray, np.ndarray]:
         bad = corr[~binary][0]
         raise ValueError(f"correct must be 0/1 or bool, got {bad}; binarise the labels first")
     return conf, corr
+
+
+def _validate_confidence(confidence) -> np.ndarray:
+    """Check per-question confidences that come without verdicts; return them as float64."""
+    conf = np.asarray(confidence)
+    if conf.ndim != 1:
+        raise ValueError(
+            f"confidence must be 1-D (one entry per question), got shape {conf.shape}; flatten it first"
+        )
+    if len(conf) == 0:
+        raise ValueError("empty input: pass at least one question")
+    return _confidence_values(conf)
+
+
+def _confidence_values(conf: np.ndarray) -> np.ndarray:
+    """The checks of a 1-D confidence array's values: numeric, no NaN, within [0, 1]."""
+    if conf.dtype.kind not in "biuf":
+        raise ValueError(
+            f"confidence must be numeric, got dtype {conf.dtype}; convert it to float"
+        )
+    conf = conf.astype(np.float64)
+    if np.isnan(conf).any():
+        raise ValueError("confidence contains NaN; drop or fill those questions first")
+    if conf.min() < 0.0 or conf.max() > 1.0:
+        raise ValueError(
+            f"confidence must lie in [0, 1], got values in [{conf.min()}, {conf.max()}]; "
+            f"pass probabilities, not scores"
+        )
+    return conf
 
 
 def _validate_n_bins(n_bins) -> int:
@@ -187,6 +205,37 @@ def _weighted_auroc(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> np.nda
     pairs = pos.sum(axis=1) * neg.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(pairs > 0, wins / pairs, np.nan)
+
+
+def _levels_from_top(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, per distinct confidence from the highest down: (questions, right answers) there."""
+    starts = _runs(conf)
+    # Highest confidence first: the order in which a threshold lowered from 1 admits questions.
+    return np.add.reduceat(w, starts, axis=1)[:, ::-1], np.add.reduceat(w * corr, starts, axis=1)[:, ::-1]
+
+
+def _risk_coverage_steps(
+    conf: np.ndarray, corr: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The risk-coverage curve's points per row, one per distinct confidence, highest first.
+
+    Returns (step, coverage, risk), each of shape (k, levels): the share of the questions
+    at that confidence, the share at or above it, and the error rate of those at or
+    above it. A level a row gives no question has step 0 (and is no point of that row's
+    curve); its risk is NaN when no question lies at or above it either.
+    """
+    questions, right = _levels_from_top(conf, corr, w)
+    covered = np.cumsum(questions, axis=1)
+    n = w.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        risk = np.cumsum(questions - right, axis=1) / covered
+    return questions / n, covered / n, risk
+
+
+def _weighted_aurc(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Area under the risk-coverage curve: ``sum_t risk(t) * (coverage(t) - coverage(t_prev))``."""
+    step, _, risk = _risk_coverage_steps(conf, corr, w)
+    return np.where(step > 0, step * risk, 0.0).sum(axis=1)
 
 
 def _point(weighted: Callable, conf: np.ndarray, corr: np.ndarray, **options) -> float:

@@ -25,7 +25,7 @@ from statistics import NormalDist
 import numpy as np
 import relplot
 
-from lm_eval_semcal.core import atoms, point_metrics, smece_kernel
+from lm_eval_semcal.core import atoms, point_metrics, selective, smece_kernel
 from lm_eval_semcal.core.atoms import _atoms, _validate
 from lm_eval_semcal.core.settings import BOOTSTRAP_SEED, CI_LEVEL, DEFAULT_BOOTSTRAP_ITERS
 
@@ -73,6 +73,7 @@ _WEIGHTED: dict[Callable, _Resampling] = {
     point_metrics.brier: _Resampling(atoms._weighted_brier),
     point_metrics.auroc: _Resampling(atoms._weighted_auroc),
     point_metrics.smece: _Resampling(smece_kernel._weighted_smece),
+    selective.aurc: _Resampling(atoms._weighted_aurc),
 }
 
 
@@ -126,10 +127,15 @@ def _check_interval_options(level, method) -> None:
 
 
 class _Scorer:
-    """A metric evaluated on count vectors over one set of atoms, on the statistic's scale."""
+    """A metric evaluated on count vectors over one set of atoms, on the statistic's scale.
 
-    def __init__(self, metric: Callable, conf: np.ndarray, corr: np.ndarray):
-        self.atom_conf, self.atom_corr, self.counts = _atoms(conf, corr)
+    The atoms (sorted by confidence, then correct, as `_atoms` gives them) may include
+    pairs no observed question has: the calibration test scores draws over every
+    (confidence, 0) and (confidence, 1) of the run's confidences.
+    """
+
+    def __init__(self, metric: Callable, atom_conf: np.ndarray, atom_corr: np.ndarray):
+        self.atom_conf, self.atom_corr = atom_conf, atom_corr
         self.resampling = _weighted_resampling(metric)
         self.metric = metric
         # A metric of `point_metrics` has its range; a generic one may lie anywhere.
@@ -147,9 +153,9 @@ class _Scorer:
             dtype=np.float64,
         )
 
-    def observed(self) -> tuple[float, float]:
+    def observed(self, counts: np.ndarray) -> tuple[float, float]:
         """(estimate, target) at the observed counts, on the statistic's scale."""
-        w = self.counts[None, :].astype(np.float64)
+        w = counts[None, :].astype(np.float64)
         with warnings.catch_warnings():
             # An undefined AUROC warns once, where the caller asks for the metric itself.
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -289,10 +295,11 @@ def bootstrap_distribution(
         ``bootstrap_distribution(metric, c, y, iters, seed).interval(method, level)``.
     """
     iters = _check_bootstrap_options(metric, iters)
-    scorer = _Scorer(metric, *_validate(confidence, correct))
-    estimate, target = scorer.observed()
+    atom_conf, atom_corr, counts = _atoms(*_validate(confidence, correct))
+    scorer = _Scorer(metric, atom_conf, atom_corr)
+    estimate, target = scorer.observed(counts)
     rng = np.random.default_rng(seed)
-    blocks = [scorer.statistic(w) for w in _resampled_counts(rng, scorer.counts, iters)]
+    blocks = [scorer.statistic(w) for w in _resampled_counts(rng, counts, iters)]
     stats = np.concatenate(blocks) if blocks else np.empty(0)
     nan = np.isnan(stats)
     _warn_nan_resamples(int(nan.sum()), iters)
@@ -315,8 +322,8 @@ def bootstrap_ci(
     metric : callable ``f(confidence, correct) -> float``
         Any corpus metric, invariant to question order. This package's `accuracy`,
         `mean_confidence`, `overconfidence`, `binned_ece` and `debiased_l2_ce` (default
-        bins), `brier` and `auroc` are evaluated for all resamples at once, and `smece`
-        per resample on the distinct pairs with weights (a few milliseconds each,
+        bins), `brier`, `auroc` and `aurc` are evaluated for all resamples at once, and
+        `smece` per resample on the distinct pairs with weights (a few milliseconds each,
         whatever n; through relplot itself when relplot's logit scaling is on); any
         other callable (e.g. a lambda around a metric) is called once per resample on
         arrays of n questions, so it costs ``iters`` times one evaluation on n questions.

@@ -1,9 +1,12 @@
 """The corpus metrics of a set of scored questions: one function for every caller.
 
-`corpus_metrics(records)` gives the nine corpus metrics of docs/metrics.md, the debiased
-L2 calibration error beside the plug-in ECE (`not_attempted` too, when every question was
-graded by a three-way judge), a 95% bootstrap interval for each calibration metric
-(ece, debiased_l2_ce, smece, brier, auroc) and lm-eval's standard error for each mean.
+`corpus_metrics(records)` gives the corpus metrics of docs/metrics.md, the debiased L2
+calibration error beside the plug-in ECE (`not_attempted` too, when every question was
+graded by a three-way judge), the Brier score's CORP parts and the accuracy at 50% and
+80% coverage, a 95% bootstrap interval for each calibration metric (ece,
+debiased_l2_ce, smece, brier, auroc, aurc), lm-eval's standard error for each mean, and
+the calibration test of smECE with the overconfidence it can detect (`TEST_ROWS`; its
+verdict in words, `calibration_verdict`, is the one every page prints).
 The lm-eval aggregations, `semcal report`, `semcal rescore`, `semcal agree`, `semcal
 compare` (with `paired_difference`) and the demo all compute through `metric_value` and
 `metric_interval` here, so they cannot disagree.
@@ -22,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +37,24 @@ from lm_eval_semcal.core.settings import (
     CI_LEVEL,
     CI_PERCENT,
     DEFAULT_BOOTSTRAP_ITERS,
+    TEST_ALPHA,
+    TEST_POWER,
 )
 
 __all__ = [
     "CALIBRATION_METRICS",
     "COMPARED_METRICS",
     "COVERAGE_FILE",
+    "CURVE_METRICS",
     "DEFAULT_INTERVAL_METHOD",
     "INTERVAL_METHOD",
     "INTERVAL_NOTES",
     "MEAN_METRICS",
     "METRICS",
+    "TEST_ROWS",
     "CorpusMetrics",
+    "calibration_test_rows",
+    "calibration_verdict",
     "corpus_metrics",
     "interval_notes",
     "mean",
@@ -71,7 +81,13 @@ METRICS: dict[str, str] = {
     "debiased_l2_ce": "lower",
     "smece": "lower",
     "brier": "lower",
+    "brier_miscalibration": "lower",
+    "brier_discrimination": "higher",
+    "brier_uncertainty": "-",
     "auroc": "higher",
+    "aurc": "lower",
+    "acc_at_50_coverage": "higher",
+    "acc_at_80_coverage": "higher",
     "sem_entropy": "-",
     "n_classes": "-",
     "no_answer": "lower",
@@ -83,6 +99,42 @@ CALIBRATION_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "smece": calibration.smece,
     "brier": calibration.brier,
     "auroc": calibration.auroc,
+    "aurc": calibration.aurc,
+}
+
+
+def _brier_miscalibration(confidence: np.ndarray, correct: np.ndarray) -> float:
+    return calibration.brier_decomposition(confidence, correct).miscalibration
+
+
+def _brier_discrimination(confidence: np.ndarray, correct: np.ndarray) -> float:
+    return calibration.brier_decomposition(confidence, correct).discrimination
+
+
+def _brier_uncertainty(confidence: np.ndarray, correct: np.ndarray) -> float:
+    return calibration.brier_decomposition(confidence, correct).uncertainty
+
+
+# Numbers read off one curve fitted to all the questions, shown without an interval: the
+# CORP split of the Brier score (the isotonic recalibration curve, `brier_decomposition`)
+# and the accuracy on the most confident half and 80% of the questions (the
+# risk-coverage curve, `selective_accuracy`).
+CURVE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "brier_miscalibration": _brier_miscalibration,
+    "brier_discrimination": _brier_discrimination,
+    "brier_uncertainty": _brier_uncertainty,
+    "acc_at_50_coverage": partial(calibration.selective_accuracy, coverage=0.5),
+    "acc_at_80_coverage": partial(calibration.selective_accuracy, coverage=0.8),
+}
+# The calibration test of smECE (`calibration_test_rows`), with the direction that is
+# better: its p-value, the median and 95th percentile of smECE over calibrated runs of
+# these confidences (the noise floor), and the least overconfidence it detects with 80%
+# power at 5%. Simulated like the intervals, they are NaN when the bootstrap is off.
+TEST_ROWS: dict[str, str] = {
+    "smece_p_value": "-",
+    "smece_noise_floor": "-",
+    "smece_noise_p95": "-",
+    "smece_detectable_overconfidence": "lower",
 }
 MEAN_METRICS = ("acc", "conf", "sem_entropy", "n_classes", "no_answer", "not_attempted")
 # What `semcal compare` sets side by side, each with a bootstrap interval: the means it
@@ -183,6 +235,8 @@ def question_items(record: QuestionRecord) -> dict[str, float | tuple[float, flo
         items[name] = pair
         items[f"{name}_ci_low"] = pair
         items[f"{name}_ci_high"] = pair
+    for name in (*CURVE_METRICS, *TEST_ROWS):
+        items[name] = pair
     return items
 
 
@@ -214,8 +268,86 @@ def warnings_logged(label: str) -> Iterator[None]:
 
 
 def metric_value(name: str, confidence: np.ndarray, correct: np.ndarray) -> float:
-    """Metric `name` of `COMPARED_METRICS` (the calibration metrics among them) of the questions."""
-    return float(COMPARED_METRICS[name](confidence, correct))
+    """Metric `name` of `COMPARED_METRICS` (the calibration metrics among them) or `CURVE_METRICS` of the questions."""
+    function = CURVE_METRICS[name] if name in CURVE_METRICS else COMPARED_METRICS[name]
+    return float(function(confidence, correct))
+
+
+def calibration_test_rows(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, float]:
+    """The rows of `TEST_ROWS`: the calibration test of smECE and the overconfidence it detects.
+
+    Parameters
+    ----------
+    confidence, correct : np.ndarray of shape (n,)
+        The questions' confidences and verdicts.
+    bootstrap_iters : int, default 1000
+        The calibrated runs drawn (`calibration_test`'s and `detectable_overconfidence`'s
+        `iters`), as many as the intervals' resamples; 0 leaves every row out (NaN), as
+        it does the intervals.
+    seed : int, default 0
+        The simulations' seed, the bootstrap's.
+
+    Returns
+    -------
+    dict of str to float
+        ``smece_p_value``, ``smece_noise_floor`` (the calibrated runs' median smECE) and
+        ``smece_noise_p95`` (their 95th percentile) from ``calibration_test(confidence,
+        correct, "smece", bootstrap_iters, seed)``; ``smece_detectable_overconfidence``
+        from ``detectable_overconfidence(confidence, "smece", power=0.8, alpha=0.05,
+        iters=bootstrap_iters, seed=seed)``, NaN where no shift reaches that power, or
+        where fewer than 19 draws cannot give a p-value of 0.05.
+    """
+    rows = dict.fromkeys(TEST_ROWS, math.nan)
+    if bootstrap_iters == 0:
+        return rows
+    test = calibration.calibration_test(confidence, correct, metric="smece", iters=bootstrap_iters, seed=seed)
+    rows.update(smece_p_value=test.p_value, smece_noise_floor=test.median, smece_noise_p95=test.null_high)
+    if 1 / (bootstrap_iters + 1) <= TEST_ALPHA:
+        found = calibration.detectable_overconfidence(
+            confidence, metric="smece", power=TEST_POWER, alpha=TEST_ALPHA, iters=bootstrap_iters, seed=seed
+        )
+        if found.overconfidence is not None:
+            rows["smece_detectable_overconfidence"] = found.overconfidence
+    return rows
+
+
+def calibration_verdict(p_value: float, alpha: float = TEST_ALPHA) -> str:
+    """The calibration test's verdict in words, as every page says it.
+
+    Parameters
+    ----------
+    p_value : float
+        ``smece_p_value``; NaN when the test was not run (0 resamples).
+    alpha : float, default 0.05
+        The level: ``p_value <= alpha`` reads "miscalibrated".
+
+    Returns
+    -------
+    str
+        The p-value is written with three decimals below 0.1, two above, and as
+        "p < 0.001" below 0.001 (1000 draws reach no lower than 1/1001).
+
+    Examples
+    --------
+    >>> calibration_verdict(0.4126)
+    'within noise of calibrated (p = 0.41)'
+    >>> calibration_verdict(3 / 1001), calibration_verdict(1 / 1001)
+    ('miscalibrated, p = 0.003', 'miscalibrated, p < 0.001')
+    >>> calibration_verdict(float("nan"))
+    'not tested (0 resamples)'
+    """
+    if math.isnan(p_value):
+        return "not tested (0 resamples)"
+    if p_value < 0.001:
+        written = "p < 0.001"
+    else:
+        written = f"p = {p_value:.3f}" if p_value < 0.1 else f"p = {p_value:.2f}"
+    return f"miscalibrated, {written}" if p_value <= alpha else f"within noise of calibrated ({written})"
 
 
 def metric_interval(
@@ -266,15 +398,22 @@ class CorpusMetrics:
     question was graded by a three-way judge, else all but `not_attempted` (the key is
     then absent); `intervals` the bootstrap interval of each calibration metric
     (`CALIBRATION_METRICS`; (nan, nan) when the bootstrap is off); `stderrs` lm-eval's
-    standard error of each mean metric in `values`; `bootstrap_iters` the resamples
-    the intervals were drawn from.
+    standard error of each mean metric in `values`; `test` the rows of `TEST_ROWS`
+    (`calibration_test_rows`; NaN when the bootstrap is off); `bootstrap_iters` the
+    resamples the intervals were drawn from, and the calibrated runs the test drew.
     """
 
     n: int
     values: dict[str, float]
     intervals: dict[str, tuple[float, float]]
     stderrs: dict[str, float]
+    test: dict[str, float]
     bootstrap_iters: int
+
+    @property
+    def verdict(self) -> str:
+        """The calibration test's verdict in words (`calibration_verdict`)."""
+        return calibration_verdict(self.test["smece_p_value"])
 
 
 def corpus_metrics(
@@ -291,9 +430,10 @@ def corpus_metrics(
     records : sequence of QuestionRecord
         One per question (from `score_questions`, or read back from a saved run).
     bootstrap_iters : int, default 1000
-        Resamples of the questions for the intervals; 0 leaves them out (NaN).
+        Resamples of the questions for the intervals, and calibrated runs drawn for the
+        calibration test; 0 leaves both out (NaN).
     seed : int, default 0
-        The bootstrap's seed.
+        The bootstrap's seed, and the test's.
     level : float in (0, 1), default 0.95
         The intervals' level.
     label : str, default "semcal"
@@ -308,7 +448,10 @@ def corpus_metrics(
         graded; it is left out otherwise. ece, debiased_l2_ce, smece, brier and auroc
         come from `lm_eval_semcal.core.calibration` with confidence = each record's
         plurality share, correct = its verdict, each with its bootstrap interval (the
-        method of `INTERVAL_METHOD`).
+        method of `INTERVAL_METHOD`), and so does aurc (`selective.aurc`). The
+        `CURVE_METRICS` (the Brier score's CORP parts, the accuracy at 50% and 80%
+        coverage) have no interval. `test` holds `calibration_test_rows`, with the same
+        resample count and seed.
 
     Examples
     --------
@@ -324,14 +467,19 @@ def corpus_metrics(
     >>> result = corpus_metrics(records, bootstrap_iters=0)
     >>> {name: round(value, 4) for name, value in result.values.items()}  # doctest: +NORMALIZE_WHITESPACE
     {'acc': 0.5, 'conf': 0.75, 'ece': 0.25, 'debiased_l2_ce': 0.0, 'smece': 0.25, 'brier': 0.3125,
-     'auroc': 0.5, 'sem_entropy': 0.5623, 'n_classes': 2.0, 'no_answer': 0.0}
-    >>> result.stderrs["acc"], result.intervals["ece"]
-    (0.5, (nan, nan))
+     'brier_miscalibration': 0.0625, 'brier_discrimination': 0.0, 'brier_uncertainty': 0.25,
+     'auroc': 0.5, 'aurc': 0.5, 'acc_at_50_coverage': 0.5, 'acc_at_80_coverage': 0.5,
+     'sem_entropy': 0.5623, 'n_classes': 2.0, 'no_answer': 0.0}
+    >>> result.stderrs["acc"], result.intervals["ece"], result.verdict
+    (0.5, (nan, nan), 'not tested (0 resamples)')
 
     One bin at confidence 0.75 with accuracy 0.5: ece = |0.75 - 0.5|; debiased_l2_ce
     clips 0.25**2 - 0.5 * 0.5 / 1 < 0 to 0; brier = (0.25**2 + 0.75**2) / 2; the one
     right and the one wrong answer tie (auroc 0.5); sem_entropy = -(0.75 ln 0.75 + 0.25
-    ln 0.25); the standard error of acc is sqrt(0.5) / sqrt(2).
+    ln 0.25); the standard error of acc is sqrt(0.5) / sqrt(2). One confidence: the
+    isotonic recalibration maps it to the accuracy 0.5, so miscalibration = 0.25**2 and
+    nothing is discriminated, uncertainty = 0.5 * 0.5; the risk-coverage curve is one
+    point at the error rate (aurc 0.5) and every coverage has accuracy 0.5.
     """
     if not records:
         raise ValueError("no questions to score: pass at least one record")
@@ -352,10 +500,13 @@ def corpus_metrics(
             values[name] = metric_value(name, confidence, correct)
         with warnings_logged(f"{label} {name} interval over {len(records)} questions"):
             intervals[name] = metric_interval(name, confidence, correct, bootstrap_iters, seed, level)
+    for name in CURVE_METRICS:
+        values[name] = metric_value(name, confidence, correct)
     return CorpusMetrics(
         n=len(records),
         values={name: values[name] for name in METRICS if name in values},
         intervals=intervals,
         stderrs=stderrs,
+        test=calibration_test_rows(confidence, correct, bootstrap_iters, seed),
         bootstrap_iters=bootstrap_iters,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lm_eval_semcal.core.atoms import _runs, _validate
+from lm_eval_semcal.core.atoms import _atoms, _runs, _validate
 from lm_eval_semcal.core.bootstrap import (
     BootstrapDistribution,
     _check_bootstrap_options,
@@ -74,7 +74,8 @@ def paired_bootstrap_distributions(
             f"model a and model b have different numbers of questions ({len(conf_a)} vs "
             f"{len(conf_b)}); pass the questions both answered, in the same order"
         )
-    scorers = (_Scorer(metric, conf_a, corr_a), _Scorer(metric, conf_b, corr_b))
+    model_atoms = (_atoms(conf_a, corr_a), _atoms(conf_b, corr_b))
+    scorers = tuple(_Scorer(metric, atom_conf, atom_corr) for atom_conf, atom_corr, _ in model_atoms)
     joint, joint_index = np.unique(
         np.column_stack([conf_a, corr_a, conf_b, corr_b]), axis=0, return_inverse=True
     )
@@ -87,7 +88,7 @@ def paired_bootstrap_distributions(
         order = np.argsort(model_index, kind="stable")
         projections.append((order, _runs(model_index[order])))
 
-    observed = [scorer.observed() for scorer in scorers]
+    observed = [scorer.observed(counts) for scorer, (_, _, counts) in zip(scorers, model_atoms)]
     rng = np.random.default_rng(seed)
     stats: list[list[np.ndarray]] = [[], []]
     for w in _resampled_counts(rng, joint_counts, iters):

@@ -64,6 +64,9 @@ def _weighted_smece(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> np.nda
     distinct, inverse = np.unique(w, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     residual_weights = distinct * (conf - corr)
+    # A basis row depends on its atom's confidence alone, and the atoms (c, 0) and (c, 1)
+    # share one: each distinct confidence is smoothed once.
+    levels, level_of = np.unique(conf, return_inverse=True)
     bases: dict[float, np.ndarray] = {}
 
     def smooth(rows: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +79,7 @@ def _weighted_smece(conf: np.ndarray, corr: np.ndarray, w: np.ndarray) -> np.nda
             ]
             return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
         if sigma not in bases:
-            bases[sigma] = _reflected_gaussian_smooth(conf, np.eye(len(conf)), sigma, t)
+            bases[sigma] = _reflected_gaussian_smooth(levels, np.eye(len(levels)), sigma, t)[level_of]
         return distinct[rows] @ bases[sigma], residual_weights[rows] @ bases[sigma]
 
     def smooth_ece(rows: np.ndarray, sigma: float) -> np.ndarray:

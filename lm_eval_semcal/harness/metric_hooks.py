@@ -5,7 +5,11 @@ aggregations are thin wrappers over `lm_eval_semcal.core.metrics`, the one metri
 that report, rescore and the demo use too. Each calibration metric X (ece,
 debiased_l2_ce, smece, brier, auroc) also gets `X_ci_low` and `X_ci_high`: the 95%
 bootstrap interval over questions (`core.metrics.INTERVAL_METHOD` says which), with a
-fixed seed, so a run's intervals are reproducible.
+fixed seed, so a run's intervals are reproducible. aurc has its interval too; the
+Brier score's parts and the accuracy at 50% and 80% coverage (`CURVE_METRICS`) have
+none. The rows of `TEST_ROWS` (the calibration test of smECE: p-value, noise floor, its
+95th percentile, the detectable overconfidence) draw as many calibrated runs as the
+intervals draw resamples, with the same seed, and are NaN when the intervals are off.
 
 The resample count is a run setting: `--metadata bootstrap_iters=N` (what `semcal run
 --bootstrap-iters N` sets), else the environment variable SEMCAL_BOOTSTRAP_ITERS, else
@@ -25,6 +29,9 @@ from lm_eval.api.registry import register_aggregation
 
 from lm_eval_semcal.core.metrics import (
     CALIBRATION_METRICS,
+    CURVE_METRICS,
+    TEST_ROWS,
+    calibration_test_rows,
     metric_interval,
     metric_value,
     question_items,
@@ -82,6 +89,25 @@ def _interval(name: str, items: Sequence[tuple[float, float]], iters: int) -> tu
     return _interval_cache[key]
 
 
+# The test's rows are aggregations over equal items too: one test per run and resample count.
+_test_cache: dict[tuple[int, str], dict[str, float]] = {}
+
+
+def _test_rows(items: Sequence[tuple[float, float]], iters: int) -> dict[str, float]:
+    confidence, correct = _pairs_to_arrays(items)
+    key = (iters, hashlib.sha1(confidence.tobytes() + correct.tobytes()).hexdigest())
+    if key not in _test_cache:
+        if len(_test_cache) > 64:
+            _test_cache.clear()
+        with warnings_logged(f"semcal calibration test over {len(confidence)} questions"):
+            _test_cache[key] = calibration_test_rows(confidence, correct, iters)
+    return _test_cache[key]
+
+
+def test_row(name: str, items: Sequence[tuple[float, float]], iters: int | None = None) -> float:
+    return _test_rows(items, bootstrap_iters() if iters is None else iters)[name]
+
+
 def point(name: str, items: Sequence[tuple[float, float]]) -> float:
     confidence, correct = _pairs_to_arrays(items)
     with warnings_logged(f"semcal {name} over {len(confidence)} questions"):
@@ -97,17 +123,21 @@ def interval_high(name: str, items: Sequence[tuple[float, float]], iters: int | 
 
 
 def aggregations(iters: int | None = None) -> dict[str, Callable[[Sequence], float]]:
-    """The aggregation of each calibration metric row, intervals with `iters` resamples
-    (None: read `bootstrap_iters()` when aggregating)."""
+    """The aggregation of each row that is not a mean: intervals and the calibration test
+    with `iters` resamples (None: read `bootstrap_iters()` when aggregating)."""
     found = {}
     for name in CALIBRATION_METRICS:
         found[name] = partial(point, name)
         found[f"{name}_ci_low"] = partial(interval_low, name, iters=iters)
         found[f"{name}_ci_high"] = partial(interval_high, name, iters=iters)
+    for name in CURVE_METRICS:
+        found[name] = partial(point, name)
+    for name in TEST_ROWS:
+        found[name] = partial(test_row, name, iters=iters)
     return found
 
 
-# The names the task YAMLs give as `aggregation: semcal_ece`, ... A SemcalTask replaces
+# The names the task YAMLs give as `aggregation: semcal_ece`, `semcal_smece_p_value`, ... A SemcalTask replaces
 # them with the same functions bound to its run's resample count (`aggregations`).
 for _row, _aggregate in aggregations().items():
     register_aggregation(f"semcal_{_row}")(_aggregate)

@@ -2,14 +2,18 @@
 
 Reads lm-eval output folders (any number of models, rescored runs too) and writes:
 
-- `metrics.csv`: per model, task and metric, the value, its 95% interval and n;
+- `metrics.csv`: per model, task and metric, the value, its 95% interval and n (the
+  Brier parts, the accuracy at 50% and 80% coverage and the calibration test's rows
+  have no interval: empty bounds);
 - `pairs.csv`: per pair of models, task and metric, the difference (model_b minus
   model_a) on the questions both answered, with a paired bootstrap interval: the same
   resampled questions for both models, so a question hard for both does not widen it;
 - `comparison.md` and `comparison.html` (one self-contained page: figures inline, opens
-  from disk): the models-by-tasks table, overlaid reliability diagrams per task, smECE
-  per model with pairs joined (`--pair A=B`), and the pairs table with the differences
-  whose interval excludes zero marked.
+  from disk): the models-by-tasks table, each model's calibration test (noise floor,
+  verdict, detectable overconfidence), Brier parts, AURC and accuracy at 50% and 80%
+  coverage, overlaid reliability diagrams per task, smECE per model with pairs joined
+  (`--pair A=B`), each task's risk-coverage curves (one per model), and the pairs table
+  with the differences whose interval excludes zero marked.
 
 Questions are matched across runs by lm-eval's hash of their document, never by their
 position. `compare_numbers` computes every number, `compare_page` builds the page; this
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import relplot
 
+from lm_eval_semcal.core import calibration
 from lm_eval_semcal.core.settings import CI_PERCENT, DEFAULT_BOOTSTRAP_ITERS
 from lm_eval_semcal.runs.compare_numbers import CompareError, Comparison, Entry, compare, entries_by_task
 from lm_eval_semcal.runs.compare_page import Image, page_blocks, write_page
@@ -156,16 +161,40 @@ def plot_smece(comparison: Comparison, path: Path) -> None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
-def draw_figures(comparison: Comparison, out_dir: Path) -> tuple[list[Image], Image]:
-    """Each task's overlaid reliability diagrams, and the smECE figure with the `--pair` pairs joined."""
-    reliability = []
+def plot_risk_coverage(task: str, entries: Sequence[Entry], path: Path) -> None:
+    """Each model's risk-coverage curve (`risk_coverage_curve`): the error rate among the
+    questions answered, the most confident first, against the share answered."""
+    with plotting():
+        fig = figure(6.4, 4.8)
+        ax = fig.add_subplot()
+        for index, entry in enumerate(entries):
+            coverage, risk = calibration.risk_coverage_curve(entry.run.confidence, entry.run.correct)
+            ax.plot(coverage, risk, marker="o", markersize=3, linewidth=2, color=COLORS[index % len(COLORS)],
+                    label=f"{entry.name} (AURC {calibration.aurc(entry.run.confidence, entry.run.correct):.3f})")  # fmt: skip
+        ax.set_xlim(0, 1)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("coverage (share of questions answered)")
+        ax.set_ylabel("risk (error rate among those answered)")
+        ax.set_title(f"{task}: risk-coverage")
+        ax.legend(loc="upper left", fontsize=9, frameon=False)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def draw_figures(comparison: Comparison, out_dir: Path) -> tuple[list[Image], Image, list[Image]]:
+    """Each task's overlaid reliability diagrams, the smECE figure with the `--pair` pairs
+    joined, and each task's risk-coverage curves."""
+    reliability, risk_coverage = [], []
     for index, (task, entries) in enumerate(comparison.by_task.items()):
+        names = ", ".join(e.name for e in entries)
         path = out_dir / f"reliability_{index + 1:02d}_{file_name(task)}.png"
         plot_overlaid_reliability(task, entries, path)
-        reliability.append(Image(path, f"{task}: reliability diagrams of {', '.join(e.name for e in entries)}"))
+        reliability.append(Image(path, f"{task}: reliability diagrams of {names}"))
+        path = out_dir / f"risk_coverage_{index + 1:02d}_{file_name(task)}.png"
+        plot_risk_coverage(task, entries, path)
+        risk_coverage.append(Image(path, f"{task}: risk-coverage curves of {names}"))
     smece = Image(out_dir / "smece.png", f"smECE per model with its {CI_PERCENT} interval")
     plot_smece(comparison, smece.path)
-    return reliability, smece
+    return reliability, smece, risk_coverage
 
 
 # --------------------------------------------------------------------------------------
@@ -211,6 +240,7 @@ def compare_runs(
     out_dir.mkdir(parents=True, exist_ok=True)
     comparison = compare(by_task, pairs, bootstrap_iters)
     tables = write_tables(comparison, out_dir)
-    reliability, smece = draw_figures(comparison, out_dir)
-    markdown, page = write_page(page_blocks(comparison, reliability, smece), out_dir)
-    return [*tables, markdown, page, *(image.path for image in reliability), smece.path]
+    reliability, smece, risk_coverage = draw_figures(comparison, out_dir)
+    markdown, page = write_page(page_blocks(comparison, reliability, smece, risk_coverage), out_dir)
+    return [*tables, markdown, page, *(image.path for image in reliability), smece.path,
+            *(image.path for image in risk_coverage)]  # fmt: skip

@@ -18,7 +18,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lm_eval_semcal.core.metrics import COMPARED_METRICS, metric_interval, metric_value, paired_difference, warnings_logged
+from lm_eval_semcal.core.metrics import (
+    COMPARED_METRICS,
+    CURVE_METRICS,
+    TEST_ROWS,
+    calibration_test_rows,
+    metric_interval,
+    metric_value,
+    paired_difference,
+    warnings_logged,
+)
 from lm_eval_semcal.runs.saved import RunDirError, TaskRun
 
 __all__ = ["CompareError", "Comparison", "Entry", "Estimate", "Pair", "compare", "entries_by_task", "pair_up"]
@@ -72,9 +81,10 @@ class Estimate:
 class Comparison:
     """Everything `semcal compare` writes: the entries per task, each one's metrics, the pairs and their differences.
 
-    `chosen` maps each `--pair` (A, B) to its position among them; `pairs` lists every
-    pair of each task, those chosen first, each with the difference B minus A of every
-    metric of `COMPARED_METRICS`.
+    `numbers` holds each entry's metrics (`entry_metrics`: `COMPARED_METRICS` with
+    intervals, `CURVE_METRICS` and `TEST_ROWS` without). `chosen` maps each `--pair`
+    (A, B) to its position among them; `pairs` lists every pair of each task, those chosen
+    first, each with the difference B minus A of every metric of `COMPARED_METRICS`.
     """
 
     by_task: dict[str, list[Entry]]
@@ -157,13 +167,20 @@ def _pairs(by_task: dict[str, list[Entry]], chosen: dict[tuple[str, str], int]) 
 
 
 def entry_metrics(entry: Entry, bootstrap_iters: int) -> dict[str, Estimate]:
-    """Each metric of `COMPARED_METRICS` on `entry`'s questions, with its interval."""
+    """Each metric of `COMPARED_METRICS` on `entry`'s questions with its interval, then those
+    of `CURVE_METRICS` and the rows of `TEST_ROWS` (the calibration test, `bootstrap_iters`
+    calibrated runs), which have none (NaN bounds)."""
     conf, corr = entry.run.confidence, entry.run.correct
     found = {}
     for name in COMPARED_METRICS:
         with warnings_logged(f"{entry.task} {entry.name} {name}"):
             low, high = metric_interval(name, conf, corr, bootstrap_iters)
             found[name] = Estimate(metric_value(name, conf, corr), low, high)
+    for name in CURVE_METRICS:
+        found[name] = Estimate(metric_value(name, conf, corr), math.nan, math.nan)
+    with warnings_logged(f"{entry.task} {entry.name} calibration test"):
+        for name, value in calibration_test_rows(conf, corr, bootstrap_iters).items():
+            found[name] = Estimate(value, math.nan, math.nan)
     return found
 
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lm_eval_semcal.core.metrics import INTERVAL_NOTES
-from lm_eval_semcal.core.settings import CI_PERCENT
+from lm_eval_semcal.core.metrics import INTERVAL_NOTES, calibration_verdict
+from lm_eval_semcal.core.settings import CI_PERCENT, TEST_ALPHA, TEST_POWER
 from lm_eval_semcal.runs.compare_numbers import Comparison, Estimate, Pair
-from lm_eval_semcal.runs.show import with_interval
+from lm_eval_semcal.runs.show import number, with_interval
 
 __all__ = ["Image", "Table", "page_blocks", "write_page"]
 
@@ -86,6 +86,39 @@ def _models_blocks(comparison: Comparison) -> list[object]:
     ]
 
 
+def _test_blocks(comparison: Comparison) -> list[object]:
+    """Each model's calibration test of smECE, the Brier score's parts and its selective accuracy."""
+    rows = []
+    for entry in comparison.entries:
+        values = {name: estimate.value for name, estimate in comparison.estimates(entry).items()}
+        rows.append((
+            entry.task, entry.name,
+            f"{number(values['smece_noise_floor'], DIGITS)} / {number(values['smece_noise_p95'], DIGITS)}",
+            calibration_verdict(values["smece_p_value"]),
+            number(values["smece_detectable_overconfidence"], DIGITS),
+            " / ".join(number(values[name], DIGITS) for name in (
+                "brier_miscalibration", "brier_discrimination", "brier_uncertainty")),
+            _with_interval(comparison.estimates(entry)["aurc"]),
+            number(values["acc_at_50_coverage"], DIGITS), number(values["acc_at_80_coverage"], DIGITS),
+        ))  # fmt: skip
+    return [
+        "## Is it calibrated? Calibration test, Brier parts, selective accuracy",
+        (
+            f"The calibration test draws {comparison.bootstrap_iters} runs of each model's questions whose verdicts are "
+            "Bernoulli(confidence): the noise floor is their median smECE / 95th percentile, what a calibrated model "
+            f"with these confidences shows; detectable: the least overconfidence the test finds with {TEST_POWER:.0%} "
+            f"power at {TEST_ALPHA:.0%}. Brier parts: miscalibration / discrimination / uncertainty (CORP); AURC: area "
+            "under the risk-coverage curve (lower is better); acc at 50% / 80%: accuracy on the most confident half / "
+            "80% of the questions."
+        ),
+        Table(
+            ("task", "model", "smECE noise floor", "calibration test", "detectable", "Brier MCB / DSC / UNC", "AURC",
+             "acc at 50%", "acc at 80%"),
+            rows,
+        ),  # fmt: skip
+    ]
+
+
 def _differs_sentence(pair: Pair) -> str | None:
     """What a pair's two runs differ in, and how many questions they share; None when nothing needs saying."""
     if not pair.differs and len(pair.shared) >= max(pair.a.run.n_questions, pair.b.run.n_questions):
@@ -121,8 +154,11 @@ def _pairs_blocks(comparison: Comparison) -> list[object]:
     ]
 
 
-def page_blocks(comparison: Comparison, reliability: Sequence[Image], smece: Image) -> list[object]:
-    """The page: the models' table, the reliability diagrams, the smECE figure and the pairs' table.
+def page_blocks(
+    comparison: Comparison, reliability: Sequence[Image], smece: Image, risk_coverage: Sequence[Image]
+) -> list[object]:
+    """The page: the models' tables, the reliability diagrams, the smECE figure, the
+    risk-coverage curves and the pairs' table.
 
     Parameters
     ----------
@@ -132,6 +168,8 @@ def page_blocks(comparison: Comparison, reliability: Sequence[Image], smece: Ima
         The overlaid reliability diagram of each task.
     smece : Image
         The smECE figure (`--pair` pairs joined by arrows).
+    risk_coverage : sequence of Image
+        The risk-coverage curves of each task, one per model.
 
     Returns
     -------
@@ -141,10 +179,13 @@ def page_blocks(comparison: Comparison, reliability: Sequence[Image], smece: Ima
     joined = " (pairs joined, arrow from the first to the second)" if comparison.chosen else ""
     return [
         *_models_blocks(comparison),
+        *_test_blocks(comparison),
         "## Reliability diagrams",
         *reliability,
         f"## smECE per model{joined}",
         smece,
+        "## Risk-coverage curves (the most confident answered first)",
+        *risk_coverage,
         *_pairs_blocks(comparison),
     ]
 

@@ -131,6 +131,7 @@ def _results_rows(metrics: CorpusMetrics) -> dict[str, float]:
             rows[f"{name}_stderr"] = metrics.stderrs[name]
         if name in metrics.intervals:
             rows[f"{name}_ci_low"], rows[f"{name}_ci_high"] = metrics.intervals[name]
+    rows.update(metrics.test)
     return rows
 
 
