@@ -149,7 +149,16 @@ def world_truths(accuracy_at) -> dict[str, float]:
         "smece": float(smece(conf, correct)),
         "brier": float(brier_score),
         "auroc": float(auc),
+        "aurc": float(exact_aurc(p, wrong)),
     }
+
+
+def exact_aurc(mass: np.ndarray, wrong: np.ndarray) -> float:
+    """AURC of a world: levels from the most confident down, each adding its mass at the
+    error rate of all the questions at or above it."""
+    covered, wrong_covered = np.cumsum(mass[::-1]), np.cumsum(wrong[::-1])
+    present = mass[::-1] > 0
+    return float((wrong_covered[present] / covered[present] * mass[::-1][present]).sum())
 
 
 def confidences(v: np.ndarray) -> np.ndarray:

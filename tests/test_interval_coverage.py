@@ -109,7 +109,7 @@ def test_the_script_writes_the_coverage_the_notes_read(tmp_path, monkeypatch, ca
         "level": CI_LEVEL, "resamples": 40, "corpora": 3, "smece_corpora": 1, "sizes": [60],
     }  # fmt: skip
     worlds = ["calibrated", "overconfident", "mixed", "calibrated - overconfident", "mixed - mixed"]
-    metrics = ["acc", "conf", "overconfidence", "ece", "debiased_l2_ce", "smece", "brier", "auroc"]
+    metrics = ["acc", "conf", "overconfidence", "ece", "debiased_l2_ce", "smece", "brier", "auroc", "aurc"]
     assert [(c["world"], c["n"], c["metric"]) for c in written["cells"]] == [(w, 60, m) for w in worlds for m in metrics]
     assert all(c["corpora"] == (1 if c["metric"] == "smece" else 3) for c in written["cells"])
     assert "the notes beside the intervals will read" in capsys.readouterr().out
@@ -163,3 +163,15 @@ def test_the_calibration_test_mode_refuses_metrics_it_cannot_test(capsys):
     with pytest.raises(SystemExit):
         load_script().main(["--calibration-test", "--metrics", "brier"])
     assert "--calibration-test tests smece, ece, debiased_l2_ce only, not brier" in capsys.readouterr().err
+
+
+def test_a_worlds_exact_aurc_is_the_aurc_of_its_many_questions():
+    script = load_script()
+    from lm_eval_semcal.core.calibration import aurc
+
+    for accuracy_at in script.WORLDS.values():
+        p, acc = script.CONFIDENCE_PROBABILITY, accuracy_at(script.GRID)
+        right, wrong = np.round(p * acc * 10**6).astype(int), np.round(p * (1 - acc) * 10**6).astype(int)
+        confidence = np.concatenate([np.repeat(script.GRID, right), np.repeat(script.GRID, wrong)])
+        correct = np.concatenate([np.ones(right.sum()), np.zeros(wrong.sum())])
+        assert script.world_truths(accuracy_at)["aurc"] == pytest.approx(aurc(confidence, correct), abs=1e-5)

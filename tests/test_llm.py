@@ -738,7 +738,7 @@ def test_a_judged_task_reports_not_attempted_beside_no_answer(tmp_path, server):
     write_reports(out, tmp_path / "report", bootstrap_iters=0)
     text = (tmp_path / "report" / "semcal_triviaqa_llm.md").read_text()
     assert "| no_answer | 0.0625 |  | lower |\n| not_attempted | 0.1875 |  | lower |\n" in text
-    assert "(11 of 11 metrics reported there)" in text
+    assert "(17 of 17 metrics reported there)" in text
 
     # Regrouped without the judge, the run reports no not_attempted and its samples log none.
     args = {"model": "reader", "base_url": base_url(server), "cache": str(tmp_path / "c.sqlite")}
