@@ -338,7 +338,8 @@ def test_the_page_renders_in_a_real_browser(runs, tmp_path):
     )
     dom = subprocess.run([binary, *flags, "--dump-dom", probe.as_uri()], check=True, capture_output=True, text=True, timeout=120).stdout
     figures = re.search(r'data-figures="(\d+)/(\d+)"', dom)
-    assert figures and figures.group(1) == figures.group(2) and int(figures.group(2)) == 2, dom[:500]
+    # reliability, smECE per model, risk-coverage
+    assert figures and figures.group(1) == figures.group(2) and int(figures.group(2)) == 3, dom[:500]
     assert ">base<" in dom and ">tuned<" in dom
 
     from matplotlib.image import imread
